@@ -1,0 +1,109 @@
+export const GROUP = 'rowcast.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+export const DATABASE_QUERY_RESOURCE = {
+  kind: 'DatabaseQueryResource',
+  listKind: 'DatabaseQueryResourceList',
+  plural: 'databasequeryresources',
+  singular: 'databasequeryresource',
+  shortName: 'dqr',
+} as const;
+
+export const CLUSTER_TARGET = {
+  kind: 'ClusterTarget',
+  listKind: 'ClusterTargetList',
+  plural: 'clustertargets',
+  singular: 'clustertarget',
+  shortName: 'ct',
+} as const;
+
+export const CATEGORY = 'rowcast';
+
+/**
+ * Label on every object Rowcast writes to a member. Its value is a short hash
+ * of hub id + DQR namespace/name, because owner references cannot cross
+ * clusters and label values are capped at 63 characters. Pruning lists by it.
+ */
+export const OWNER_LABEL = `${GROUP}/owner`;
+
+export const ANNOTATIONS = {
+  /** Hub id, namespace, name and uid of the owning DQR, in full. */
+  ownerRef: `${GROUP}/owner-ref`,
+  /** The row key the object was rendered from. */
+  rowKey: `${GROUP}/row-key`,
+  /** Hash of the rendered object: an unchanged object is not sent again. */
+  hash: `${GROUP}/hash`,
+  /**
+   * Set on a DQR by a person to let a sync prune past `spec.pruneLimit`. The
+   * value must equal the DQR's current `metadata.generation` (as a decimal
+   * string), so a confirmation never carries over to an edited spec. The
+   * controller removes the annotation after the confirmed sync has pruned, so
+   * one confirmation releases one blocked sync, not every later one.
+   */
+  confirmPrune: `${GROUP}/confirm-prune`,
+} as const;
+
+/** Held on DQRs until their member objects are deleted or orphaned. */
+export const FINALIZER = `${GROUP}/finalizer`;
+
+export const CONDITION_TYPES = {
+  /** DQR and ClusterTarget: the summary a person looks at first. */
+  ready: 'Ready',
+  /** DQR: the connection Secret was read and the database answered. */
+  databaseConnected: 'DatabaseConnected',
+  /** DQR: the last sync applied and pruned everything it wanted to. */
+  synced: 'Synced',
+  /** ClusterTarget: the member's apiserver answered the last probe. */
+  reachable: 'Reachable',
+} as const;
+export type ConditionType = (typeof CONDITION_TYPES)[keyof typeof CONDITION_TYPES];
+
+export const REASONS = {
+  /** Every selected row is applied on every selected cluster. */
+  synced: 'Synced',
+  /** Some rows or clusters failed; the rest were applied. */
+  partiallySynced: 'PartiallySynced',
+  /** The sync stopped before applying anything (query error, no pool...). */
+  syncFailed: 'SyncFailed',
+  /** The sync would prune more than `spec.pruneLimit`; waiting for a person. */
+  pruneBlocked: 'PruneBlocked',
+  /** The spec failed validation; nothing is done until it is fixed. */
+  invalidSpec: 'InvalidSpec',
+  /** The targets select no ClusterTarget this DQR may use. */
+  noClustersSelected: 'NoClustersSelected',
+  /** The first sync of this generation has not finished yet. */
+  progressing: 'Progressing',
+  /** The finalizer is deleting or orphaning member objects. */
+  deleting: 'Deleting',
+  connected: 'Connected',
+  connectionFailed: 'ConnectionFailed',
+  queryFailed: 'QueryFailed',
+  /** A referenced Secret does not exist. */
+  secretNotFound: 'SecretNotFound',
+  /** A referenced Secret lacks a key or holds an unusable value. */
+  secretInvalid: 'SecretInvalid',
+  reachable: 'Reachable',
+  unreachable: 'Unreachable',
+  /** The member answered 401 or 403 to the kubeconfig's credentials. */
+  unauthorized: 'Unauthorized',
+  /** The kubeconfig uses exec or auth-provider plugins or file paths. */
+  kubeconfigRefused: 'KubeconfigRefused',
+  kubeconfigInvalid: 'KubeconfigInvalid',
+  /** `spec.paused` is true. */
+  paused: 'Paused',
+} as const;
+export type Reason = (typeof REASONS)[keyof typeof REASONS];
+
+/** Bounds that keep status objects small; the ledger holds the full detail. */
+export const STATUS_LIMITS = {
+  conditions: 8,
+  conditionMessageLength: 32768,
+  clusters: 1000,
+  failingRows: 10,
+  errorMessageLength: 512,
+  rowKeyLength: 1024,
+} as const;
+
+/** What `spec.rateLimit` fields mean when they are 0 or absent. */
+export const RATE_LIMIT_DEFAULTS = { qps: 50, burst: 100, concurrency: 8 } as const;

@@ -1,0 +1,506 @@
+import {
+  conditionsSchema,
+  countSchema,
+  durationSchema,
+  generationSchema,
+  labelSelectorSchema,
+  nameSchema,
+  PATTERNS,
+} from './common-schemas.ts';
+import { API_VERSION, CONDITION_TYPES, DATABASE_QUERY_RESOURCE, STATUS_LIMITS } from './constants.ts';
+import { parseGoDuration } from './go-duration.ts';
+import { parseEnvelope, toLabelSelector, type Condition, type LabelSelector, type LabelSelectorOperator, type ObjectMeta } from './meta.ts';
+import type { ObjectSchema, StringSchema } from './schema.ts';
+import { validate, type ParseResult } from './validate.ts';
+
+const PERCENT = /^(100|[1-9]?[0-9])%$/u;
+
+function secretKey(description: string, defaultKey: string): StringSchema {
+  return {
+    type: 'string',
+    description: `${description} Default: ${defaultKey}.`,
+    maxLength: 253,
+    pattern: PATTERNS.secretKey,
+    default: defaultKey,
+  };
+}
+
+function sqlIdentifier(description: string): StringSchema {
+  return {
+    type: 'string',
+    description: `${description} An unquoted SQL identifier; Rowcast quotes it as written, so use the name as PostgreSQL stores it (lower case unless it was created quoted).`,
+    maxLength: 63,
+    pattern: PATTERNS.sqlIdentifier,
+  };
+}
+
+function qualifiedSqlIdentifier(description: string): StringSchema {
+  return {
+    ...sqlIdentifier(description),
+    description: `${description} A table name, optionally schema-qualified (schema.table); each part is an unquoted SQL identifier that Rowcast quotes as written.`,
+    maxLength: 127,
+    pattern: PATTERNS.sqlQualifiedIdentifier,
+  };
+}
+
+const clusterRef: StringSchema = {
+  type: 'string',
+  description:
+    'A ClusterTarget: its name in this namespace, or namespace/name for one in another namespace that lists this namespace in spec.allowedSourceNamespaces.',
+  maxLength: 317,
+  pattern: `^(${PATTERNS.dnsLabel.slice(1, -1)}/)?${PATTERNS.dnsSubdomain.slice(1)}`,
+};
+
+export const databaseQueryResourceSpecSchema: ObjectSchema = {
+  type: 'object',
+  description: 'What to query, how to render each row, and where to apply the result.',
+  required: ['database', 'query', 'template', 'targets'],
+  properties: {
+    database: {
+      type: 'object',
+      description: 'The database the query runs against.',
+      required: ['connectionSecretRef'],
+      properties: {
+        type: {
+          type: 'string',
+          description: 'The database engine.',
+          enum: ['postgres'],
+          default: 'postgres',
+        },
+        connectionSecretRef: {
+          type: 'object',
+          description:
+            "A Secret in the DQR's namespace holding the connection settings, one per key. A changed Secret (a rotated password) rebuilds the pool; managed objects are kept. The sslmode key is optional and defaults to prefer.",
+          required: ['name'],
+          properties: {
+            name: nameSchema('Name of the Secret.'),
+            hostKey: secretKey('Key holding the host name or address.', 'host'),
+            portKey: secretKey('Key holding the port.', 'port'),
+            userKey: secretKey('Key holding the user name.', 'username'),
+            passwordKey: secretKey('Key holding the password.', 'password'),
+            dbNameKey: secretKey('Key holding the database name.', 'dbname'),
+            sslModeKey: secretKey('Key holding the libpq sslmode (prefer when the key is absent).', 'sslmode'),
+          },
+        },
+        pool: {
+          type: 'object',
+          description: 'Connection pool settings.',
+          default: {},
+          properties: {
+            max: {
+              type: 'integer',
+              format: 'int32',
+              description: 'Most connections the pool opens.',
+              minimum: 1,
+              maximum: 100,
+              default: 5,
+            },
+            idleTimeout: durationSchema({
+              description: 'How long an unused connection stays open (Go duration, at least 1s).',
+              default: '30s',
+              minimum: '1s',
+            }),
+            statementTimeout: durationSchema({
+              description:
+                'statement_timeout for every statement Rowcast runs (Go duration, at least 1ms; "0" leaves it to the server). A hung query would otherwise hold the DQR forever.',
+              default: '60s',
+              minimum: '1ms',
+              zeroAllowed: true,
+            }),
+          },
+        },
+      },
+    },
+    query: {
+      type: 'string',
+      description:
+        'SQL run in a READ ONLY transaction. Several statements may be given, separated by semicolons; all but the last are setup (such as SET statement_timeout) and the last returns the rows. Rows are read in batches.',
+      minLength: 1,
+      maxLength: 131072,
+    },
+    rowKey: {
+      type: 'array',
+      description:
+        'The columns that identify a row, in order; the key is stamped on every object made from the row. Default: the first column of the result.',
+      minItems: 1,
+      maxItems: 16,
+      listType: 'atomic',
+      items: { type: 'string', description: 'A column name as the query returns it.', minLength: 1, maxLength: 63 },
+      rules: [
+        {
+          cel: 'self.all(c, self.exists_one(d, d == c))',
+          message: 'column names must be unique',
+          holds: (self) => new Set(self).size === self.length,
+        },
+      ],
+    },
+    pollInterval: durationSchema({
+      description:
+        'How often the query runs (Go duration, at least 1s). With change detection it is the safety net, not the main trigger.',
+      default: '30s',
+      minimum: '1s',
+    }),
+    changeDetection: {
+      type: 'object',
+      description: 'How Rowcast notices changes between polls.',
+      default: {},
+      properties: {
+        mode: {
+          type: 'string',
+          description:
+            'none: run the query every pollInterval. timestamp: run SELECT max(timestampColumn) FROM tableName first and skip the query while it is unchanged. notify: LISTEN on channel and sync (debounced) on every notification and after every reconnect; the poll still runs.',
+          enum: ['none', 'timestamp', 'notify'],
+          default: 'none',
+        },
+        tableName: qualifiedSqlIdentifier('The table watched in timestamp mode.'),
+        timestampColumn: sqlIdentifier('The column of tableName whose maximum changes with every write, in timestamp mode.'),
+        channel: sqlIdentifier('The channel to LISTEN on in notify mode.'),
+      },
+      rules: [
+        {
+          cel: "!has(self.mode) || self.mode != 'timestamp' || has(self.tableName)",
+          message: 'tableName is required when mode is timestamp',
+          fieldPath: '.tableName',
+          reason: 'FieldValueRequired',
+          holds: (self) => self['mode'] !== 'timestamp' || self['tableName'] !== undefined,
+        },
+        {
+          cel: "!has(self.mode) || self.mode != 'timestamp' || has(self.timestampColumn)",
+          message: 'timestampColumn is required when mode is timestamp',
+          fieldPath: '.timestampColumn',
+          reason: 'FieldValueRequired',
+          holds: (self) => self['mode'] !== 'timestamp' || self['timestampColumn'] !== undefined,
+        },
+        {
+          cel: "!has(self.mode) || self.mode != 'notify' || has(self.channel)",
+          message: 'channel is required when mode is notify',
+          fieldPath: '.channel',
+          reason: 'FieldValueRequired',
+          holds: (self) => self['mode'] !== 'notify' || self['channel'] !== undefined,
+        },
+      ],
+    },
+    template: {
+      type: 'string',
+      description:
+        'Handlebars template producing YAML or JSON: one or more Kubernetes objects per row. Context: row (column name to value), metadata (this DQR\'s name, namespace, labels, annotations), cluster (the target\'s name and labels), so a row can render differently per cluster. No HTML escaping; a missing field is an error, not an empty string.',
+      minLength: 1,
+      maxLength: 262144,
+    },
+    targets: {
+      type: 'object',
+      description:
+        'The member clusters rows are applied to. At least one of clusters, clusterSelector or rowClusterColumn must be set; clusters and clusterSelector add up.',
+      properties: {
+        clusters: {
+          type: 'array',
+          description: 'ClusterTargets by name.',
+          maxItems: 256,
+          listType: 'set',
+          items: clusterRef,
+        },
+        clusterSelector: labelSelectorSchema(
+          'ClusterTargets by label, in this namespace and in any namespace whose ClusterTargets allow this one; {} selects them all.',
+        ),
+        rowClusterColumn: {
+          type: 'string',
+          description:
+            'A column naming the clusters of its own row: one cluster reference as in clusters, or an array of them. When clusters or clusterSelector is also set, a row can only pick among the clusters they select.',
+          minLength: 1,
+          maxLength: 63,
+        },
+      },
+      rules: [
+        {
+          cel: '(has(self.clusters) && size(self.clusters) > 0) || has(self.clusterSelector) || has(self.rowClusterColumn)',
+          message: 'must set at least one of clusters, clusterSelector or rowClusterColumn',
+          holds: (self) =>
+            (Array.isArray(self['clusters']) && self['clusters'].length > 0) ||
+            self['clusterSelector'] !== undefined ||
+            self['rowClusterColumn'] !== undefined,
+        },
+      ],
+    },
+    prune: {
+      type: 'boolean',
+      description: 'Delete member objects whose row is gone. Nothing is ever pruned after a failed query or sync.',
+      default: true,
+    },
+    pruneLimit: {
+      type: 'int-or-string',
+      description:
+        "The most of this DQR's objects one sync may prune: a percentage (\"50%\", of the objects it manages across all clusters, rounded down) or a count (10). A sync over the limit stops and waits for the rowcast.dev/confirm-prune annotation set to the DQR's metadata.generation. 0 or \"0%\" makes every prune wait.",
+      default: '50%',
+      rules: [
+        {
+          cel: "type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')",
+          message: 'must be a count >= 0 or a percentage from 0% to 100%',
+          holds: (self) => (typeof self === 'number' ? self >= 0 : PERCENT.test(self)),
+        },
+      ],
+    },
+    deletionPolicy: {
+      type: 'string',
+      description: 'What happens to member objects when this DQR is deleted: Delete them, or Orphan them (they stay, unmanaged).',
+      enum: ['Delete', 'Orphan'],
+      default: 'Delete',
+    },
+    statusUpdateQueryTemplate: {
+      type: 'string',
+      description:
+        'SQL run after a managed object\'s status changes on a member. A Handlebars template in which {{param EXPR}} becomes a bind parameter ($1, $2...): values never become SQL text. Context: resource (the object as seen on the member), row (the row it was made from), cluster (name and labels).',
+      minLength: 1,
+      maxLength: 65536,
+    },
+    ledger: {
+      type: 'object',
+      description:
+        'A table in the same database where Rowcast keeps one row per managed object (row key, cluster, kind, namespace, name, hash, applied at, status, last error), inserted on create and deleted on prune.',
+      required: ['table'],
+      properties: {
+        table: qualifiedSqlIdentifier('The ledger table.'),
+      },
+    },
+  },
+};
+
+export const databaseQueryResourceStatusSchema: ObjectSchema = {
+  type: 'object',
+  description: 'What the controller last observed and did; counts only, the ledger holds the detail.',
+  properties: {
+    observedGeneration: generationSchema('The metadata.generation the status describes.'),
+    conditions: conditionsSchema([CONDITION_TYPES.ready, CONDITION_TYPES.databaseConnected, CONDITION_TYPES.synced]),
+    rowCount: countSchema('Rows the last successful query returned.'),
+    clusterCount: countSchema('Member clusters the targets select.'),
+    lastSyncTime: { type: 'string', format: 'date-time', description: 'When the last sync finished.' },
+    clusters: {
+      type: 'array',
+      description: 'Per member cluster, what the last sync did.',
+      maxItems: STATUS_LIMITS.clusters,
+      listType: 'map',
+      listMapKeys: ['name'],
+      items: {
+        type: 'object',
+        description: 'The last sync on one member cluster.',
+        required: ['name'],
+        properties: {
+          name: { type: 'string', description: 'The cluster reference (name or namespace/name).', maxLength: 317 },
+          applied: countSchema('Objects applied or already up to date.'),
+          failed: countSchema('Objects that could not be applied.'),
+          pruned: countSchema('Objects deleted because their row is gone.'),
+          lastError: {
+            type: 'string',
+            description: 'The last error on this cluster, shortened.',
+            maxLength: STATUS_LIMITS.errorMessageLength,
+          },
+        },
+      },
+    },
+    failingRows: {
+      type: 'array',
+      description: `The first ${STATUS_LIMITS.failingRows} rows that failed, with where and why.`,
+      maxItems: STATUS_LIMITS.failingRows,
+      listType: 'atomic',
+      items: {
+        type: 'object',
+        description: 'One failed row.',
+        required: ['rowKey', 'message'],
+        properties: {
+          rowKey: { type: 'string', description: 'The row key.', maxLength: STATUS_LIMITS.rowKeyLength },
+          cluster: { type: 'string', description: 'The cluster it failed on, when it failed on one.', maxLength: 317 },
+          field: {
+            type: 'string',
+            description: 'The template location or manifest field at fault, when known.',
+            maxLength: 1024,
+          },
+          message: { type: 'string', description: 'What went wrong.', maxLength: STATUS_LIMITS.errorMessageLength },
+        },
+      },
+    },
+  },
+};
+
+export interface ConnectionSecretRef {
+  readonly name: string;
+  readonly hostKey: string;
+  readonly portKey: string;
+  readonly userKey: string;
+  readonly passwordKey: string;
+  readonly dbNameKey: string;
+  readonly sslModeKey: string;
+}
+
+export type ChangeDetection =
+  | { readonly mode: 'none' }
+  | { readonly mode: 'timestamp'; readonly tableName: string; readonly timestampColumn: string }
+  | { readonly mode: 'notify'; readonly channel: string };
+
+export interface ClusterRef {
+  /** undefined: the DQR's own namespace. */
+  readonly namespace: string | undefined;
+  readonly name: string;
+}
+
+export interface Targets {
+  readonly clusters: readonly ClusterRef[];
+  readonly clusterSelector: LabelSelector | undefined;
+  readonly rowClusterColumn: string | undefined;
+}
+
+export type PruneLimit = { readonly kind: 'percent'; readonly percent: number } | { readonly kind: 'count'; readonly count: number };
+
+export type DeletionPolicy = 'Delete' | 'Orphan';
+
+/** The spec with defaults applied and durations in milliseconds. */
+export interface DatabaseQueryResourceSpec {
+  readonly database: {
+    readonly type: 'postgres';
+    readonly connectionSecretRef: ConnectionSecretRef;
+    readonly pool: { readonly max: number; readonly idleTimeoutMs: number; readonly statementTimeoutMs: number };
+  };
+  readonly query: string;
+  /** undefined: the first column. */
+  readonly rowKey: readonly string[] | undefined;
+  readonly pollIntervalMs: number;
+  readonly changeDetection: ChangeDetection;
+  readonly template: string;
+  readonly targets: Targets;
+  readonly prune: boolean;
+  readonly pruneLimit: PruneLimit;
+  readonly deletionPolicy: DeletionPolicy;
+  readonly statusUpdateQueryTemplate: string | undefined;
+  readonly ledger: { readonly table: string } | undefined;
+}
+
+export interface DatabaseQueryResource {
+  readonly apiVersion: typeof API_VERSION;
+  readonly kind: typeof DATABASE_QUERY_RESOURCE.kind;
+  readonly metadata: ObjectMeta;
+  readonly spec: DatabaseQueryResourceSpec;
+}
+
+export interface ClusterSyncStatus {
+  readonly name: string;
+  readonly applied?: number;
+  readonly failed?: number;
+  readonly pruned?: number;
+  readonly lastError?: string;
+}
+
+export interface FailingRow {
+  readonly rowKey: string;
+  readonly cluster?: string;
+  readonly field?: string;
+  readonly message: string;
+}
+
+export interface DatabaseQueryResourceStatus {
+  readonly observedGeneration?: number;
+  readonly conditions?: readonly Condition[];
+  readonly rowCount?: number;
+  readonly clusterCount?: number;
+  readonly lastSyncTime?: string;
+  readonly clusters?: readonly ClusterSyncStatus[];
+  readonly failingRows?: readonly FailingRow[];
+}
+
+/** How many objects one sync may prune before it needs a confirmation. */
+export function allowedPrunes(limit: PruneLimit, managedObjects: number): number {
+  return limit.kind === 'count' ? limit.count : Math.floor((managedObjects * limit.percent) / 100);
+}
+
+// The shape `validate` leaves behind once defaults are in and every check passed.
+interface ValidSpec {
+  database: {
+    type: 'postgres';
+    connectionSecretRef: ConnectionSecretRef;
+    pool: { max: number; idleTimeout: string; statementTimeout: string };
+  };
+  query: string;
+  rowKey?: string[];
+  pollInterval: string;
+  changeDetection: { mode: ChangeDetection['mode']; tableName?: string; timestampColumn?: string; channel?: string };
+  template: string;
+  targets: {
+    clusters?: string[];
+    clusterSelector?: {
+      matchLabels?: Record<string, string>;
+      matchExpressions?: { key: string; operator: LabelSelectorOperator; values?: string[] }[];
+    };
+    rowClusterColumn?: string;
+  };
+  prune: boolean;
+  pruneLimit: number | string;
+  deletionPolicy: DeletionPolicy;
+  statusUpdateQueryTemplate?: string;
+  ledger?: { table: string };
+}
+
+function toChangeDetection(raw: ValidSpec['changeDetection']): ChangeDetection {
+  switch (raw.mode) {
+    case 'none':
+      return { mode: 'none' };
+    case 'timestamp':
+      return { mode: 'timestamp', tableName: raw.tableName ?? '', timestampColumn: raw.timestampColumn ?? '' };
+    case 'notify':
+      return { mode: 'notify', channel: raw.channel ?? '' };
+  }
+}
+
+function toClusterRef(ref: string): ClusterRef {
+  const slash = ref.indexOf('/');
+  return slash < 0 ? { namespace: undefined, name: ref } : { namespace: ref.slice(0, slash), name: ref.slice(slash + 1) };
+}
+
+function toSpec(raw: ValidSpec): DatabaseQueryResourceSpec {
+  const { pool } = raw.database;
+  return {
+    database: {
+      type: raw.database.type,
+      connectionSecretRef: raw.database.connectionSecretRef,
+      pool: {
+        max: pool.max,
+        idleTimeoutMs: parseGoDuration(pool.idleTimeout),
+        statementTimeoutMs: parseGoDuration(pool.statementTimeout),
+      },
+    },
+    query: raw.query,
+    rowKey: raw.rowKey,
+    pollIntervalMs: parseGoDuration(raw.pollInterval),
+    changeDetection: toChangeDetection(raw.changeDetection),
+    template: raw.template,
+    targets: {
+      clusters: (raw.targets.clusters ?? []).map(toClusterRef),
+      clusterSelector: raw.targets.clusterSelector === undefined ? undefined : toLabelSelector(raw.targets.clusterSelector),
+      rowClusterColumn: raw.targets.rowClusterColumn,
+    },
+    prune: raw.prune,
+    pruneLimit:
+      typeof raw.pruneLimit === 'number'
+        ? { kind: 'count', count: raw.pruneLimit }
+        : { kind: 'percent', percent: Number(raw.pruneLimit.slice(0, -1)) },
+    deletionPolicy: raw.deletionPolicy,
+    statusUpdateQueryTemplate: raw.statusUpdateQueryTemplate,
+    ledger: raw.ledger,
+  };
+}
+
+/**
+ * Validates a DatabaseQueryResource as the apiserver would (schema and CEL
+ * rules), plus unknown fields, and returns it defaulted, or every error found.
+ */
+export function parseDatabaseQueryResource(obj: unknown): ParseResult<DatabaseQueryResource> {
+  const envelope = parseEnvelope(obj, DATABASE_QUERY_RESOURCE.kind);
+  const spec = validate(databaseQueryResourceSpecSchema, envelope.spec, 'spec');
+  const errors = [...envelope.errors, ...spec.errors];
+  if (errors.length > 0 || envelope.metadata === undefined) return { ok: false, errors };
+  return {
+    ok: true,
+    value: {
+      apiVersion: API_VERSION,
+      kind: DATABASE_QUERY_RESOURCE.kind,
+      metadata: envelope.metadata,
+      spec: toSpec(spec.value as ValidSpec),
+    },
+  };
+}

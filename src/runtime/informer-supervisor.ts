@@ -1,0 +1,139 @@
+import { makeInformer, type KubeConfig, type KubernetesObject, type ListPromise } from '@kubernetes/client-node';
+import type { Logger } from '../telemetry/index.ts';
+import { describeApiError } from './api-errors.ts';
+import { backoffDelay, type BackoffPolicy } from './backoff.ts';
+
+export type InformerEvent = 'add' | 'update' | 'delete';
+
+export interface SupervisedInformerOptions<T extends KubernetesObject> {
+  name: string;
+  kubeConfig: KubeConfig;
+  path: string;
+  list: ListPromise<T>;
+  labelSelector?: string;
+  logger: Logger;
+  /** Compute a key and enqueue it, nothing more: it runs inside the informer's own callbacks. */
+  onEvent: (event: InformerEvent, object: T) => void;
+  /** Called with true when a list and watch succeed, false when the informer fails. */
+  onWatchingChange?: (watching: boolean) => void;
+  backoff?: BackoffPolicy;
+}
+
+/**
+ * client-node's informer stops for good on any error but a watch timeout or a
+ * 410 (a 500, a 401/403, a failed list, a dropped connection): this restarts it
+ * with jittered backoff, tells whether it has synced and is watching, and keeps
+ * a throwing handler from killing it.
+ */
+export class SupervisedInformer<T extends KubernetesObject> {
+  private readonly options: SupervisedInformerOptions<T>;
+  private readonly informer: ReturnType<typeof makeInformer<T>>;
+  private readonly backoff: BackoffPolicy;
+  private failures = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private syncedOnce = false;
+  private isWatching = false;
+  private readonly syncWaiters: (() => void)[] = [];
+
+  constructor(options: SupervisedInformerOptions<T>) {
+    this.options = options;
+    this.backoff = options.backoff ?? { baseMs: 1000, maxMs: 60_000 };
+    this.informer = makeInformer<T>(options.kubeConfig, options.path, options.list, options.labelSelector);
+    for (const event of ['add', 'update', 'delete'] as const) {
+      this.informer.on(event, (object: T) => {
+        try {
+          options.onEvent(event, object);
+        } catch (error) {
+          options.logger.error('informer handler threw; event dropped', { informer: options.name, event, error });
+        }
+      });
+    }
+    this.informer.on('error', (error: unknown) => {
+      this.failed(error);
+    });
+  }
+
+  get synced(): boolean {
+    return this.syncedOnce;
+  }
+
+  get watching(): boolean {
+    return this.isWatching;
+  }
+
+  start(): void {
+    this.stopped = false;
+    void this.run();
+  }
+
+  /** Resolves once the first list has completed; never rejects: failures keep retrying. */
+  waitForSync(): Promise<void> {
+    if (this.syncedOnce) return Promise.resolve();
+    return new Promise((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  list(namespace?: string): readonly T[] {
+    return this.informer.list(namespace);
+  }
+
+  get(name: string, namespace?: string): T | undefined {
+    return this.informer.get(name, namespace);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.restartTimer);
+    this.setWatching(false);
+    await this.informer.stop();
+  }
+
+  private async run(): Promise<void> {
+    let failedDuringStart = false;
+    const onError = (): void => {
+      failedDuringStart = true;
+    };
+    this.informer.on('error', onError);
+    try {
+      await this.informer.start();
+    } catch (error) {
+      // A throwing handler during the initial list rejects start(); treat it like any failure.
+      failedDuringStart = true;
+      this.failed(error);
+    } finally {
+      this.informer.off('error', onError);
+    }
+    if (this.stopped || failedDuringStart) return;
+    this.failures = 0;
+    this.setWatching(true);
+    if (!this.syncedOnce) {
+      this.syncedOnce = true;
+      for (const resolve of this.syncWaiters.splice(0)) resolve();
+    }
+  }
+
+  private failed(error: unknown): void {
+    this.setWatching(false);
+    if (this.stopped) return;
+    this.failures++;
+    const delay = backoffDelay(this.backoff, this.failures);
+    const failure = describeApiError(error);
+    this.options.logger.warn('informer failed; restarting', {
+      informer: this.options.name,
+      reason: failure.message,
+      code: failure.code,
+      failures: this.failures,
+      retryAfterMs: delay,
+    });
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => {
+      if (!this.stopped) void this.run();
+    }, delay);
+  }
+
+  private setWatching(watching: boolean): void {
+    if (this.isWatching === watching) return;
+    this.isWatching = watching;
+    this.options.onWatchingChange?.(watching);
+  }
+}
