@@ -88,6 +88,11 @@ export function describeApiError(error: unknown): ApiFailure {
       return { ...base, kind: 'gone', retryable: true };
     case 429:
       return { ...base, ...retryAfter, kind: 'throttled', retryable: true };
+    case 500:
+      // Server-side apply answers a body that does not fit the kind's schema
+      // (a template's typo) with a 500, not a 422: it is bad input all the same.
+      if (status.message?.startsWith('failed to create typed patch object') === true) return { ...base, kind: 'invalid', retryable: false };
+      return { ...base, ...retryAfter, kind: 'unavailable', retryable: true };
     default:
       return code >= 500 ? { ...base, ...retryAfter, kind: 'unavailable', retryable: true } : { ...base, kind: 'other', retryable: false };
   }

@@ -30,10 +30,10 @@ export class SecretScrubber {
       ...(/^[A-Za-z0-9+/]+={0,2}$/.test(secret) && secret.length % 4 === 0 ? [Buffer.from(secret, 'base64').toString('utf8')] : []),
     ];
     let changed = false;
-    for (const form of forms) {
-      const trimmed = form.replace(/=+$/, '');
-      if (trimmed.length >= minimumLength && !this.values.has(trimmed) && !trimmed.includes('\uFFFD')) {
-        this.values.add(trimmed);
+    // Without its padding too: base64 of a secret embedded in a longer text is padded differently.
+    for (const form of forms.flatMap((f) => [f, f.replace(/=+$/, '')])) {
+      if (form.length >= minimumLength && !this.values.has(form) && !form.includes('\uFFFD')) {
+        this.values.add(form);
         changed = true;
       }
     }

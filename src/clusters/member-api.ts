@@ -1,0 +1,254 @@
+import { KubeConfig } from '@kubernetes/client-node';
+import { Agent, request, type Dispatcher } from 'undici';
+import type { RequestContext } from '@kubernetes/client-node';
+
+/** Thrown for an HTTP error answer; shaped like client-node's ApiException so runtime's describeApiError reads both. */
+export class MemberApiError extends Error {
+  override readonly name = 'MemberApiError';
+  readonly code: number;
+  /** The raw Status body, as client-node keeps it. */
+  readonly body: string;
+  readonly headers: Record<string, string>;
+
+  constructor(method: string, path: string, code: number, body: string, headers: Record<string, string>) {
+    let reason = '';
+    try {
+      reason = (JSON.parse(body) as { message?: string }).message ?? '';
+    } catch {
+      reason = '';
+    }
+    super(`${method} ${path}: HTTP ${code}${reason === '' ? '' : `: ${reason}`}`);
+    this.code = code;
+    this.body = body;
+    this.headers = headers;
+  }
+}
+
+export interface MemberApiOptions {
+  /** Longest wait for response headers; a hung member fails instead of stalling its queue forever. */
+  requestTimeoutMs: number;
+  /** Watches and lists on this member share the same connections. */
+  connections?: number;
+}
+
+/**
+ * client-node builds a fresh undici Agent (and so a fresh TLS connection) for
+ * every request. This KubeConfig keeps one Agent per member: typed clients,
+ * informers and watches made from it all reuse the member's connections.
+ */
+export class MemberKubeConfig extends KubeConfig {
+  private agent: Agent | undefined;
+  private readonly requestTimeoutMs: number;
+  private readonly connections: number;
+
+  constructor(text: string, options: MemberApiOptions) {
+    super();
+    this.loadFromString(text);
+    this.requestTimeoutMs = options.requestTimeoutMs;
+    this.connections = options.connections ?? 16;
+  }
+
+  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    await super.applySecurityAuthentication(context);
+    context.setDispatcher(await this.dispatcher());
+  }
+
+  /** The member's one Agent, made on first use from the kubeconfig's TLS material. */
+  async dispatcher(): Promise<Dispatcher> {
+    if (this.agent === undefined) {
+      const tls: { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized?: boolean; servername?: string } = {};
+      await this.applyToHTTPSOptions(tls);
+      const connect = {
+        ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+        ...(tls.cert === undefined ? {} : { cert: tls.cert }),
+        ...(tls.key === undefined ? {} : { key: tls.key }),
+        ...(tls.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: tls.rejectUnauthorized }),
+        ...(tls.servername === undefined ? {} : { servername: tls.servername }),
+        keepAlive: true,
+        keepAliveInitialDelay: 30_000,
+      };
+      this.agent = new Agent({
+        connect: { ...connect, timeout: Math.min(this.requestTimeoutMs, 10_000) },
+        connections: this.connections,
+        headersTimeout: this.requestTimeoutMs,
+        // Watches stream for minutes; client-node's watch has its own inactivity timer.
+        bodyTimeout: 0,
+      });
+    }
+    return this.agent;
+  }
+
+  /** Authorization headers for a raw request; recomputed per call so exec and token plugins can refresh. */
+  async authHeaders(): Promise<Record<string, string>> {
+    const opts: { headers?: Record<string, unknown>; auth?: string } = {};
+    await this.applyToHTTPSOptions(opts);
+    const headers: Record<string, string> = {};
+    for (const [key, value] of Object.entries(opts.headers ?? {})) headers[key] = String(value);
+    if (opts.auth !== undefined) headers['Authorization'] = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
+    return headers;
+  }
+
+  async close(): Promise<void> {
+    const agent = this.agent;
+    this.agent = undefined;
+    await agent?.destroy();
+  }
+}
+
+export interface ApiResource {
+  name: string;
+  namespaced: boolean;
+  kind: string;
+  verbs: string[];
+}
+
+export interface RequestOptions {
+  query?: Record<string, string | undefined>;
+  body?: unknown;
+  contentType?: string;
+  signal?: AbortSignal;
+}
+
+export interface ObjectRef {
+  apiVersion: string;
+  kind: string;
+  namespace: string | undefined;
+  name: string;
+}
+
+/**
+ * The calls Rowcast makes on a member, sent as raw JSON. client-node's
+ * KubernetesObjectApi runs built-in kinds through its models, which silently
+ * drop unknown fields (so the server's strict field validation never sees a
+ * template's typo) and turn timestamps into Dates; here bytes go out as
+ * rendered and come back as the server wrote them.
+ */
+export class MemberApi {
+  readonly kubeConfig: MemberKubeConfig;
+  readonly server: string;
+  private readonly discovery = new Map<string, Promise<ApiResource[]>>();
+  /** Counts by verb, for tests and metrics: an unchanged resync must send no writes. */
+  readonly requests = { get: 0, list: 0, apply: 0, delete: 0, discovery: 0 };
+
+  constructor(kubeConfig: MemberKubeConfig) {
+    this.kubeConfig = kubeConfig;
+    const server = kubeConfig.getCurrentCluster()?.server;
+    if (server === undefined) throw new Error('kubeconfig has no current cluster');
+    this.server = server.replace(/\/+$/, '');
+  }
+
+  async request<T>(method: Dispatcher.HttpMethod, path: string, options: RequestOptions = {}): Promise<T> {
+    const url = new URL(this.server + path);
+    for (const [key, value] of Object.entries(options.query ?? {})) if (value !== undefined) url.searchParams.set(key, value);
+    const headers: Record<string, string> = { ...(await this.kubeConfig.authHeaders()), Accept: 'application/json' };
+    if (options.body !== undefined) headers['Content-Type'] = options.contentType ?? 'application/json';
+    const response = await request(url, {
+      method,
+      headers,
+      dispatcher: await this.kubeConfig.dispatcher(),
+      ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    const text = await response.body.text();
+    if (response.statusCode >= 400) {
+      const responseHeaders: Record<string, string> = {};
+      for (const [key, value] of Object.entries(response.headers)) if (typeof value === 'string') responseHeaders[key] = value;
+      throw new MemberApiError(method, url.pathname, response.statusCode, text, responseHeaders);
+    }
+    const json = String(response.headers['content-type'] ?? '').includes('json');
+    return (json && text !== '' ? JSON.parse(text) : text) as T;
+  }
+
+  /** The resources of one group version; cached, and refetched when a kind is missing (a CRD installed later). */
+  async resourceFor(apiVersion: string, kind: string): Promise<ApiResource | undefined> {
+    const cached = this.discovery.get(apiVersion);
+    if (cached !== undefined) {
+      const found = (await cached.catch(() => [])).find((r) => r.kind === kind);
+      if (found !== undefined) return found;
+    }
+    const path = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    const fetched = (async () => {
+      this.requests.discovery++;
+      try {
+        const list = await this.request<{ resources: ApiResource[] }>('GET', path);
+        return list.resources.filter((r) => !r.name.includes('/'));
+      } catch (error) {
+        if (error instanceof MemberApiError && error.code === 404) return [];
+        throw error;
+      }
+    })();
+    this.discovery.set(apiVersion, fetched);
+    try {
+      return (await fetched).find((r) => r.kind === kind);
+    } catch (error) {
+      this.discovery.delete(apiVersion);
+      throw error;
+    }
+  }
+
+  /** Collection path for a resource, in a namespace or cluster-wide. */
+  static collectionPath(apiVersion: string, resource: ApiResource, namespace: string | undefined): string {
+    const root = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    return resource.namespaced && namespace !== undefined ? `${root}/namespaces/${namespace}/${resource.name}` : `${root}/${resource.name}`;
+  }
+
+  /** Server-side apply of one object, never forcing: a field owned by someone else comes back as 409. */
+  async apply(object: Record<string, unknown>, path: string, fieldManager: string, options: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<Record<string, unknown>> {
+    this.requests.apply++;
+    return this.request<Record<string, unknown>>('PATCH', path, {
+      query: { fieldManager, force: 'false', fieldValidation: 'Strict', ...(options.dryRun === true ? { dryRun: 'All' } : {}) },
+      body: object,
+      contentType: 'application/apply-patch+yaml',
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+  }
+
+  /** Every item of a collection matching a label selector, page by page. */
+  async list(path: string, labelSelector: string, signal?: AbortSignal): Promise<Record<string, unknown>[]> {
+    const items: Record<string, unknown>[] = [];
+    let continueToken: string | undefined;
+    do {
+      this.requests.list++;
+      const page: { items?: Record<string, unknown>[]; metadata?: { continue?: string } } = await this.request('GET', path, {
+        query: { labelSelector, limit: '500', continue: continueToken },
+        ...(signal === undefined ? {} : { signal }),
+      });
+      items.push(...(page.items ?? []));
+      continueToken = page.metadata?.continue === '' ? undefined : page.metadata?.continue;
+    } while (continueToken !== undefined);
+    return items;
+  }
+
+  async get(path: string, signal?: AbortSignal): Promise<Record<string, unknown> | undefined> {
+    this.requests.get++;
+    try {
+      return await this.request<Record<string, unknown>>('GET', path, signal === undefined ? {} : { signal });
+    } catch (error) {
+      if (error instanceof MemberApiError && error.code === 404) return undefined;
+      throw error;
+    }
+  }
+
+  /** Deletes only the object seen (uid precondition), so a same-named newcomer is never removed by mistake. */
+  async delete(path: string, uid: string | undefined, signal?: AbortSignal): Promise<void> {
+    this.requests.delete++;
+    try {
+      await this.request('DELETE', path, {
+        body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background', ...(uid === undefined ? {} : { preconditions: { uid } }) },
+        ...(signal === undefined ? {} : { signal }),
+      });
+    } catch (error) {
+      if (error instanceof MemberApiError && error.code === 404) return;
+      throw error;
+    }
+  }
+
+  async version(signal?: AbortSignal): Promise<string> {
+    const info = await this.request<{ gitVersion?: string }>('GET', '/version', signal === undefined ? {} : { signal });
+    return info.gitVersion ?? 'unknown';
+  }
+
+  async close(): Promise<void> {
+    await this.kubeConfig.close();
+  }
+}

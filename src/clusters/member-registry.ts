@@ -1,0 +1,139 @@
+import { createHash } from 'node:crypto';
+import yaml from 'js-yaml';
+import type { SecretScrubber } from '../telemetry/index.ts';
+import { vetKubeconfig, type KubeconfigPolicy, type KubeconfigProblem } from './kubeconfig-vetting.ts';
+import { MemberApi, MemberKubeConfig } from './member-api.ts';
+import { MemberQueue, type RateLimitSettings } from './member-queue.ts';
+
+export interface MemberSpec {
+  /** The ClusterTarget's namespace/name. */
+  key: string;
+  name: string;
+  labels: Record<string, string>;
+  /** Kubeconfig text from the Secret; for an in-cluster target, the hub's own. */
+  kubeconfig: string;
+  /** The hub's own kubeconfig is trusted as it is; a Secret's is vetted. */
+  trusted: boolean;
+  rateLimit: RateLimitSettings;
+}
+
+/** A connected member: its API client, its own queue, and what it was built from. */
+export interface Member {
+  readonly key: string;
+  readonly name: string;
+  readonly labels: Record<string, string>;
+  readonly api: MemberApi;
+  readonly queue: MemberQueue;
+  readonly fingerprint: string;
+}
+
+export type EnsureResult = { ok: true; member: Member; rebuilt: boolean } | { ok: false; problems: KubeconfigProblem[] };
+
+export interface MemberRegistryOptions {
+  policy: KubeconfigPolicy;
+  scrubber: SecretScrubber;
+  requestTimeoutMs: number;
+  onQueueWait?: (member: string, waitMs: number) => void;
+  onThrottled?: (member: string, retryAfterMs: number) => void;
+}
+
+/** Every credential a kubeconfig carries, so none can reach a log line. */
+function registerCredentials(scrubber: SecretScrubber, text: string): void {
+  scrubber.register(text);
+  let doc: { users?: { user?: Record<string, unknown> }[] } | undefined;
+  try {
+    doc = yaml.load(text, { schema: yaml.JSON_SCHEMA }) as typeof doc;
+  } catch {
+    // Vetting reports the broken YAML; there is nothing more to register.
+    return;
+  }
+  for (const entry of doc?.users ?? []) {
+    for (const key of ['token', 'password', 'client-key-data', 'client-certificate-data']) {
+      const value = entry.user?.[key];
+      if (typeof value === 'string') scrubber.register(value);
+    }
+  }
+}
+
+/**
+ * One client and one queue per member, in a map, built on first use and
+ * rebuilt only when the kubeconfig or the rate limit changes (the fingerprint);
+ * the old one is drained and its connections closed.
+ */
+export class MemberRegistry {
+  private readonly options: MemberRegistryOptions;
+  private readonly members = new Map<string, Member>();
+
+  constructor(options: MemberRegistryOptions) {
+    this.options = options;
+  }
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  get(key: string): Member | undefined {
+    return this.members.get(key);
+  }
+
+  list(): Member[] {
+    return [...this.members.values()];
+  }
+
+  async ensure(spec: MemberSpec): Promise<EnsureResult> {
+    registerCredentials(this.options.scrubber, spec.kubeconfig);
+    const fingerprint = createHash('sha256').update(spec.kubeconfig).update(JSON.stringify(spec.rateLimit)).digest('hex');
+    const existing = this.members.get(spec.key);
+    if (existing?.fingerprint === fingerprint) {
+      if (JSON.stringify(existing.labels) !== JSON.stringify(spec.labels)) {
+        const relabelled = { ...existing, labels: { ...spec.labels } };
+        this.members.set(spec.key, relabelled);
+        return { ok: true, member: relabelled, rebuilt: false };
+      }
+      return { ok: true, member: existing, rebuilt: false };
+    }
+    let text = spec.kubeconfig;
+    if (!spec.trusted) {
+      const vetted = vetKubeconfig(spec.kubeconfig, this.options.policy);
+      if (!vetted.ok) {
+        await this.remove(spec.key);
+        return { ok: false, problems: vetted.problems };
+      }
+      text = vetted.value.text;
+    }
+    let api: MemberApi;
+    try {
+      api = new MemberApi(new MemberKubeConfig(text, { requestTimeoutMs: this.options.requestTimeoutMs }));
+    } catch (error) {
+      await this.remove(spec.key);
+      return { ok: false, problems: [{ field: '', message: `kubeconfig could not be loaded: ${this.options.scrubber.scrub(String(error))}` }] };
+    }
+    const queue = new MemberQueue({
+      limits: spec.rateLimit,
+      onWait: (ms) => this.options.onQueueWait?.(spec.name, ms),
+      onThrottled: (ms) => this.options.onThrottled?.(spec.name, ms),
+    });
+    const member: Member = { key: spec.key, name: spec.name, labels: { ...spec.labels }, api, queue, fingerprint };
+    this.members.set(spec.key, member);
+    if (existing !== undefined) await MemberRegistry.close(existing);
+    return { ok: true, member, rebuilt: existing !== undefined };
+  }
+
+  async remove(key: string): Promise<void> {
+    const member = this.members.get(key);
+    if (member === undefined) return;
+    this.members.delete(key);
+    await MemberRegistry.close(member);
+  }
+
+  async closeAll(): Promise<void> {
+    const all = [...this.members.values()];
+    this.members.clear();
+    await Promise.all(all.map((m) => MemberRegistry.close(m)));
+  }
+
+  private static async close(member: Member): Promise<void> {
+    await member.queue.close();
+    await member.api.close();
+  }
+}

@@ -1,0 +1,27 @@
+import { describeApiError } from '../runtime/index.ts';
+import type { Member } from './member-registry.ts';
+
+export interface ProbeResult {
+  reachable: boolean;
+  ready: boolean;
+  serverVersion?: string;
+  /** Safe words for a condition message. */
+  message: string;
+  probedAt: Date;
+}
+
+/** /version says the member answers; /readyz says it can serve. Both bounded by a timeout. */
+export async function probeMember(member: Member, timeoutMs: number): Promise<ProbeResult> {
+  const probedAt = new Date();
+  try {
+    const serverVersion = await member.api.version(AbortSignal.timeout(timeoutMs));
+    try {
+      await member.api.request('GET', '/readyz', { signal: AbortSignal.timeout(timeoutMs) });
+      return { reachable: true, ready: true, serverVersion, message: `reachable, Kubernetes ${serverVersion}`, probedAt };
+    } catch (error) {
+      return { reachable: true, ready: false, serverVersion, message: `reachable but not ready: ${describeApiError(error).message}`, probedAt };
+    }
+  } catch (error) {
+    return { reachable: false, ready: false, message: `unreachable: ${describeApiError(error).message}`, probedAt };
+  }
+}
