@@ -79,10 +79,11 @@ test('the leak check sees an open database connection and an open watch', async 
 test('failOnLeaks fails a test that leaves a connection open', async () => {
   const fixture = join(import.meta.dirname, 'fixtures', 'leaky.fixture.ts');
   // Without NODE_TEST_CONTEXT the child runs as a test runner of its own, not as our subtest.
-  const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+  const env = { ...process.env };
+  delete env['NODE_TEST_CONTEXT'];
   const result = await promisify(execFile)(process.execPath, ['--test', '--test-reporter=tap', fixture], { env }).then(
     () => ({ failed: false, stdout: '' }),
-    (error: { stdout?: string }) => ({ failed: true, stdout: error.stdout ?? '' }),
+    (error: unknown) => ({ failed: true, stdout: (error as { stdout?: string }).stdout ?? '' }),
   );
   assert.ok(result.failed, 'the leaky fixture passed');
   assert.match(result.stdout, /leak: 1 database connection\(s\) still open/);

@@ -101,6 +101,7 @@ export const STATUS_LIMITS = {
   conditionMessageLength: 32768,
   clusters: 1000,
   failingRows: 10,
+  managedResources: 64,
   errorMessageLength: 512,
   rowKeyLength: 1024,
 } as const;

@@ -272,6 +272,14 @@ export const databaseQueryResourceStatusSchema: ObjectSchema = {
     conditions: conditionsSchema([CONDITION_TYPES.ready, CONDITION_TYPES.databaseConnected, CONDITION_TYPES.synced]),
     rowCount: countSchema('Rows the last successful query returned.'),
     clusterCount: countSchema('Member clusters the targets select.'),
+    managedResources: {
+      type: 'array',
+      description:
+        'Kinds this DQR has objects of, as "apiVersion|kind"; the next sync lists them too, so objects of a kind no row renders any more are still pruned.',
+      maxItems: STATUS_LIMITS.managedResources,
+      listType: 'set',
+      items: { type: 'string', description: 'apiVersion|kind', maxLength: 317 },
+    },
     lastSyncTime: { type: 'string', format: 'date-time', description: 'When the last sync finished.' },
     clusters: {
       type: 'array',
@@ -399,6 +407,7 @@ export interface DatabaseQueryResourceStatus {
   readonly conditions?: readonly Condition[];
   readonly rowCount?: number;
   readonly clusterCount?: number;
+  readonly managedResources?: readonly string[];
   readonly lastSyncTime?: string;
   readonly clusters?: readonly ClusterSyncStatus[];
   readonly failingRows?: readonly FailingRow[];
