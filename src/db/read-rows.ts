@@ -1,0 +1,216 @@
+import type pg from 'pg';
+import Cursor from 'pg-cursor';
+import { cancelBackend } from './cancel.ts';
+import { DbError } from './errors.ts';
+import { splitStatements, stripLeadingComments } from './split-statements.ts';
+import { rowcastTypes } from './type-parsers.ts';
+
+export interface QueryOptions {
+  /** Rows per cursor fetch and per onBatch call; default 1000. */
+  batchSize?: number;
+  /** Aborting cancels the running statement on the server and rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface QueryResultSummary {
+  columns: string[];
+  rowCount: number;
+}
+
+export type Row = Record<string, unknown>;
+
+export type BatchHandler = (rows: Row[], columns: string[]) => void | Promise<void>;
+
+const defaultBatchSize = 1000;
+/** Bound on the clean-up statements of a failed read; past it the connection is simply destroyed. */
+const cleanupTimeoutMs = 5000;
+
+/**
+ * One round trip that opens the transaction and pins what the type parsers
+ * rely on. The settings are LOCAL, so they end with the transaction. The
+ * trailing SELECT takes the transaction's first snapshot: from then on
+ * PostgreSQL refuses `SET TRANSACTION READ WRITE` (25001), so a setup
+ * statement cannot lift READ ONLY.
+ */
+const beginSql = [
+  'BEGIN TRANSACTION READ ONLY',
+  "SET LOCAL DateStyle = 'ISO, YMD'",
+  "SET LOCAL IntervalStyle = 'iso_8601'",
+  "SET LOCAL bytea_output = 'hex'",
+  'SELECT 1',
+].join('; ');
+
+/**
+ * Setup statements that cannot change the session beyond this transaction.
+ * After any other (a plain SET, SET ROLE, pg_advisory_lock…) the connection is
+ * closed instead of going back to a pool that other queries share.
+ */
+const transactionScoped = /^(set\s+local\s|set\s+transaction\s|set\s+constraints\s|show\s)/i;
+
+/**
+ * Runs `sql` in one READ ONLY transaction on one pooled connection: every
+ * statement but the last as setup (e.g. `SET LOCAL statement_timeout = '5s'`),
+ * then the last one's rows through a cursor, `batchSize` at a time, each batch
+ * awaited in `onBatch` before the next is fetched, so memory follows the batch,
+ * not the result.
+ *
+ * The pool's statement_timeout covers the whole read, including the time spent
+ * in onBatch: the cursor's portal stays one statement until the last fetch.
+ * Keep onBatch to in-memory work (rendering), not network calls.
+ *
+ * Any failure rolls back and the connection is destroyed rather than reused.
+ */
+export async function readRows(pool: pg.Pool, sql: string, onBatch: BatchHandler, options: QueryOptions = {}): Promise<QueryResultSummary> {
+  const batchSize = options.batchSize ?? defaultBatchSize;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new DbError('ROWCAST_INVALID_OPTIONS', `batchSize must be a positive integer, got ${batchSize}`);
+  const statements = splitStatements(sql);
+  const last = statements.pop();
+  if (last === undefined) throw new DbError('ROWCAST_EMPTY_QUERY', 'the query holds no statement');
+  const { signal } = options;
+  signal?.throwIfAborted();
+
+  const client = await abortable(pool.connect(), signal, (late) => {
+    late.release();
+  });
+  // A connection that dies while checked out emits 'error' on the client; without a listener that crashes Node.
+  let connectionError: Error | undefined;
+  const onClientError = (error: Error): void => {
+    connectionError ??= error;
+  };
+  client.on('error', onClientError);
+  const cancel = (): void => {
+    void cancelBackend(client, cleanupTimeoutMs);
+  };
+  signal?.addEventListener('abort', cancel, { once: true });
+
+  let cursor: Cursor<Row> | undefined;
+  // A cursor that has not failed may hold a suspended portal, which must be closed before anything else is sent.
+  const cursorState = { failed: false };
+  let keepConnection = true;
+  try {
+    await abortable(client.query(beginSql), signal);
+    for (const [index, statement] of statements.entries()) {
+      // Extended protocol: the server accepts exactly one statement, so a text this splitter misread cannot smuggle in a second.
+      const config: pg.QueryConfig & { queryMode: 'extended' } = { text: statement, queryMode: 'extended' };
+      await abortable(client.query(config), signal);
+      if (client.getTransactionStatus() !== 'T') {
+        throw new DbError('ROWCAST_TRANSACTION_ENDED', `setup statement ${index + 1} ended the read-only transaction: a query may not COMMIT or ROLLBACK`);
+      }
+      if (!transactionScoped.test(stripLeadingComments(statement))) keepConnection = false;
+    }
+    cursor = client.query(new Cursor<Row>(last, undefined, { types: rowcastTypes }));
+    const summary = await readCursor(cursor, batchSize, onBatch, signal, cursorState);
+    await abortable(client.query('COMMIT'), signal);
+    client.release(keepConnection ? undefined : true);
+    return summary;
+  } catch (error) {
+    const failure = error instanceof Error ? error : new Error(String(error));
+    if (connectionError === undefined && signal?.aborted !== true) await rollback(client, cursorState.failed ? undefined : cursor);
+    client.release(failure);
+    throw failure;
+  } finally {
+    signal?.removeEventListener('abort', cancel);
+    // pg-pool has its own listener for idle clients; ours would otherwise pile up across checkouts.
+    client.removeListener('error', onClientError);
+  }
+}
+
+async function readCursor(
+  cursor: Cursor<Row>,
+  batchSize: number,
+  onBatch: BatchHandler,
+  signal: AbortSignal | undefined,
+  state: { failed: boolean },
+): Promise<QueryResultSummary> {
+  let columns: string[] | undefined;
+  let rowCount = 0;
+  for (;;) {
+    signal?.throwIfAborted();
+    const batch = await abortable(readBatch(cursor, batchSize), signal).catch((error: unknown) => {
+      state.failed = true;
+      throw error;
+    });
+    columns ??= columnNames(batch.fields);
+    if (batch.rows.length === 0) break;
+    rowCount += batch.rows.length;
+    await onBatch(batch.rows, columns);
+    // A short batch means the server sent CommandComplete: the portal is closed already.
+    if (batch.rows.length < batchSize) break;
+  }
+  await cursor.close();
+  return { columns, rowCount };
+}
+
+function readBatch(cursor: Cursor<Row>, batchSize: number): Promise<{ rows: Row[]; fields: pg.FieldDef[] }> {
+  return new Promise((resolve, reject) => {
+    cursor.read(batchSize, (error, rows, result) => {
+      // pg-cursor passes null, not undefined, when there is no error.
+      if (error) reject(error);
+      // A cursor read after its end answers without a result object.
+      else resolve({ rows, fields: (result as pg.QueryResult | undefined)?.fields ?? [] });
+    });
+  });
+}
+
+/** Templates address columns by name: a result without names, or with one name twice, cannot be rendered faithfully. */
+function columnNames(fields: pg.FieldDef[]): string[] {
+  if (fields.length === 0) {
+    throw new DbError(
+      'ROWCAST_NO_RESULT_COLUMNS',
+      'the last statement of the query returns no columns: it must be a SELECT, VALUES, TABLE or SHOW',
+    );
+  }
+  const seen = new Set<string>();
+  for (const { name } of fields) {
+    if (name === '__proto__') throw new DbError('ROWCAST_RESERVED_COLUMN', 'a column may not be named "__proto__"; give it an alias');
+    if (seen.has(name)) throw new DbError('ROWCAST_DUPLICATE_COLUMN', `the query returns two columns named "${name}"; give one of them an alias`);
+    seen.add(name);
+  }
+  return [...seen];
+}
+
+/** Best effort and bounded: the connection is destroyed afterwards anyway, and the server rolls back on disconnect. */
+async function rollback(client: pg.PoolClient, cursor: Cursor<Row> | undefined): Promise<void> {
+  const attempt = async (): Promise<void> => {
+    // A suspended portal (say onBatch threw mid-read) keeps the cursor as the client's active query; close it first or ROLLBACK waits behind it.
+    // A failed cursor has already sent its Sync: closing it would put an unanswered Close on the wire.
+    if (cursor !== undefined) await cursor.close().catch(() => undefined);
+    if (client.getTransactionStatus() !== 'I') await client.query('ROLLBACK');
+  };
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    attempt().catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, cleanupTimeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
+/**
+ * Settles with `promise`, or rejects with the signal's reason as soon as it
+ * aborts. A promise that loses the race still has a handler, so its later
+ * rejection is not an unhandled one; `onLateValue` disposes of a value that
+ * arrives after the abort (a pool client that must go back).
+ */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, onLateValue?: (value: T) => void): Promise<T> {
+  if (signal === undefined) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(signal.reason instanceof Error ? signal.reason : new DOMException('This operation was aborted', 'AbortError'));
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) onLateValue?.(value);
+        else resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}
