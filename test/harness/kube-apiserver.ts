@@ -33,6 +33,7 @@ export function adminRequest(
   path: string,
   body?: unknown,
   timeoutMs = 5000,
+  contentType = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json',
 ): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
@@ -44,7 +45,7 @@ export function adminRequest(
         cert: cluster.adminCert,
         key: cluster.adminKey,
         timeout: timeoutMs,
-        headers: payload === undefined ? {} : { 'content-type': 'application/json' },
+        headers: payload === undefined ? {} : { 'content-type': contentType },
       },
       (res) => {
         const chunks: Buffer[] = [];

@@ -35,6 +35,8 @@ export interface TestEnv {
   sql<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params?: unknown[]): Promise<pg.QueryResult<R>>;
   /** Open connections to the test database other than the env's own, and open watches on every cluster. */
   leaks(): Promise<LeakCount>;
+  /** Runs at the end of the file, last registered first, before the env itself is torn down. */
+  defer(cleanup: () => Promise<void>): void;
 }
 
 export interface LeakCount {
@@ -100,7 +102,9 @@ export async function openTestEnv(name: string): Promise<TestEnv> {
   await owner.connect();
   const ownerPid = (await owner.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
 
+  const deferred: (() => Promise<void>)[] = [];
   const env: TestEnv = {
+    defer: (cleanup) => deferred.push(cleanup),
     state,
     hub,
     members,
@@ -118,6 +122,7 @@ export async function openTestEnv(name: string): Promise<TestEnv> {
   };
 
   after(async () => {
+    for (const cleanup of deferred.reverse()) await cleanup();
     await owner.end();
     await superuser.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
     await superuser.query(`DROP ROLE IF EXISTS "${database}"`);
@@ -128,30 +133,35 @@ export async function openTestEnv(name: string): Promise<TestEnv> {
   return env;
 }
 
+/** Waits for connections and watches to fall back to the baseline; throws naming what is still open. */
+export async function expectNoLeaks(env: TestEnv, baseline: LeakCount, settleMs = 10_000): Promise<void> {
+  let now = baseline;
+  await waitFor(
+    'pools and watches to close',
+    async () => {
+      now = await env.leaks();
+      return now.dbConnections === 0 && now.watches <= baseline.watches;
+    },
+    settleMs,
+    200,
+  ).catch((error: unknown) => {
+    throw new Error(
+      `leak: ${now.dbConnections} database connection(s) still open, ${now.watches - baseline.watches} watch(es) more than before the test`,
+      { cause: error },
+    );
+  });
+}
+
 /**
  * Fails any test of the file that leaves a database connection or a watch
  * open. Watches are counted per apiserver, not per file, which is why the test
- * runner runs files one at a time.
+ * runner runs files one at a time. Files whose controller runs across tests
+ * check once, after stopping it, with expectNoLeaks.
  */
 export function failOnLeaks(env: TestEnv, settleMs = 10_000): void {
   let baseline: LeakCount = { dbConnections: 0, watches: 0 };
   beforeEach(async () => {
     baseline = await env.leaks();
   });
-  afterEach(async () => {
-    let now = baseline;
-    await waitFor(
-      'pools and watches the test opened to close',
-      async () => {
-        now = await env.leaks();
-        return now.dbConnections === 0 && now.watches <= baseline.watches;
-      },
-      settleMs,
-      200,
-    ).catch(() => {
-      throw new Error(
-        `leak: ${now.dbConnections} database connection(s) still open, ${now.watches - baseline.watches} watch(es) more than before the test`,
-      );
-    });
-  });
+  afterEach(() => expectNoLeaks(env, baseline, settleMs));
 }

@@ -1,0 +1,140 @@
+// First sync of N rows onto 2 members, then a no-op resync: wall time,
+// objects/s, writes sent (counted by the members' own apiservers), database
+// queries (pg_stat_statements) and the controller's memory.
+//   node bench/sync.ts [--rows 10000] [--qps 1000] [--burst 2000] [--concurrency 32]
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } from '../src/api/index.ts';
+import { parseControllerOptions } from '../src/config/index.ts';
+import { HubController } from '../src/hub/index.ts';
+import { SecretScrubber, createLogger } from '../src/telemetry/index.ts';
+import { startControlPlane } from '../test/harness/control-plane.ts';
+import { adminRequest, type ClusterInfo } from '../test/harness/kube-apiserver.ts';
+
+const { values } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '10000' },
+    qps: { type: 'string', default: '1000' },
+    burst: { type: 'string', default: '2000' },
+    concurrency: { type: 'string', default: '32' },
+  },
+});
+const rows = Number(values.rows);
+const namespace = 'bench';
+const log = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};
+
+async function post(cluster: ClusterInfo, path: string, body: unknown): Promise<void> {
+  const response = await adminRequest(cluster, 'POST', path, body, 30_000);
+  if (response.status >= 300) throw new Error(`POST ${path}: ${response.status} ${response.body}`);
+}
+
+async function requestCounts(cluster: ClusterInfo): Promise<Record<string, number>> {
+  const metrics = await adminRequest(cluster, 'GET', '/metrics', undefined, 30_000);
+  const counts: Record<string, number> = {};
+  for (const line of metrics.body.split('\n')) {
+    if (!line.startsWith('apiserver_request_total{') || !line.includes('resource="configmaps"')) continue;
+    const verb = /verb="([A-Z]+)"/.exec(line)?.[1] ?? '?';
+    counts[verb] = (counts[verb] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return counts;
+}
+
+function sum(list: Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const counts of list) for (const [verb, n] of Object.entries(counts)) out[verb] = (out[verb] ?? 0) + n;
+  return out;
+}
+
+function delta(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [verb, n] of Object.entries(after)) if (n - (before[verb] ?? 0) > 0) out[verb] = n - (before[verb] ?? 0);
+  return out;
+}
+
+const plane = await startControlPlane({ members: 2, log });
+const { hub, members, postgres } = plane.state;
+try {
+  const admin = new pg.Client({ host: postgres.host, port: postgres.port, user: postgres.user, password: postgres.password, database: 'postgres' });
+  await admin.connect();
+  await admin.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+  await admin.query(`CREATE TABLE users AS SELECT g AS id, 'user' || g || '@example.com' AS email, (g % 3)::text AS plan FROM generate_series(1, ${rows}) g`);
+  await admin.query('ALTER TABLE users ADD PRIMARY KEY (id)');
+
+  await post(hub, '/api/v1/namespaces', { metadata: { name: namespace } });
+  for (const member of members) {
+    await post(member, '/api/v1/namespaces', { metadata: { name: namespace } });
+    await post(hub, `/api/v1/namespaces/${namespace}/secrets`, { metadata: { name: member.name }, stringData: { kubeconfig: member.kubeconfig } });
+    await post(hub, `/apis/${API_VERSION}/namespaces/${namespace}/${CLUSTER_TARGET.plural}`, {
+      apiVersion: API_VERSION,
+      kind: CLUSTER_TARGET.kind,
+      metadata: { name: member.name },
+      spec: {
+        kubeconfigSecretRef: { name: member.name, key: 'kubeconfig' },
+        rateLimit: { qps: Number(values.qps), burst: Number(values.burst), concurrency: Number(values.concurrency) },
+      },
+    });
+  }
+  await post(hub, `/api/v1/namespaces/${namespace}/secrets`, {
+    metadata: { name: 'db' },
+    stringData: { host: postgres.host, port: String(postgres.port), username: postgres.user, password: postgres.password, dbname: 'postgres', sslmode: 'disable' },
+  });
+
+  const syncs: { at: number; line: Record<string, unknown> }[] = [];
+  const scrubber = new SecretScrubber();
+  const logger = createLogger({
+    level: 'info',
+    scrubber,
+    write: (line) => {
+      if (line.includes('"msg":"synced"')) syncs.push({ at: performance.now(), line: JSON.parse(line) as Record<string, unknown> });
+    },
+  });
+  const parsed = parseControllerOptions(['--namespace', namespace], {});
+  if (!parsed.ok) throw new Error('options');
+  const controller = new HubController({ options: parsed.options, logger, scrubber, hubKubeconfig: hub.kubeconfig });
+  await controller.start();
+
+  const before = await Promise.all(members.map(requestCounts));
+  await admin.query('SELECT pg_stat_statements_reset()');
+  const started = performance.now();
+  await post(hub, `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}`, {
+    apiVersion: API_VERSION,
+    kind: DATABASE_QUERY_RESOURCE.kind,
+    metadata: { name: 'users' },
+    spec: {
+      database: { connectionSecretRef: { name: 'db' } },
+      query: 'SELECT id, email, plan FROM users ORDER BY id',
+      pollInterval: '10s',
+      targets: { clusterSelector: {} },
+      template: 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: user-{{row.id}}\n  labels:\n    plan: "{{row.plan}}"\ndata:\n  email: {{quote row.email}}\n  cluster: {{cluster.name}}\n',
+    },
+  });
+  while (syncs.length < 1) await new Promise((resolve) => setTimeout(resolve, 50));
+  const firstSync = ((syncs[0]?.at ?? 0) - started) / 1000;
+  const firstRequests = delta(sum(await Promise.all(members.map(requestCounts))), sum(before));
+  const rssAfterFirst = process.memoryUsage().rss;
+
+  // The no-op resync: the poll (10s) runs it again with nothing changed.
+  const beforeResync = await Promise.all(members.map(requestCounts));
+  while (syncs.length < 2) await new Promise((resolve) => setTimeout(resolve, 50));
+  const resyncLine = syncs[1]?.line;
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const resyncRequests = delta(sum(await Promise.all(members.map(requestCounts))), sum(beforeResync));
+  const queries = await admin.query<{ calls: string; query: string }>("SELECT calls, query FROM pg_stat_statements WHERE query LIKE '%FROM users%' AND query NOT LIKE '%pg_stat_statements%'");
+  await controller.stop();
+  await admin.end();
+  const objects = rows * members.length;
+  process.stdout.write(
+    [
+      `rows: ${rows} x ${members.length} members = ${objects} ConfigMaps (member rate limit ${values.qps} qps, burst ${values.burst}, concurrency ${values.concurrency})`,
+      `first sync: ${firstSync.toFixed(1)} s, ${(objects / firstSync).toFixed(0)} objects/s; configmap requests on the members: ${JSON.stringify(firstRequests)}`,
+      `no-op resync: ${JSON.stringify(resyncLine?.['clusters'])}; configmap requests on the members: ${JSON.stringify(resyncRequests)} (writes: ${(resyncRequests['APPLY'] ?? 0) + (resyncRequests['PATCH'] ?? 0) + (resyncRequests['DELETE'] ?? 0)})`,
+      `database: ${queries.rows.map((q) => `${q.calls} x ${q.query.replace(/\s+/g, ' ').slice(0, 60)}`).join('; ')}`,
+      `controller process RSS after the first sync: ${(rssAfterFirst / 2 ** 20).toFixed(0)} MiB; now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`,
+      '',
+    ].join('\n'),
+  );
+} finally {
+  await plane.stop();
+}

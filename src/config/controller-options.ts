@@ -1,0 +1,113 @@
+import { parseArgs } from 'node:util';
+import { parseGoDuration } from '../api/index.ts';
+import { isLogLevel, type LogLevel } from '../telemetry/index.ts';
+
+export interface ControllerOptions {
+  /** Path of the hub's kubeconfig; undefined: in-cluster service account. */
+  readonly kubeconfig: string | undefined;
+  /** Watch DQRs, ClusterTargets and Secrets in this namespace only; undefined: all. */
+  readonly namespace: string | undefined;
+  /** Names this hub in ownership marks; undefined: the UID of the hub's kube-system namespace. */
+  readonly hubId: string | undefined;
+  readonly allowExecAuth: boolean;
+  readonly allowKubeconfigFiles: boolean;
+  readonly logLevel: LogLevel;
+  /** DQRs synced at once. */
+  readonly workers: number;
+  readonly probeIntervalMs: number;
+  readonly requestTimeoutMs: number;
+  /** Rows read per cursor fetch. */
+  readonly batchSize: number;
+}
+
+interface Flag {
+  name: string;
+  type: 'string' | 'boolean';
+  env: string;
+  default: string | boolean | undefined;
+  help: string;
+}
+
+const flags: readonly Flag[] = [
+  { name: 'kubeconfig', type: 'string', env: 'KUBECONFIG', default: undefined, help: "hub kubeconfig path (default: in-cluster service account)" },
+  { name: 'namespace', type: 'string', env: 'ROWCAST_NAMESPACE', default: undefined, help: 'watch this hub namespace only (default: all namespaces)' },
+  { name: 'hub-id', type: 'string', env: 'ROWCAST_HUB_ID', default: undefined, help: "this hub's id in ownership marks (default: UID of the hub's kube-system namespace)" },
+  { name: 'allow-exec-auth', type: 'boolean', env: 'ROWCAST_ALLOW_EXEC_AUTH', default: false, help: 'accept member kubeconfigs with exec or auth-provider plugins (they run programs on the hub)' },
+  { name: 'allow-kubeconfig-files', type: 'boolean', env: 'ROWCAST_ALLOW_KUBECONFIG_FILES', default: false, help: 'accept member kubeconfigs that name files on the hub (token-file, certificate-authority, ...)' },
+  { name: 'log-level', type: 'string', env: 'ROWCAST_LOG_LEVEL', default: 'info', help: 'debug, info, warn or error' },
+  { name: 'workers', type: 'string', env: 'ROWCAST_WORKERS', default: '4', help: 'DatabaseQueryResources synced at once' },
+  { name: 'probe-interval', type: 'string', env: 'ROWCAST_PROBE_INTERVAL', default: '30s', help: 'how often each member cluster is probed' },
+  { name: 'request-timeout', type: 'string', env: 'ROWCAST_REQUEST_TIMEOUT', default: '30s', help: 'longest wait for a member apiserver to answer' },
+  { name: 'batch-size', type: 'string', env: 'ROWCAST_BATCH_SIZE', default: '1000', help: 'rows read from the database per fetch' },
+];
+
+export function controllerHelp(): string {
+  const lines = flags.map((f) => `  --${f.name}${f.type === 'string' ? ' VALUE' : ''}`.padEnd(34) + `${f.help}${f.default === undefined || f.default === false ? '' : ` (default ${String(f.default)})`}; env ${f.env}`);
+  return ['usage: rowcast controller [flags]', '', 'Runs the hub controller. Flags (each also settable by its environment variable):', ...lines, '  -h, --help'.padEnd(34) + 'this text'].join('\n');
+}
+
+export type OptionsResult = { ok: true; options: ControllerOptions } | { ok: false; help: true } | { ok: false; help: false; error: string };
+
+function positiveInteger(name: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name}: expected a positive integer, got ${JSON.stringify(text)}`);
+  return value;
+}
+
+function duration(name: string, text: string): number {
+  try {
+    const ms = parseGoDuration(text);
+    if (ms <= 0) throw new Error('must be positive');
+    return ms;
+  } catch (error) {
+    throw new Error(`--${name}: expected a duration such as 30s or 2m, got ${JSON.stringify(text)}`, { cause: error });
+  }
+}
+
+/** Flags win over environment variables, which win over defaults; the result is frozen. */
+export function parseControllerOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): OptionsResult {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      strict: true,
+      options: { ...Object.fromEntries(flags.map((f) => [f.name, { type: f.type }])), help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (error) {
+    return { ok: false, help: false, error: error instanceof Error ? error.message : String(error) };
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  if (values['help'] === true) return { ok: false, help: true };
+  const value = (name: string): string | boolean | undefined => {
+    const flag = flags.find((f) => f.name === name);
+    if (flag === undefined) return undefined;
+    const fromArgs = values[name];
+    if (fromArgs !== undefined) return fromArgs;
+    const fromEnv = env[flag.env];
+    if (fromEnv !== undefined && fromEnv !== '') return flag.type === 'boolean' ? fromEnv === 'true' || fromEnv === '1' : fromEnv;
+    return flag.default;
+  };
+  const text = (name: string): string | undefined => {
+    const v = value(name);
+    return typeof v === 'string' ? v : undefined;
+  };
+  try {
+    const logLevel = text('log-level') ?? 'info';
+    if (!isLogLevel(logLevel)) throw new Error(`--log-level: expected debug, info, warn or error, got ${JSON.stringify(logLevel)}`);
+    const options: ControllerOptions = {
+      kubeconfig: text('kubeconfig'),
+      namespace: text('namespace'),
+      hubId: text('hub-id'),
+      allowExecAuth: value('allow-exec-auth') === true,
+      allowKubeconfigFiles: value('allow-kubeconfig-files') === true,
+      logLevel,
+      workers: positiveInteger('workers', text('workers') ?? '4'),
+      probeIntervalMs: duration('probe-interval', text('probe-interval') ?? '30s'),
+      requestTimeoutMs: duration('request-timeout', text('request-timeout') ?? '30s'),
+      batchSize: positiveInteger('batch-size', text('batch-size') ?? '1000'),
+    };
+    return { ok: true, options: Object.freeze(options) };
+  } catch (error) {
+    return { ok: false, help: false, error: error instanceof Error ? error.message : String(error) };
+  }
+}

@@ -1,0 +1,1 @@
+export { controllerHelp, parseControllerOptions, type ControllerOptions, type OptionsResult } from './controller-options.ts';

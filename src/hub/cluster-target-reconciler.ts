@@ -1,0 +1,102 @@
+import { API_VERSION, CLUSTER_TARGET, CONDITION_TYPES, REASONS, parseClusterTarget, type Condition } from '../api/index.ts';
+import { probeMember } from '../clusters/index.ts';
+import type { ReconcileResult } from '../runtime/index.ts';
+import { setConditions, transitioned, type ConditionUpdate } from '../status/index.ts';
+import { readSecretKeys } from './secret-data.ts';
+import { splitKey, type HubContext } from './context.ts';
+
+function resourcePath(namespace: string, name: string): string {
+  return `/apis/${API_VERSION}/namespaces/${namespace}/${CLUSTER_TARGET.plural}/${name}`;
+}
+
+/**
+ * Connects a ClusterTarget: reads and vets its kubeconfig, builds (or keeps)
+ * the member's client and queue, probes it, and reports Ready and Reachable.
+ * Runs again every probe interval.
+ */
+export async function reconcileClusterTarget(ctx: HubContext, key: string): Promise<ReconcileResult> {
+  const { namespace, name } = splitKey(key);
+  const raw = ctx.informers.clusterTargets.get(name, namespace);
+  if (raw === undefined) {
+    await ctx.members.remove(key);
+    ctx.queues.clusterTargets.forget(key);
+    enqueueAllDqrs(ctx);
+    return {};
+  }
+  const log = ctx.logger.child({ clusterTarget: key });
+  const parsed = parseClusterTarget(raw);
+  const generation = raw.metadata?.generation;
+  const previous = (raw.status?.['conditions'] ?? []) as Condition[];
+  const report = async (updates: ConditionUpdate[], extra: Record<string, unknown> = {}): Promise<void> => {
+    const conditions = setConditions(previous, updates, generation, new Date());
+    await ctx.writer.patchStatus(resourcePath(namespace, name), { observedGeneration: generation, conditions, ...extra });
+    const ready = transitioned(previous, conditions, CONDITION_TYPES.ready);
+    if (ready !== undefined) {
+      await ctx.writer.event(
+        { apiVersion: API_VERSION, kind: CLUSTER_TARGET.kind, namespace, name, uid: raw.metadata?.uid },
+        ready.status === 'True' ? 'Normal' : 'Warning',
+        ready.reason,
+        ready.message,
+      );
+    }
+  };
+  const notReady = async (reason: string, message: string, reachable: ConditionUpdate['status'] = 'Unknown'): Promise<ReconcileResult> => {
+    await report([
+      { type: CONDITION_TYPES.ready, status: 'False', reason, message },
+      { type: CONDITION_TYPES.reachable, status: reachable, reason, message },
+    ]);
+    return { requeueAfterMs: ctx.options.probeIntervalMs };
+  };
+
+  if (!parsed.ok) {
+    await ctx.members.remove(key);
+    return notReady(REASONS.invalidSpec, parsed.errors.map((e) => `${e.path}: ${e.message}`).join('; '));
+  }
+  const target = parsed.value;
+  if (target.spec.paused) return notReady(REASONS.paused, 'spec.paused is true: no DatabaseQueryResource writes to this cluster');
+
+  let kubeconfig = ctx.hubKubeconfig;
+  if (!target.spec.inCluster) {
+    const ref = target.spec.kubeconfigSecretRef;
+    const secret = ctx.informers.secrets.get(ref.name, namespace);
+    if (secret === undefined) return notReady(REASONS.secretNotFound, `Secret ${namespace}/${ref.name} (spec.kubeconfigSecretRef) not found`);
+    const read = readSecretKeys(secret, { kubeconfig: ref.key }, new Set(), ctx.scrubber);
+    if (!read.ok) return notReady(REASONS.secretInvalid, `Secret ${namespace}/${ref.name} has no key ${ref.key} (spec.kubeconfigSecretRef.key)`);
+    kubeconfig = read.values['kubeconfig'] ?? '';
+  }
+  const ensured = await ctx.members.ensure({
+    key,
+    name,
+    labels: { ...target.metadata.labels },
+    kubeconfig,
+    trusted: target.spec.inCluster,
+    rateLimit: target.spec.rateLimit,
+  });
+  if (!ensured.ok) {
+    const refused = ensured.problems.some((p) => /refused/.test(p.message));
+    const message = `kubeconfig in Secret ${namespace}/${target.spec.kubeconfigSecretRef?.name ?? ''}: ${ensured.problems.map((p) => (p.field === '' ? p.message : `${p.field}: ${p.message}`)).join('; ')}`;
+    log.warn('kubeconfig refused', { problems: ensured.problems });
+    enqueueAllDqrs(ctx);
+    return notReady(refused ? REASONS.kubeconfigRefused : REASONS.kubeconfigInvalid, message);
+  }
+  const probe = await probeMember(ensured.member, Math.min(ctx.options.requestTimeoutMs, 10_000));
+  const wasReachable = previous.find((c) => c.type === CONDITION_TYPES.reachable)?.status === 'True';
+  await report(
+    [
+      { type: CONDITION_TYPES.reachable, status: probe.reachable ? 'True' : 'False', reason: probe.reachable ? REASONS.reachable : REASONS.unreachable, message: probe.message },
+      {
+        type: CONDITION_TYPES.ready,
+        status: probe.ready ? 'True' : 'False',
+        reason: probe.ready ? REASONS.reachable : REASONS.unreachable,
+        message: probe.message,
+      },
+    ],
+    { lastProbeTime: probe.probedAt.toISOString().replace(/\.\d{3}Z$/, 'Z'), ...(probe.serverVersion === undefined ? {} : { serverVersion: probe.serverVersion }) },
+  );
+  if (ensured.rebuilt || probe.reachable !== wasReachable) enqueueAllDqrs(ctx);
+  return { requeueAfterMs: ctx.options.probeIntervalMs };
+}
+
+export function enqueueAllDqrs(ctx: HubContext): void {
+  for (const dqr of ctx.informers.dqrs.list()) ctx.queues.dqrs.add(`${dqr.metadata?.namespace ?? ''}/${dqr.metadata?.name ?? ''}`);
+}

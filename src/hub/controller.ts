@@ -1,0 +1,173 @@
+import type { KubernetesListObject } from '@kubernetes/client-node';
+import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } from '../api/index.ts';
+import type { ControllerOptions } from '../config/index.ts';
+import { MemberApi, MemberKubeConfig, MemberRegistry } from '../clusters/index.ts';
+import { PoolRegistry } from '../db/index.ts';
+import { TemplateCache } from '../render/index.ts';
+import { SupervisedInformer, WorkQueue, type InformerEvent } from '../runtime/index.ts';
+import { HubWriter } from '../status/index.ts';
+import type { Logger, SecretScrubber } from '../telemetry/index.ts';
+import { enqueueAllDqrs, reconcileClusterTarget } from './cluster-target-reconciler.ts';
+import { keyOf, type HubContext, type HubObject } from './context.ts';
+import { reconcileDqr } from './dqr-reconciler.ts';
+
+export interface HubControllerDeps {
+  options: ControllerOptions;
+  logger: Logger;
+  scrubber: SecretScrubber;
+  /** Hub kubeconfig text, or 'in-cluster'. */
+  hubKubeconfig: string;
+}
+
+/** Which DQRs and ClusterTargets read a Secret: a changed Secret requeues exactly those. */
+function secretUsers(ctx: HubContext, namespace: string, name: string): { dqrs: string[]; clusterTargets: string[] } {
+  const refers = (object: HubObject, pick: (spec: Record<string, unknown>) => unknown): boolean =>
+    object.metadata?.namespace === namespace && pick((object.spec ?? {}) as Record<string, unknown>) === name;
+  return {
+    dqrs: ctx.informers.dqrs
+      .list(namespace)
+      .filter((o) => refers(o, (s) => ((s['database'] as Record<string, unknown> | undefined)?.['connectionSecretRef'] as { name?: string } | undefined)?.name))
+      .map(keyOf),
+    clusterTargets: ctx.informers.clusterTargets
+      .list(namespace)
+      .filter((o) => refers(o, (s) => (s['kubeconfigSecretRef'] as { name?: string } | undefined)?.name))
+      .map(keyOf),
+  };
+}
+
+/**
+ * The hub controller: informers on DQRs, ClusterTargets and Secrets feed two
+ * keyed queues; handlers only compute keys (Secret → the objects that read it).
+ * Start order: informers synced, then queues; stop order is the reverse, and
+ * in-flight syncs finish before pools and member clients close.
+ */
+export class HubController {
+  private readonly deps: HubControllerDeps;
+  private ctx: HubContext | undefined;
+
+  constructor(deps: HubControllerDeps) {
+    this.deps = deps;
+  }
+
+  get ready(): boolean {
+    const i = this.ctx?.informers;
+    return i !== undefined && i.dqrs.synced && i.clusterTargets.synced && i.secrets.synced;
+  }
+
+  async start(): Promise<void> {
+    const { options, logger, scrubber } = this.deps;
+    const hubConfig = new MemberKubeConfig(this.deps.hubKubeconfig, { requestTimeoutMs: options.requestTimeoutMs });
+    const hub = new MemberApi(hubConfig);
+    const hubKubeconfig = this.deps.hubKubeconfig === 'in-cluster' ? hubConfig.exportConfig() : this.deps.hubKubeconfig;
+    const hubId = options.hubId ?? (await hub.request<{ metadata: { uid: string } }>('GET', '/api/v1/namespaces/kube-system')).metadata.uid;
+    const scope = options.namespace === undefined ? '' : `/namespaces/${options.namespace}`;
+    const listPath = (group: string, plural: string): string => (group === '' ? `/api/v1${scope}/${plural}` : `/apis/${group}${scope}/${plural}`);
+    const informer = (name: string, path: string, onEvent: (event: InformerEvent, object: HubObject) => void): SupervisedInformer<HubObject> =>
+      new SupervisedInformer<HubObject>({
+        name,
+        kubeConfig: hubConfig,
+        path,
+        list: () => hub.request<KubernetesListObject<HubObject>>('GET', path),
+        logger,
+        onEvent,
+      });
+    const dqrQueue = new WorkQueue({
+      name: 'databasequeryresource',
+      concurrency: options.workers,
+      logger,
+      reconcile: (key, signal) => reconcileDqr(this.context(), key, signal),
+    });
+    const ctQueue = new WorkQueue({
+      name: 'clustertarget',
+      concurrency: 4,
+      logger,
+      reconcile: (key) => reconcileClusterTarget(this.context(), key),
+    });
+    const ctx: HubContext = {
+      options,
+      logger,
+      scrubber,
+      hub,
+      hubKubeconfig,
+      hubId,
+      writer: new HubWriter(hub, scrubber),
+      members: new MemberRegistry({
+        policy: { allowExecAuth: options.allowExecAuth, allowFilePaths: options.allowKubeconfigFiles },
+        scrubber,
+        requestTimeoutMs: options.requestTimeoutMs,
+      }),
+      pools: new PoolRegistry({ logger }),
+      templates: new TemplateCache(),
+      leases: new Map(),
+      informers: {
+        dqrs: informer('databasequeryresources', listPath(API_VERSION, DATABASE_QUERY_RESOURCE.plural), (event, object) => {
+          // Status patches come back as updates; only spec, metadata or deletion changes need a sync.
+          if (!this.changedBeyondStatus(object) && event === 'update') return;
+          dqrQueue.add(keyOf(object));
+        }),
+        clusterTargets: informer('clustertargets', listPath(API_VERSION, CLUSTER_TARGET.plural), (event, object) => {
+          if (!this.changedBeyondStatus(object) && event === 'update') return;
+          ctQueue.add(keyOf(object));
+        }),
+        secrets: informer('secrets', listPath('', 'secrets'), (_event, object) => {
+          const users = secretUsers(this.context(), object.metadata?.namespace ?? '', object.metadata?.name ?? '');
+          for (const key of users.clusterTargets) ctQueue.add(key);
+          for (const key of users.dqrs) dqrQueue.add(key);
+        }),
+      },
+      queues: { dqrs: dqrQueue, clusterTargets: ctQueue },
+    };
+    this.ctx = ctx;
+    logger.info('starting hub controller', { hubId, namespace: options.namespace ?? '(all)', workers: options.workers });
+    const informers = Object.values(ctx.informers);
+    for (const i of informers) i.start();
+    await Promise.all(informers.map((i) => i.waitForSync()));
+    // ClusterTargets first: DQR syncs need their members.
+    ctQueue.start();
+    await this.waitForClusterTargets(ctx);
+    dqrQueue.start();
+    enqueueAllDqrs(ctx);
+    logger.info('hub controller started', { dqrs: ctx.informers.dqrs.list().length, clusterTargets: ctx.informers.clusterTargets.list().length });
+  }
+
+  async stop(): Promise<void> {
+    const ctx = this.ctx;
+    if (ctx === undefined) return;
+    await Promise.all(Object.values(ctx.informers).map((i) => i.stop()));
+    await Promise.all([ctx.queues.dqrs.shutdown(), ctx.queues.clusterTargets.shutdown()]);
+    await ctx.members.closeAll();
+    await ctx.pools.closeAll();
+    await ctx.hub.close();
+    this.ctx = undefined;
+  }
+
+  private context(): HubContext {
+    if (this.ctx === undefined) throw new Error('hub controller is not started');
+    return this.ctx;
+  }
+
+  /** Generation moves with spec; annotations, labels, finalizers and deletion are metadata changes that count too. */
+  private readonly seen = new Map<string, string>();
+  private changedBeyondStatus(object: HubObject): boolean {
+    const fingerprint = JSON.stringify([
+      object.metadata?.generation,
+      object.metadata?.labels,
+      object.metadata?.annotations,
+      object.metadata?.deletionTimestamp,
+      object.metadata?.finalizers,
+    ]);
+    const key = `${object.kind ?? ''}/${keyOf(object)}`;
+    const changed = this.seen.get(key) !== fingerprint;
+    this.seen.set(key, fingerprint);
+    return changed;
+  }
+
+  /** Give every ClusterTarget one reconcile before DQRs start, so the first syncs find their members. */
+  private async waitForClusterTargets(ctx: HubContext): Promise<void> {
+    for (const target of ctx.informers.clusterTargets.list()) ctx.queues.clusterTargets.add(keyOf(target));
+    const deadline = Date.now() + 15_000;
+    while ((ctx.queues.clusterTargets.depth > 0 || ctx.queues.clusterTargets.inFlight > 0) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}

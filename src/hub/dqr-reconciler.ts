@@ -1,0 +1,291 @@
+import {
+  ANNOTATIONS,
+  API_VERSION,
+  CONDITION_TYPES,
+  DATABASE_QUERY_RESOURCE,
+  FINALIZER,
+  REASONS,
+  STATUS_LIMITS,
+  parseClusterTarget,
+  parseDatabaseQueryResource,
+  type ClusterTarget,
+  type Condition,
+  type DatabaseQueryResource,
+} from '../api/index.ts';
+import { classifyDbError, withConnectionDefaults, type ConnectionSettings, type PoolLease, type SslMode } from '../db/index.ts';
+import { TemplateError, ownerLabelValue, type CompiledTemplate } from '../render/index.ts';
+import { TerminalError, type ReconcileResult } from '../runtime/index.ts';
+import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
+import { selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
+import { finalizeDqr } from './finalizer.ts';
+import { readSecretKeys } from './secret-data.ts';
+import { splitKey, type HubContext, type HubObject } from './context.ts';
+
+export function dqrPath(namespace: string, name: string): string {
+  return `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}/${name}`;
+}
+
+interface Reporter {
+  conditions(updates: ConditionUpdate[], extra?: Record<string, unknown>): Promise<void>;
+  warn(reason: string, message: string): Promise<void>;
+}
+
+function reporter(ctx: HubContext, raw: HubObject, namespace: string, name: string): Reporter {
+  let previous = (raw.status?.['conditions'] ?? []) as Condition[];
+  const generation = raw.metadata?.generation;
+  const ref = { apiVersion: API_VERSION, kind: DATABASE_QUERY_RESOURCE.kind, namespace, name, uid: raw.metadata?.uid };
+  return {
+    conditions: async (updates, extra = {}) => {
+      const conditions = setConditions(previous, updates, generation, new Date());
+      await ctx.writer.patchStatus(dqrPath(namespace, name), { observedGeneration: generation, conditions, ...extra });
+      for (const type of [CONDITION_TYPES.ready, CONDITION_TYPES.databaseConnected]) {
+        const changed = transitioned(previous, conditions, type);
+        if (changed !== undefined && changed.status === 'False') await ctx.writer.event(ref, 'Warning', changed.reason, changed.message);
+        if (changed !== undefined && changed.status === 'True' && type === CONDITION_TYPES.ready) await ctx.writer.event(ref, 'Normal', changed.reason, changed.message);
+      }
+      previous = conditions;
+    },
+    warn: (reason, message) => ctx.writer.event(ref, 'Warning', reason, message),
+  };
+}
+
+function notSynced(reason: string, message: string, database: ConditionUpdate['status'] = 'Unknown', databaseReason: string = reason): ConditionUpdate[] {
+  return [
+    { type: CONDITION_TYPES.ready, status: 'False', reason, message },
+    { type: CONDITION_TYPES.synced, status: 'False', reason, message },
+    { type: CONDITION_TYPES.databaseConnected, status: database, reason: databaseReason, message },
+  ];
+}
+
+/** The ClusterTargets of every namespace, parsed; ones that fail to parse are not targets. */
+function clusterTargets(ctx: HubContext): ClusterTarget[] {
+  const targets: ClusterTarget[] = [];
+  for (const raw of ctx.informers.clusterTargets.list()) {
+    const parsed = parseClusterTarget(raw);
+    if (parsed.ok) targets.push(parsed.value);
+  }
+  return targets;
+}
+
+async function ensureFinalizer(ctx: HubContext, raw: HubObject, path: string): Promise<void> {
+  const finalizers = raw.metadata?.finalizers ?? [];
+  if (finalizers.includes(FINALIZER)) return;
+  // resourceVersion makes the patch fail rather than drop another controller's finalizer.
+  await ctx.writer.patchMetadata(path, { finalizers: [...finalizers, FINALIZER], resourceVersion: raw.metadata?.resourceVersion });
+}
+
+function releaseLease(ctx: HubContext, key: string): Promise<void> {
+  const lease = ctx.leases.get(key);
+  ctx.leases.delete(key);
+  return lease?.release() ?? Promise.resolve();
+}
+
+/**
+ * One DQR, from current state: parse, hold the finalizer, read the
+ * connection Secret, lease its pool, pick its clusters, sync, report. A
+ * database or cluster error is reported and retried; it never prunes.
+ */
+export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSignal): Promise<ReconcileResult> {
+  const { namespace, name } = splitKey(key);
+  const raw = ctx.informers.dqrs.get(name, namespace);
+  if (raw === undefined) {
+    await releaseLease(ctx, key);
+    ctx.queues.dqrs.forget(key);
+    return {};
+  }
+  const path = dqrPath(namespace, name);
+  const report = reporter(ctx, raw, namespace, name);
+  const log = ctx.logger.child({ dqr: key, generation: raw.metadata?.generation });
+
+  if (raw.metadata?.deletionTimestamp !== undefined) {
+    if (!(raw.metadata.finalizers ?? []).includes(FINALIZER)) return {};
+    const done = await finalizeDqr(ctx, raw, signal);
+    if (!done.ok) {
+      await report.conditions([{ type: CONDITION_TYPES.ready, status: 'False', reason: REASONS.deleting, message: done.message }]);
+      return { requeueAfterMs: 5000 };
+    }
+    await ctx.writer.patchMetadata(path, {
+      finalizers: (raw.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
+      resourceVersion: raw.metadata.resourceVersion,
+    });
+    await releaseLease(ctx, key);
+    log.info('finalized', { objects: done.objects });
+    return {};
+  }
+
+  const parsed = parseDatabaseQueryResource(raw);
+  if (!parsed.ok) {
+    const message = parsed.errors.map((e) => `${e.path}: ${e.message}`).join('; ');
+    await report.conditions(notSynced(REASONS.invalidSpec, message));
+    throw new TerminalError(`invalid spec: ${message}`);
+  }
+  const dqr = parsed.value;
+  await ensureFinalizer(ctx, raw, path);
+
+  let template: CompiledTemplate;
+  try {
+    template = ctx.templates.get(`${raw.metadata?.uid ?? key}/${String(raw.metadata?.generation ?? 0)}`, dqr.spec.template);
+  } catch (error) {
+    const where = error instanceof TemplateError && error.line !== undefined ? ` (line ${error.line})` : '';
+    const message = `spec.template${where}: ${error instanceof Error ? error.message : String(error)}`;
+    await report.conditions(notSynced(REASONS.invalidSpec, message));
+    throw new TerminalError(message);
+  }
+
+  const connection = connectionFor(ctx, dqr, namespace);
+  if (!connection.ok) {
+    await report.conditions(notSynced(connection.reason, connection.message, 'False'));
+    return { requeueAfterMs: dqr.spec.pollIntervalMs };
+  }
+  let lease: PoolLease;
+  try {
+    lease = ctx.pools.acquire(connection.settings);
+  } catch (error) {
+    const message = `Secret ${namespace}/${dqr.spec.database.connectionSecretRef.name}: ${ctx.scrubber.scrub(error instanceof Error ? error.message : String(error))}`;
+    await report.conditions(notSynced(REASONS.secretInvalid, message, 'False'));
+    return { requeueAfterMs: dqr.spec.pollIntervalMs };
+  }
+  // A rotated password is a new pool; the old one ends once this DQR lets go of it.
+  const current = ctx.leases.get(key);
+  if (current?.key === lease.key) {
+    await lease.release();
+    lease = current;
+  } else {
+    ctx.leases.set(key, lease);
+    await current?.release();
+  }
+
+  const selection = selectTargets(namespace, dqr.spec.targets, clusterTargets(ctx));
+  const clusters: SyncCluster[] = [];
+  const refusals = selection.refused.map((r) => r.message);
+  for (const target of selection.selected) {
+    const member = ctx.members.get(`${target.metadata.namespace ?? ''}/${target.metadata.name}`);
+    if (member === undefined) refusals.push(`ClusterTarget ${target.metadata.namespace ?? ''}/${target.metadata.name} is not connected (see its Ready condition)`);
+    else clusters.push({ target, member });
+  }
+
+  const previousResources = (raw.status?.['managedResources'] ?? []) as string[];
+  const pruneConfirmed = dqr.metadata.annotations[ANNOTATIONS.confirmPrune] === String(raw.metadata?.generation ?? '');
+  let outcome: DqrSyncOutcome;
+  try {
+    outcome = await syncDqr({
+      dqr,
+      pool: lease.pool,
+      template,
+      owner: { hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '' },
+      ownerLabel: ownerLabelValue({ hubId: ctx.hubId, namespace, name }),
+      clusters,
+      previousResources,
+      pruneConfirmed,
+      batchSize: ctx.options.batchSize,
+      signal,
+    });
+  } catch (error) {
+    const failure = classifyDbError(error);
+    const reason = failure.retryable ? REASONS.connectionFailed : REASONS.queryFailed;
+    const message = `spec.query: ${failure.message}; nothing was applied or pruned`;
+    log.warn('query failed', { reason, message });
+    await report.conditions(notSynced(reason, message, failure.retryable ? 'False' : 'True', reason));
+    if (failure.retryable) throw new Error(message, { cause: error });
+    return { requeueAfterMs: dqr.spec.pollIntervalMs };
+  }
+
+  await reportOutcome(report, dqr, outcome, refusals, selection.selected.length);
+  if (outcome.confirmationUsed) await ctx.writer.patchMetadata(path, { annotations: { [ANNOTATIONS.confirmPrune]: null } });
+  log.info('synced', {
+    rows: outcome.rowCount,
+    clusters: outcome.clusters.map((c) => ({ name: c.name, applied: c.applied, unchanged: c.unchanged, pruned: c.pruned, failed: c.failed })),
+    failures: outcome.failures.length,
+    pruneBlocked: outcome.pruneBlocked !== undefined,
+  });
+  return { requeueAfterMs: dqr.spec.pollIntervalMs };
+}
+
+type Connection =
+  | { ok: true; settings: ConnectionSettings }
+  | { ok: false; reason: string; message: string };
+
+function connectionFor(ctx: HubContext, dqr: DatabaseQueryResource, namespace: string): Connection {
+  const ref = dqr.spec.database.connectionSecretRef;
+  const secret = ctx.informers.secrets.get(ref.name, namespace);
+  if (secret === undefined) return { ok: false, reason: REASONS.secretNotFound, message: `Secret ${namespace}/${ref.name} (spec.database.connectionSecretRef) not found` };
+  const read = readSecretKeys(
+    secret,
+    { host: ref.hostKey, port: ref.portKey, user: ref.userKey, password: ref.passwordKey, database: ref.dbNameKey, sslmode: ref.sslModeKey },
+    new Set(['port', 'sslmode']),
+    ctx.scrubber,
+  );
+  if (!read.ok) return { ok: false, reason: REASONS.secretInvalid, message: `Secret ${namespace}/${ref.name} lacks key(s) ${read.missing.join(', ')} (spec.database.connectionSecretRef)` };
+  const v = read.values;
+  const port = v['port'] === undefined ? undefined : Number(v['port']);
+  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
+    return { ok: false, reason: REASONS.secretInvalid, message: `Secret ${namespace}/${ref.name} key ${ref.portKey}: not a port number` };
+  }
+  const pool = dqr.spec.database.pool;
+  const settings = withConnectionDefaults({
+    host: v['host'] ?? '',
+    port,
+    database: v['database'] ?? '',
+    user: v['user'] ?? '',
+    password: v['password'] ?? '',
+    sslmode: v['sslmode'] as SslMode | undefined,
+    pool: { max: pool.max, idleTimeoutMs: pool.idleTimeoutMs, statementTimeoutMs: pool.statementTimeoutMs },
+  });
+  return { ok: true, settings };
+}
+
+async function reportOutcome(
+  report: Reporter,
+  dqr: DatabaseQueryResource,
+  outcome: DqrSyncOutcome,
+  refusals: string[],
+  selectedCount: number,
+): Promise<void> {
+  const clusterErrors = outcome.clusters.filter((c) => c.lastError !== undefined);
+  const first = outcome.failures[0];
+  const describeFailure = (f: NonNullable<typeof first>): string =>
+    `row ${JSON.stringify(f.rowKey)}${f.cluster === '' ? '' : ` on cluster ${f.cluster}`}${f.field === '' ? '' : ` (${f.field})`}: ${f.message}`;
+  let synced: ConditionUpdate;
+  if (outcome.pruneBlocked !== undefined) {
+    const { wanted, allowed, managed } = outcome.pruneBlocked;
+    const message = `would prune ${wanted} of ${managed} objects, more than spec.pruneLimit allows (${allowed}); nothing was pruned. To confirm, annotate the DatabaseQueryResource with ${ANNOTATIONS.confirmPrune}=${String(dqr.metadata.generation ?? '')}`;
+    synced = { type: CONDITION_TYPES.synced, status: 'False', reason: REASONS.pruneBlocked, message };
+    await report.warn(REASONS.pruneBlocked, message);
+  } else if (clusterErrors.length > 0 || outcome.failures.length > 0 || refusals.length > 0) {
+    const parts = [
+      ...refusals,
+      ...clusterErrors.map((c) => `cluster ${c.name}: ${c.lastError ?? ''}`),
+      ...(first === undefined ? [] : [`${outcome.failures.length} failure(s); first: ${describeFailure(first)}`]),
+    ];
+    synced = { type: CONDITION_TYPES.synced, status: 'False', reason: REASONS.partiallySynced, message: parts.join('; ') };
+    for (const failure of outcome.failures.slice(0, 5)) await report.warn(failure.conflict ? 'ObjectConflict' : 'RowFailed', describeFailure(failure));
+  } else if (selectedCount === 0) {
+    synced = { type: CONDITION_TYPES.synced, status: 'False', reason: REASONS.noClustersSelected, message: 'spec.targets selects no ClusterTarget' };
+  } else {
+    synced = { type: CONDITION_TYPES.synced, status: 'True', reason: REASONS.synced, message: `${outcome.rowCount} rows applied on ${outcome.clusters.length} cluster(s)` };
+  }
+  const ready: ConditionUpdate = { ...synced, type: CONDITION_TYPES.ready };
+  const failingRows = outcome.failures.slice(0, STATUS_LIMITS.failingRows).map((f) => ({
+    rowKey: f.rowKey.slice(0, STATUS_LIMITS.rowKeyLength),
+    ...(f.cluster === '' ? {} : { cluster: f.cluster }),
+    ...(f.field === '' ? {} : { field: f.field.slice(0, 1024) }),
+    message: truncateMessage(f.message),
+  }));
+  await report.conditions(
+    [{ type: CONDITION_TYPES.databaseConnected, status: 'True', reason: REASONS.connected, message: 'the query ran' }, synced, ready],
+    {
+      rowCount: outcome.rowCount,
+      clusterCount: outcome.clusters.length,
+      lastSyncTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      managedResources: outcome.resources.slice(0, STATUS_LIMITS.managedResources),
+      clusters: outcome.clusters.slice(0, STATUS_LIMITS.clusters).map((c) => ({
+        name: c.name,
+        applied: c.applied,
+        failed: c.failed,
+        pruned: c.pruned,
+        ...(c.lastError === undefined ? {} : { lastError: truncateMessage(c.lastError) }),
+      })),
+      failingRows,
+    },
+  );
+}

@@ -1,0 +1,1 @@
+export { HubController, type HubControllerDeps } from './controller.ts';

@@ -1,0 +1,28 @@
+import type { SecretScrubber } from '../telemetry/index.ts';
+
+export interface SecretLike {
+  metadata?: { name?: string; namespace?: string };
+  data?: Record<string, string>;
+}
+
+export type SecretValues = { ok: true; values: Record<string, string> } | { ok: false; missing: string[] };
+
+/**
+ * Decodes the keys wanted from a Secret and registers every value with the
+ * scrubber at once, before anything could print it.
+ */
+export function readSecretKeys(secret: SecretLike, keys: Record<string, string>, optional: ReadonlySet<string>, scrubber: SecretScrubber): SecretValues {
+  const values: Record<string, string> = {};
+  const missing: string[] = [];
+  for (const [field, key] of Object.entries(keys)) {
+    const encoded = secret.data?.[key];
+    if (encoded === undefined) {
+      if (!optional.has(field)) missing.push(key);
+      continue;
+    }
+    const value = Buffer.from(encoded, 'base64').toString('utf8');
+    if (field === 'password' || field === 'kubeconfig') scrubber.register(value);
+    values[field] = value;
+  }
+  return missing.length > 0 ? { ok: false, missing } : { ok: true, values };
+}

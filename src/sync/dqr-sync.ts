@@ -1,0 +1,204 @@
+import type pg from 'pg';
+import { allowedPrunes, type ClusterTarget, type DatabaseQueryResource } from '../api/index.ts';
+import type { Member } from '../clusters/index.ts';
+import { readRows } from '../db/index.ts';
+import { RowKeyError, ownerRefValue, renderRow, rowKeyOf, type CompiledTemplate, type OwnerIdentity } from '../render/index.ts';
+import { identityOf } from './identity.ts';
+import { pruneMember, syncMember, type ResourceKey, type RowFailure } from './member-sync.ts';
+import type { DesiredObject } from './plan.ts';
+import { rowClusters } from './targets.ts';
+
+export interface SyncCluster {
+  target: ClusterTarget;
+  member: Member;
+}
+
+export interface DqrSyncInput {
+  dqr: DatabaseQueryResource;
+  pool: pg.Pool;
+  template: CompiledTemplate;
+  owner: OwnerIdentity;
+  ownerLabel: string;
+  clusters: readonly SyncCluster[];
+  /** Kinds in use after the previous sync (from status). */
+  previousResources: readonly ResourceKey[];
+  /** The prune-confirmation annotation names this generation. */
+  pruneConfirmed: boolean;
+  batchSize?: number;
+  signal: AbortSignal;
+}
+
+export interface ClusterOutcome {
+  name: string;
+  applied: number;
+  unchanged: number;
+  failed: number;
+  pruned: number;
+  managed: number;
+  /** Set when the cluster failed as a whole; nothing was pruned there. */
+  lastError: string | undefined;
+}
+
+export interface DqrSyncOutcome {
+  rowCount: number;
+  clusters: ClusterOutcome[];
+  failures: RowFailure[];
+  /** Pruning wanted more than spec.pruneLimit allows and was not confirmed: nothing was pruned. */
+  pruneBlocked: { wanted: number; allowed: number; managed: number } | undefined;
+  /** A confirmed prune over the limit went through: the confirmation is used up. */
+  confirmationUsed: boolean;
+  resources: ResourceKey[];
+}
+
+/**
+ * One sync of one DQR: read every row (an error here throws and nothing
+ * else happens), render each row for each cluster it targets, sync the
+ * members in parallel, then prune where every step succeeded for that member
+ * and the prune limit allows.
+ */
+export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
+  const { dqr, clusters } = input;
+  const spec = dqr.spec;
+  const namespace = dqr.metadata.namespace ?? 'default';
+  const desired = new Map<string, DesiredObject[]>(clusters.map((c) => [c.member.key, []]));
+  const failedRows = new Map<string, Set<string>>(clusters.map((c) => [c.member.key, new Set()]));
+  const failures: RowFailure[] = [];
+  /** A row without a usable key could own anything: no pruning anywhere this time. */
+  let unkeyedRows = 0;
+  const metadata = { name: dqr.metadata.name, namespace, labels: { ...dqr.metadata.labels }, annotations: { ...dqr.metadata.annotations } };
+
+  const summary = await readRows(
+    input.pool,
+    spec.query,
+    (rows, columns) => {
+      const keyColumns = spec.rowKey ?? columns.slice(0, 1);
+      for (const row of rows) {
+        let rowKey: string;
+        try {
+          rowKey = rowKeyOf(row, keyColumns);
+        } catch (error) {
+          unkeyedRows++;
+          const message = error instanceof RowKeyError ? error.message : String(error);
+          failures.push({ rowKey: '', cluster: '', field: `spec.rowKey`, message, conflict: false });
+          continue;
+        }
+        let wanted: Set<string> | undefined;
+        if (spec.targets.rowClusterColumn !== undefined) {
+          const picked = rowClusters(row[spec.targets.rowClusterColumn]);
+          if (!(picked instanceof Set)) {
+            for (const c of clusters) failedRows.get(c.member.key)?.add(rowKey);
+            failures.push({ rowKey, cluster: '', field: `row.${spec.targets.rowClusterColumn}`, message: picked.error, conflict: false });
+            continue;
+          }
+          wanted = picked;
+        }
+        for (const { target, member } of clusters) {
+          if (wanted !== undefined && !wanted.has(target.metadata.name)) continue;
+          const rendered = renderRow(
+            input.template,
+            { row, metadata, cluster: { name: target.metadata.name, labels: { ...target.metadata.labels } } },
+            { rowKey, defaultNamespace: namespace, owner: input.owner },
+          );
+          if (rendered.ok) {
+            desired.get(member.key)?.push(...rendered.objects.map((o) => ({ ...o, rowKey })));
+          } else {
+            failedRows.get(member.key)?.add(rowKey);
+            failures.push({ rowKey, cluster: member.name, field: rendered.failure.field, message: rendered.failure.message, conflict: false });
+          }
+        }
+      }
+    },
+    { ...(input.batchSize === undefined ? {} : { batchSize: input.batchSize }), signal: input.signal },
+  );
+
+  // Two rows rendering the same object on one cluster: neither may have it.
+  for (const { member } of clusters) {
+    const objects = desired.get(member.key) ?? [];
+    const rowsByIdentity = new Map<string, Set<string>>();
+    for (const object of objects) {
+      const identity = identityOf(object);
+      const rows = rowsByIdentity.get(identity) ?? new Set<string>();
+      rows.add(object.rowKey);
+      rowsByIdentity.set(identity, rows);
+    }
+    const duplicated = new Set<string>();
+    for (const [identity, rows] of rowsByIdentity) {
+      if (rows.size < 2) continue;
+      const keys = [...rows];
+      for (const rowKey of keys) {
+        duplicated.add(rowKey);
+        failures.push({
+          rowKey,
+          cluster: member.name,
+          field: 'metadata.name',
+          message: `${identity.split('/').slice(1).join('/')} is rendered by more than one row (${keys.slice(0, 3).join(', ')})`,
+          conflict: false,
+        });
+      }
+    }
+    if (duplicated.size > 0) {
+      for (const rowKey of duplicated) failedRows.get(member.key)?.add(rowKey);
+      desired.set(
+        member.key,
+        objects.filter((o) => !duplicated.has(o.rowKey)),
+      );
+    }
+  }
+
+  const ownerRef = ownerRefValue(input.owner);
+  const results = await Promise.all(
+    clusters.map(({ target, member }) =>
+      syncMember({
+        member,
+        target,
+        desired: desired.get(member.key) ?? [],
+        failedRows: failedRows.get(member.key) ?? new Set(),
+        ownerLabel: input.ownerLabel,
+        ownerRef,
+        fieldManager: `rowcast-${namespace}-${dqr.metadata.name}`.slice(0, 128),
+        previousResources: input.previousResources,
+        signal: input.signal,
+      }),
+    ),
+  );
+  for (const result of results) failures.push(...result.failures);
+
+  // The prune limit is a share of everything this DQR manages across its clusters.
+  const prunable = spec.prune && unkeyedRows === 0 ? results.filter((r) => r.error === undefined) : [];
+  const wanted = prunable.reduce((n, r) => n + r.pruneCandidates.length, 0);
+  const managed = results.reduce((n, r) => n + r.managed, 0);
+  const allowed = allowedPrunes(spec.pruneLimit, managed);
+  const overLimit = wanted > allowed;
+  const pruneBlocked = overLimit && !input.pruneConfirmed ? { wanted, allowed, managed } : undefined;
+  const pruned = new Map<string, { pruned: number; error: string | undefined }>();
+  if (pruneBlocked === undefined) {
+    await Promise.all(
+      prunable.map(async (result) => {
+        const cluster = clusters.find((c) => c.member.name === result.cluster);
+        if (cluster === undefined || result.pruneCandidates.length === 0) return;
+        pruned.set(result.cluster, await pruneMember(cluster.member, result.pruneCandidates, input.signal));
+      }),
+    );
+  }
+
+  const failedCount = (cluster: string): number => new Set(failures.filter((f) => f.cluster === cluster || f.cluster === '').map((f) => f.rowKey)).size;
+  return {
+    rowCount: summary.rowCount,
+    clusters: results.map((r) => {
+      const p = pruned.get(r.cluster);
+      return {
+        name: r.cluster,
+        applied: r.applied + r.unchanged,
+        unchanged: r.unchanged,
+        failed: failedCount(r.cluster),
+        pruned: p?.pruned ?? 0,
+        managed: r.managed - (p?.pruned ?? 0),
+        lastError: r.error ?? p?.error,
+      };
+    }),
+    failures,
+    pruneBlocked,
+    confirmationUsed: overLimit && input.pruneConfirmed && pruneBlocked === undefined,
+    resources: [...new Set([...results.flatMap((r) => r.resources), ...(results.some((r) => r.error !== undefined) ? input.previousResources : [])])].sort(),
+  };
+}

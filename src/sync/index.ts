@@ -1,0 +1,5 @@
+export { syncDqr, type ClusterOutcome, type DqrSyncInput, type DqrSyncOutcome, type SyncCluster } from './dqr-sync.ts';
+export { describeObject, groupOf, identityOf } from './identity.ts';
+export { listOwned, pruneMember, resourceKey, syncMember, type MemberSyncInput, type MemberSyncResult, type PruneResult, type ResourceKey, type RowFailure } from './member-sync.ts';
+export { planCluster, type ClusterPlan, type DesiredObject, type LiveObject } from './plan.ts';
+export { matchesLabelSelector, rowClusters, selectTargets, type TargetRefusal, type TargetSelection } from './targets.ts';

@@ -1,0 +1,325 @@
+import { ANNOTATIONS, OWNER_LABEL, allowsMemberNamespace, type ClusterTarget } from '../api/index.ts';
+import { MemberApi, type ApiResource, type Member } from '../clusters/index.ts';
+import { describeApiError } from '../runtime/index.ts';
+import { describeObject, identityOf } from './identity.ts';
+import { planCluster, type DesiredObject, type LiveObject } from './plan.ts';
+
+/** One row's failure on one cluster, in words for status and events. */
+export interface RowFailure {
+  rowKey: string;
+  cluster: string;
+  field: string;
+  message: string;
+  /** Another owner (or none) holds the object: reported, never taken. */
+  conflict: boolean;
+}
+
+/** A resource kind in use, as "apiVersion|kind": what the next sync lists even if no row renders it any more. */
+export type ResourceKey = string;
+
+export function resourceKey(apiVersion: string, kind: string): ResourceKey {
+  return `${apiVersion}|${kind}`;
+}
+
+export interface MemberSyncInput {
+  member: Member;
+  target: ClusterTarget;
+  desired: readonly DesiredObject[];
+  /** Rows that failed before reaching this cluster (render errors...): their objects are kept. */
+  failedRows: ReadonlySet<string>;
+  ownerLabel: string;
+  /** The owner-ref annotation value this DQR stamps; an object listed by the label but naming another owner is not ours. */
+  ownerRef: string;
+  fieldManager: string;
+  /** Kinds applied by earlier syncs, listed so that objects of kinds no row renders any more are pruned too. */
+  previousResources: readonly ResourceKey[];
+  signal: AbortSignal;
+}
+
+export interface MemberSyncResult {
+  cluster: string;
+  applied: number;
+  unchanged: number;
+  failures: RowFailure[];
+  /** Owned objects no row wants any more; deleting them is the caller's decision (prune limit). */
+  pruneCandidates: LiveObject[];
+  /** Owned objects of failed rows, kept. */
+  kept: number;
+  /** Everything this member holds for the DQR after the sync (for the prune limit's share). */
+  managed: number;
+  resources: ResourceKey[];
+  /** Set when the member could not be listed or failed as a whole: nothing may be pruned there. */
+  error: string | undefined;
+}
+
+interface ResolvedObject {
+  object: DesiredObject;
+  resource: ApiResource;
+  namespace: string | undefined;
+  body: Record<string, unknown>;
+}
+
+/** Bodies of cluster-scoped kinds lose the namespace render filled in. */
+function withoutNamespace(body: Record<string, unknown>): Record<string, unknown> {
+  const metadata = { ...(body['metadata'] as Record<string, unknown>) };
+  delete metadata['namespace'];
+  return { ...body, metadata };
+}
+
+function objectPath(apiVersion: string, resource: ApiResource, namespace: string | undefined, name: string): string {
+  return `${MemberApi.collectionPath(apiVersion, resource, namespace)}/${encodeURIComponent(name)}`;
+}
+
+function toLive(apiVersion: string, kind: string, item: Record<string, unknown>): LiveObject {
+  const metadata = (item['metadata'] ?? {}) as { name?: string; namespace?: string; uid?: string; annotations?: Record<string, string> };
+  return {
+    apiVersion,
+    kind,
+    namespace: metadata.namespace,
+    name: metadata.name ?? '',
+    uid: metadata.uid ?? '',
+    hash: metadata.annotations?.[ANNOTATIONS.hash],
+    rowKey: metadata.annotations?.[ANNOTATIONS.rowKey],
+  };
+}
+
+/**
+ * Brings one member in line with the rows: resolves kinds by discovery,
+ * enforces the target's namespaces, lists what it owns there, applies what is
+ * new or changed (skipping unchanged hashes), and reports what could be
+ * pruned. Every call goes through the member's own queue, so a slow member
+ * only slows itself. Deletes nothing.
+ */
+export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResult> {
+  const { member, target, signal } = input;
+  const run = <T>(task: (s: AbortSignal) => Promise<T>): Promise<T> => member.queue.run(task, signal);
+  const result: MemberSyncResult = {
+    cluster: member.name,
+    applied: 0,
+    unchanged: 0,
+    failures: [],
+    pruneCandidates: [],
+    kept: 0,
+    managed: 0,
+    resources: [],
+    error: undefined,
+  };
+  const fail = (object: DesiredObject, field: string, message: string, conflict = false): void => {
+    result.failures.push({ rowKey: object.rowKey, cluster: member.name, field, message, conflict });
+  };
+
+  // Discovery, once per kind. An unreachable member ends the sync here for it.
+  const kinds = new Map<ResourceKey, { apiVersion: string; kind: string; resource: ApiResource | undefined }>();
+  for (const key of new Set([...input.desired.map((o) => resourceKey(o.apiVersion, o.kind)), ...input.previousResources])) {
+    const [apiVersion = '', kind = ''] = key.split('|');
+    kinds.set(key, { apiVersion, kind, resource: undefined });
+  }
+  try {
+    for (const entry of kinds.values()) entry.resource = await run(() => member.api.resourceFor(entry.apiVersion, entry.kind));
+  } catch (error) {
+    result.error = `discovery failed: ${describeApiError(error).message}`;
+    return result;
+  }
+
+  const resolved: ResolvedObject[] = [];
+  const failedHere = new Set(input.failedRows);
+  for (const object of input.desired) {
+    const resource = kinds.get(resourceKey(object.apiVersion, object.kind))?.resource;
+    if (resource === undefined) {
+      fail(object, 'kind', `${object.apiVersion} ${object.kind} is not served by cluster ${member.name}`);
+      failedHere.add(object.rowKey);
+      continue;
+    }
+    let namespace = object.namespace;
+    let body = object.body;
+    if (!resource.namespaced) {
+      if (!object.namespaceDefaulted) {
+        fail(object, 'metadata.namespace', `${object.kind} is cluster-scoped and takes no namespace`);
+        failedHere.add(object.rowKey);
+        continue;
+      }
+      namespace = undefined;
+      body = withoutNamespace(body);
+    }
+    if (!allowsMemberNamespace(target, namespace)) {
+      fail(
+        object,
+        'metadata.namespace',
+        namespace === undefined
+          ? `cluster ${member.name} allows only namespaced objects (spec.allowedNamespaces)`
+          : `namespace ${namespace} is not allowed on cluster ${member.name} (spec.allowedNamespaces)`,
+      );
+      failedHere.add(object.rowKey);
+      continue;
+    }
+    resolved.push({ object: { ...object, namespace }, resource, namespace, body });
+  }
+
+  let owned: LiveObject[];
+  try {
+    owned = await listOwned(member, target, [...kinds.values()], input.ownerLabel, input.ownerRef, signal);
+  } catch (error) {
+    result.error = `listing owned objects failed: ${describeApiError(error).message}`;
+    return result;
+  }
+  for (const key of new Set(owned.map((o) => resourceKey(o.apiVersion, o.kind)))) result.resources.push(key);
+
+  const plan = planCluster(
+    resolved.map((r) => r.object),
+    owned,
+    failedHere,
+  );
+  result.unchanged = plan.unchanged.length;
+  result.kept = plan.kept.length;
+  result.pruneCandidates = plan.prune;
+  const byIdentity = new Map(resolved.map((r) => [identityOf(r.object), r]));
+  const creates = new Set(plan.create.map((o) => identityOf(o)));
+  let unavailable: string | undefined;
+  let created = 0;
+  let foreign: Map<string, Record<string, string>>;
+  try {
+    foreign = await existingObjects(member, plan.create, byIdentity, signal);
+  } catch (error) {
+    result.error = `checking for existing objects failed: ${describeApiError(error).message}`;
+    return result;
+  }
+
+  await Promise.all(
+    [...plan.create, ...plan.update].map(async (object) => {
+      const entry = byIdentity.get(identityOf(object));
+      if (entry === undefined) return;
+      const path = objectPath(object.apiVersion, entry.resource, entry.namespace, object.name);
+      try {
+        // Not listed as ours yet there: someone else owns it. Report, never take.
+        const labels = foreign.get(identityOf(object));
+        if (labels !== undefined) {
+          const holder = labels[OWNER_LABEL] === undefined ? 'it is not managed by Rowcast' : 'it belongs to another DatabaseQueryResource';
+          fail(object, 'metadata.name', `${describeObject(object)} already exists on cluster ${member.name} and ${holder}; left untouched`, true);
+          return;
+        }
+        await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s }));
+        result.applied++;
+        if (creates.has(identityOf(object))) created++;
+      } catch (error) {
+        const failure = describeApiError(error);
+        if (failure.retryable) {
+          unavailable ??= failure.message;
+          fail(object, '', `apply of ${describeObject(object)} failed: ${failure.message}`);
+        } else if (failure.kind === 'conflict') {
+          const fields = failure.causes.map((c) => c.field).filter((f) => f !== '');
+          fail(object, fields[0] ?? '', `${describeObject(object)}: fields managed by another manager: ${failure.message}`, true);
+        } else {
+          const cause = failure.causes[0];
+          fail(object, cause?.field ?? '', `${describeObject(object)} was refused: ${failure.message}`);
+        }
+      }
+    }),
+  );
+  result.managed = owned.length + created;
+  for (const key of new Set(resolved.map((r) => resourceKey(r.object.apiVersion, r.object.kind)))) if (!result.resources.includes(key)) result.resources.push(key);
+  if (unavailable !== undefined) result.error = `cluster ${member.name} failed during apply: ${unavailable}`;
+  return result;
+}
+
+/** Past this many creates in one collection, one metadata list is cheaper than a GET each. */
+const listThreshold = 20;
+
+/**
+ * Which of the objects about to be created already exist (not as ours), with
+ * their labels: a GET each for a few, one metadata-only list of the collection
+ * for many (a first sync of thousands of rows).
+ */
+async function existingObjects(
+  member: Member,
+  creates: readonly DesiredObject[],
+  byIdentity: ReadonlyMap<string, ResolvedObject>,
+  signal: AbortSignal,
+): Promise<Map<string, Record<string, string>>> {
+  const groups = new Map<string, { entry: ResolvedObject; objects: DesiredObject[] }>();
+  for (const object of creates) {
+    const entry = byIdentity.get(identityOf(object));
+    if (entry === undefined) continue;
+    const collection = MemberApi.collectionPath(object.apiVersion, entry.resource, entry.namespace);
+    const group = groups.get(collection) ?? { entry, objects: [] };
+    group.objects.push(object);
+    groups.set(collection, group);
+  }
+  const found = new Map<string, Record<string, string>>();
+  const labelsOf = (item: Record<string, unknown> | undefined): Record<string, string> =>
+    (item?.['metadata'] as { labels?: Record<string, string> } | undefined)?.labels ?? {};
+  await Promise.all(
+    [...groups].map(async ([collection, { entry, objects }]) => {
+      if (objects.length > listThreshold) {
+        const items = await member.queue.run((s) => member.api.list(collection, undefined, s, true), signal);
+        const names = new Map(items.map((item) => [(item['metadata'] as { name?: string } | undefined)?.name ?? '', item]));
+        for (const object of objects) {
+          const item = names.get(object.name);
+          if (item !== undefined) found.set(identityOf(object), labelsOf(item));
+        }
+        return;
+      }
+      await Promise.all(
+        objects.map(async (object) => {
+          const path = objectPath(object.apiVersion, entry.resource, entry.namespace, object.name);
+          const item = await member.queue.run((s) => member.api.get(path, s, true), signal);
+          if (item !== undefined) found.set(identityOf(object), labelsOf(item));
+        }),
+      );
+    }),
+  );
+  return found;
+}
+
+/**
+ * What a DQR owns on a member, by its owner label, confirmed by the full
+ * owner-ref annotation (the label is a short hash); with allowedNamespaces,
+ * only in those namespaces. Metadata only.
+ */
+export async function listOwned(
+  member: Member,
+  target: ClusterTarget,
+  kinds: readonly { apiVersion: string; kind: string; resource: ApiResource | undefined }[],
+  ownerLabel: string,
+  ownerRef: string,
+  signal: AbortSignal,
+): Promise<LiveObject[]> {
+  const owned: LiveObject[] = [];
+  for (const { apiVersion, kind, resource } of kinds) {
+    if (resource === undefined) continue;
+    const scopes = resource.namespaced && target.spec.allowedNamespaces.length > 0 ? target.spec.allowedNamespaces : [undefined];
+    for (const namespace of scopes) {
+      const path = MemberApi.collectionPath(apiVersion, resource, namespace);
+      const items = await member.queue.run((s) => member.api.list(path, `${OWNER_LABEL}=${ownerLabel}`, s, true), signal);
+      for (const item of items) {
+        const annotations = (item['metadata'] as { annotations?: Record<string, string> } | undefined)?.annotations;
+        if (annotations?.[ANNOTATIONS.ownerRef] === ownerRef) owned.push(toLive(apiVersion, kind, item));
+      }
+    }
+  }
+  return owned;
+}
+
+export interface PruneResult {
+  pruned: number;
+  error: string | undefined;
+}
+
+/** Deletes owned objects no row wants, each only as the object that was listed (uid precondition). */
+export async function pruneMember(member: Member, objects: readonly LiveObject[], signal: AbortSignal): Promise<PruneResult> {
+  let pruned = 0;
+  let error: string | undefined;
+  await Promise.all(
+    objects.map(async (object) => {
+      try {
+        const resource = await member.queue.run(() => member.api.resourceFor(object.apiVersion, object.kind), signal);
+        if (resource === undefined) return;
+        const path = objectPath(object.apiVersion, resource, resource.namespaced ? object.namespace : undefined, object.name);
+        await member.queue.run((s) => member.api.delete(path, object.uid, s), signal);
+        pruned++;
+      } catch (cause) {
+        error ??= `pruning ${describeObject(object)} failed: ${describeApiError(cause).message}`;
+      }
+    }),
+  );
+  return { pruned, error };
+}

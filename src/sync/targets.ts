@@ -1,0 +1,94 @@
+import { acceptsSourceNamespace, type ClusterTarget, type LabelSelector, type Targets } from '../api/index.ts';
+
+export function matchesLabelSelector(selector: LabelSelector, labels: Readonly<Record<string, string>>): boolean {
+  for (const [key, value] of Object.entries(selector.matchLabels)) if (labels[key] !== value) return false;
+  for (const requirement of selector.matchExpressions) {
+    const value = labels[requirement.key];
+    switch (requirement.operator) {
+      case 'In':
+        if (value === undefined || !requirement.values.includes(value)) return false;
+        break;
+      case 'NotIn':
+        if (value !== undefined && requirement.values.includes(value)) return false;
+        break;
+      case 'Exists':
+        if (value === undefined) return false;
+        break;
+      case 'DoesNotExist':
+        if (value !== undefined) return false;
+        break;
+    }
+  }
+  return true;
+}
+
+export interface TargetRefusal {
+  cluster: string;
+  reason: 'NotFound' | 'SourceNamespaceNotAllowed' | 'Paused';
+  message: string;
+}
+
+export interface TargetSelection {
+  /** ClusterTargets this DQR writes to, by key (namespace/name). */
+  selected: ClusterTarget[];
+  /** Named or matched targets it may not use, each with why: a condition, never a silent skip. */
+  refused: TargetRefusal[];
+}
+
+function keyOf(target: ClusterTarget): string {
+  return `${target.metadata.namespace ?? ''}/${target.metadata.name}`;
+}
+
+/**
+ * Which ClusterTargets a DQR selects: those named, those its selector matches,
+ * or, when it only names a row column, every target it may use (each row then
+ * picks among them). Tenancy: a target accepts DQRs from its own namespace and
+ * from its allowedSourceNamespaces.
+ */
+export function selectTargets(dqrNamespace: string, targets: Targets, all: readonly ClusterTarget[]): TargetSelection {
+  const byKey = new Map(all.map((t) => [keyOf(t), t]));
+  const candidates = new Map<string, ClusterTarget>();
+  const refused: TargetRefusal[] = [];
+  for (const ref of targets.clusters) {
+    const namespace = ref.namespace ?? dqrNamespace;
+    const target = byKey.get(`${namespace}/${ref.name}`);
+    if (target === undefined) {
+      refused.push({ cluster: `${namespace}/${ref.name}`, reason: 'NotFound', message: `ClusterTarget ${namespace}/${ref.name} not found` });
+    } else {
+      candidates.set(keyOf(target), target);
+    }
+  }
+  const everyUsable = targets.clusters.length === 0 && targets.clusterSelector === undefined;
+  for (const target of all) {
+    const matched = everyUsable || (targets.clusterSelector !== undefined && matchesLabelSelector(targets.clusterSelector, target.metadata.labels));
+    if (matched && (everyUsable ? acceptsSourceNamespace(target, dqrNamespace) : true)) candidates.set(keyOf(target), target);
+  }
+  const selected: ClusterTarget[] = [];
+  for (const target of candidates.values()) {
+    if (!acceptsSourceNamespace(target, dqrNamespace)) {
+      refused.push({
+        cluster: keyOf(target),
+        reason: 'SourceNamespaceNotAllowed',
+        message: `ClusterTarget ${keyOf(target)} does not accept DatabaseQueryResources from namespace ${dqrNamespace} (spec.allowedSourceNamespaces)`,
+      });
+    } else if (target.spec.paused) {
+      refused.push({ cluster: keyOf(target), reason: 'Paused', message: `ClusterTarget ${keyOf(target)} is paused` });
+    } else {
+      selected.push(target);
+    }
+  }
+  selected.sort((a, b) => keyOf(a).localeCompare(keyOf(b)));
+  return { selected, refused };
+}
+
+/**
+ * The clusters a row asks for through spec.targets.rowClusterColumn: a name, a
+ * comma-separated list, or an array of names. Names match a ClusterTarget's
+ * name; undefined means the column is not in use and every selected cluster applies.
+ */
+export function rowClusters(value: unknown): Set<string> | { error: string } {
+  if (value === null || value === undefined) return new Set();
+  const names = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : undefined;
+  if (names === undefined) return { error: `expected a cluster name, a comma-separated list or an array, got ${typeof value}` };
+  return new Set(names.map((n) => String(n).trim()).filter((n) => n !== ''));
+}

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
+import { MemberApi, MemberKubeConfig } from '../src/clusters/index.ts';
+import { SupervisedInformer } from '../src/runtime/index.ts';
+import { SecretScrubber, createLogger } from '../src/telemetry/index.ts';
+import { adminRequest } from './harness/kube-apiserver.ts';
+import { waitFor } from './harness/ports.ts';
+import { failOnLeaks, openTestEnv, type TestCluster } from './harness/test-env.ts';
+
+const env = await openTestEnv('runtime-informer');
+failOnLeaks(env);
+const [member] = env.members as [TestCluster, ...TestCluster[]];
+
+const crd = {
+  apiVersion: 'apiextensions.k8s.io/v1',
+  kind: 'CustomResourceDefinition',
+  metadata: { name: 'widgets.informer.test.rowcast.dev' },
+  spec: {
+    group: 'informer.test.rowcast.dev',
+    scope: 'Namespaced',
+    names: { plural: 'widgets', singular: 'widget', kind: 'Widget', listKind: 'WidgetList' },
+    versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
+  },
+};
+const crdPath = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
+const widgets = `/apis/informer.test.rowcast.dev/v1/namespaces/${env.namespace}/widgets`;
+
+async function installCrd(): Promise<void> {
+  await waitFor('CRD created', async () => [201, 409].includes((await adminRequest(member.info, 'POST', crdPath, crd)).status), 30_000, 200);
+  await waitFor('widgets served', async () => (await adminRequest(member.info, 'GET', widgets)).status === 200, 30_000, 200);
+}
+
+async function widget(name: string): Promise<void> {
+  const created = await adminRequest(member.info, 'POST', widgets, { apiVersion: 'informer.test.rowcast.dev/v1', kind: 'Widget', metadata: { name } });
+  assert.equal(created.status, 201, created.body);
+}
+
+test('an informer that fails (its resource removed) is restarted and catches up when the resource is back', async () => {
+  await installCrd();
+  const logs: string[] = [];
+  const logger = createLogger({ level: 'debug', scrubber: new SecretScrubber(), write: (line) => logs.push(line) });
+  const api = new MemberApi(new MemberKubeConfig(member.info.kubeconfig, { requestTimeoutMs: 5000 }));
+  const seen: string[] = [];
+  const watching: boolean[] = [];
+  const informer = new SupervisedInformer<KubernetesObject>({
+    name: 'widgets',
+    kubeConfig: api.kubeConfig,
+    path: widgets,
+    list: () => api.request<KubernetesListObject<KubernetesObject>>('GET', widgets),
+    logger,
+    backoff: { baseMs: 200, maxMs: 1000 },
+    onEvent: (event, object) => {
+      seen.push(`${event}:${object.metadata?.name ?? ''}`);
+      if (object.metadata?.name === 'throws') throw new Error('a handler bug');
+    },
+    onWatchingChange: (now) => watching.push(now),
+  });
+  try {
+    informer.start();
+    await informer.waitForSync();
+    assert.equal(informer.watching, true);
+    await widget('one');
+    await widget('throws');
+    await waitFor('events for one and throws', () => Promise.resolve(seen.includes('add:one') && seen.includes('add:throws')), 10_000);
+    assert.ok(logs.some((l) => l.includes('informer handler threw')), 'a throwing handler is logged, not fatal');
+
+    await adminRequest(member.info, 'DELETE', `${crdPath}/${crd.metadata.name}`);
+    await waitFor('the informer to notice', () => Promise.resolve(!informer.watching), 30_000);
+    assert.ok(logs.some((l) => l.includes('informer failed; restarting')));
+
+    await installCrd();
+    await widget('two');
+    await waitFor('the restarted informer to see two', () => Promise.resolve(seen.includes('add:two') && informer.watching), 30_000);
+    assert.deepEqual(watching.slice(0, 2), [true, false]);
+    assert.equal(watching.at(-1), true);
+  } finally {
+    await informer.stop();
+    await api.close();
+    await adminRequest(member.info, 'DELETE', `${crdPath}/${crd.metadata.name}`);
+  }
+});
