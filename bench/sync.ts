@@ -1,7 +1,7 @@
 // First sync of N rows onto 2 members, then a no-op resync: wall time,
 // objects/s, writes sent (counted by the members' own apiservers), database
 // queries (pg_stat_statements) and the controller's memory.
-//   node bench/sync.ts [--rows 10000] [--qps 1000] [--burst 2000] [--concurrency 32]
+//   node --expose-gc bench/sync.ts [--rows 10000] [--qps 1000] [--burst 2000] [--concurrency 32]
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } from '../src/api/index.ts';
@@ -114,6 +114,9 @@ try {
   const firstSync = ((syncs[0]?.at ?? 0) - started) / 1000;
   const firstRequests = delta(sum(await Promise.all(members.map(requestCounts))), sum(before));
   const rssAfterFirst = process.memoryUsage().rss;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const heapRetained = process.memoryUsage().heapUsed;
 
   // The no-op resync: the poll (10s) runs it again with nothing changed.
   const beforeResync = await Promise.all(members.map(requestCounts));
@@ -129,9 +132,9 @@ try {
     [
       `rows: ${rows} x ${members.length} members = ${objects} ConfigMaps (member rate limit ${values.qps} qps, burst ${values.burst}, concurrency ${values.concurrency})`,
       `first sync: ${firstSync.toFixed(1)} s, ${(objects / firstSync).toFixed(0)} objects/s; configmap requests on the members: ${JSON.stringify(firstRequests)}`,
-      `no-op resync: ${JSON.stringify(resyncLine?.['clusters'])}; configmap requests on the members: ${JSON.stringify(resyncRequests)} (writes: ${(resyncRequests['APPLY'] ?? 0) + (resyncRequests['PATCH'] ?? 0) + (resyncRequests['DELETE'] ?? 0)})`,
+      `no-op resync: ${String(resyncLine?.['durationMs'])} ms, ${JSON.stringify(resyncLine?.['clusters'])}; configmap requests on the members: ${JSON.stringify(resyncRequests)} (writes: ${(resyncRequests['APPLY'] ?? 0) + (resyncRequests['PATCH'] ?? 0) + (resyncRequests['DELETE'] ?? 0)})`,
       `database: ${queries.rows.map((q) => `${q.calls} x ${q.query.replace(/\s+/g, ' ').slice(0, 60)}`).join('; ')}`,
-      `controller process RSS after the first sync: ${(rssAfterFirst / 2 ** 20).toFixed(0)} MiB; now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`,
+      `controller process RSS after the first sync: ${(rssAfterFirst / 2 ** 20).toFixed(0)} MiB; now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB; heap retained after the first sync ${gc === undefined ? '(run with --expose-gc)' : `${(heapRetained / 2 ** 20).toFixed(0)} MiB`}`,
       '',
     ].join('\n'),
   );

@@ -18,6 +18,8 @@ export interface ControllerOptions {
   readonly requestTimeoutMs: number;
   /** Rows read per cursor fetch. */
   readonly batchSize: number;
+  /** How long in-flight syncs may run on after a stop signal before they are cancelled. */
+  readonly shutdownGraceMs: number;
 }
 
 interface Flag {
@@ -39,6 +41,7 @@ const flags: readonly Flag[] = [
   { name: 'probe-interval', type: 'string', env: 'ROWCAST_PROBE_INTERVAL', default: '30s', help: 'how often each member cluster is probed' },
   { name: 'request-timeout', type: 'string', env: 'ROWCAST_REQUEST_TIMEOUT', default: '30s', help: 'longest wait for a member apiserver to answer' },
   { name: 'batch-size', type: 'string', env: 'ROWCAST_BATCH_SIZE', default: '1000', help: 'rows read from the database per fetch' },
+  { name: 'shutdown-grace', type: 'string', env: 'ROWCAST_SHUTDOWN_GRACE', default: '30s', help: 'how long in-flight syncs may finish after SIGTERM before they are cancelled' },
 ];
 
 export function controllerHelp(): string {
@@ -105,6 +108,7 @@ export function parseControllerOptions(argv: readonly string[], env: Readonly<Re
       probeIntervalMs: duration('probe-interval', text('probe-interval') ?? '30s'),
       requestTimeoutMs: duration('request-timeout', text('request-timeout') ?? '30s'),
       batchSize: positiveInteger('batch-size', text('batch-size') ?? '1000'),
+      shutdownGraceMs: duration('shutdown-grace', text('shutdown-grace') ?? '30s'),
     };
     return { ok: true, options: Object.freeze(options) };
   } catch (error) {

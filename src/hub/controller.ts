@@ -134,7 +134,8 @@ export class HubController {
     const ctx = this.ctx;
     if (ctx === undefined) return;
     await Promise.all(Object.values(ctx.informers).map((i) => i.stop()));
-    await Promise.all([ctx.queues.dqrs.shutdown(), ctx.queues.clusterTargets.shutdown()]);
+    // In-flight syncs finish (applies and prunes are not left half done) unless they take too long.
+    await Promise.all([ctx.queues.dqrs.shutdown(this.deps.options.shutdownGraceMs), ctx.queues.clusterTargets.shutdown(this.deps.options.shutdownGraceMs)]);
     await ctx.members.closeAll();
     await ctx.pools.closeAll();
     await ctx.hub.close();

@@ -86,6 +86,7 @@ function releaseLease(ctx: HubContext, key: string): Promise<void> {
  * database or cluster error is reported and retried; it never prunes.
  */
 export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSignal): Promise<ReconcileResult> {
+  const started = performance.now();
   const { namespace, name } = splitKey(key);
   const raw = ctx.informers.dqrs.get(name, namespace);
   if (raw === undefined) {
@@ -197,6 +198,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     clusters: outcome.clusters.map((c) => ({ name: c.name, applied: c.applied, unchanged: c.unchanged, pruned: c.pruned, failed: c.failed })),
     failures: outcome.failures.length,
     pruneBlocked: outcome.pruneBlocked !== undefined,
+    durationMs: Math.round(performance.now() - started),
   });
   return { requeueAfterMs: dqr.spec.pollIntervalMs };
 }

@@ -113,15 +113,26 @@ export class WorkQueue {
     this.pump();
   }
 
-  /** Stops taking work, aborts the signal handed to running reconciles, and waits for them. */
-  async shutdown(): Promise<void> {
+  /**
+   * Stops taking work and lets running reconciles finish (a sync half-applied
+   * or half-pruned is left to nobody); only after `graceMs` does it abort the
+   * signal they were handed, then waits for them to return.
+   */
+  async shutdown(graceMs = 0): Promise<void> {
     this.stopping = true;
     for (const timer of this.timers.values()) clearTimeout(timer.handle);
     this.timers.clear();
     this.queue.length = 0;
     this.queued.clear();
+    const running = Promise.allSettled([...this.running.values()]);
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, graceMs);
+    });
+    await Promise.race([running, grace]);
+    clearTimeout(timer);
     this.abort.abort(new Error(`work queue ${this.options.name} is shutting down`));
-    await Promise.allSettled([...this.running.values()]);
+    await running;
   }
 
   private pump(): void {

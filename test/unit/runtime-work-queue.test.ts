@@ -126,7 +126,27 @@ test('requeueAfterMs runs the key again; an earlier add wins over a later timer'
   assert.equal(runs, 3);
 });
 
-test('shutdown aborts the signal of running reconciles and waits for them', async () => {
+test('shutdown lets a running reconcile finish within the grace period', async () => {
+  const seen = { aborted: true, finished: false };
+  const queue = new WorkQueue({
+    name: 't',
+    concurrency: 1,
+    logger,
+    reconcile: async (_key, signal) => {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      seen.aborted = signal.aborted;
+      seen.finished = true;
+      return undefined;
+    },
+  });
+  queue.start();
+  queue.add('a');
+  await until(() => queue.inFlight === 1);
+  await queue.shutdown(5000);
+  assert.deepEqual(seen, { aborted: false, finished: true });
+});
+
+test('shutdown aborts the signal of running reconciles after the grace period and waits for them', async () => {
   const seen = { aborted: false, finished: false };
   const queue = new WorkQueue({
     name: 't',

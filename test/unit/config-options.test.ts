@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import { controllerHelp, parseControllerOptions } from '../../src/config/index.ts';
+
+test('defaults, then environment, then flags; the result is frozen', () => {
+  const defaults = parseControllerOptions([], {});
+  assert.ok(defaults.ok);
+  assert.equal(defaults.options.workers, 4);
+  assert.equal(defaults.options.probeIntervalMs, 30_000);
+  assert.equal(defaults.options.kubeconfig, undefined);
+  assert.equal(defaults.options.allowExecAuth, false);
+  assert.ok(Object.isFrozen(defaults.options));
+  const fromEnv = parseControllerOptions(['--workers', '8'], { ROWCAST_WORKERS: '2', ROWCAST_PROBE_INTERVAL: '1m', ROWCAST_ALLOW_EXEC_AUTH: 'true', KUBECONFIG: '/k' });
+  assert.ok(fromEnv.ok);
+  assert.equal(fromEnv.options.workers, 8, 'a flag beats the environment');
+  assert.equal(fromEnv.options.probeIntervalMs, 60_000);
+  assert.equal(fromEnv.options.allowExecAuth, true);
+  assert.equal(fromEnv.options.kubeconfig, '/k');
+});
+
+test('bad values are refused naming the flag; --help is not an error', () => {
+  const cases: [string[], RegExp][] = [
+    [['--workers', '0'], /--workers/],
+    [['--probe-interval', 'soon'], /--probe-interval/],
+    [['--log-level', 'loud'], /--log-level/],
+    [['--no-such-flag'], /no-such-flag/],
+  ];
+  for (const [argv, message] of cases) {
+    const result = parseControllerOptions(argv, {});
+    assert.ok(!result.ok && !result.help, argv.join(' '));
+    assert.match(result.error, message);
+  }
+  const help = parseControllerOptions(['--help'], {});
+  assert.ok(!help.ok && help.help);
+  for (const flag of ['--kubeconfig', '--allow-exec-auth', '--shutdown-grace', 'ROWCAST_WORKERS']) assert.ok(controllerHelp().includes(flag), flag);
+});
