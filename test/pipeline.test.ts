@@ -127,3 +127,19 @@ test("a ClusterTarget's allowedNamespaces refuses objects elsewhere, by name in 
   assert.equal((await configMaps(east, env.namespace)).has('fenced-1'), false);
   await registerMembers(env);
 });
+
+test('a changed connection Secret requeues the DQRs that read it at once, not at the next poll', async () => {
+  await putDqr(env, 'slow-poll', { database: { connectionSecretRef: { name: 'db-slow' } }, query: 'SELECT 1 AS id', template: 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: slow-{{row.id}}\n', pollInterval: '1h' });
+  await putDatabaseSecret(env, 'db-slow');
+  await eventually('slow-poll synced', async () => (condition(await dqrStatus(env, 'slow-poll'), 'Synced')?.status === 'True' ? true : undefined));
+  await putDatabaseSecret(env, 'db-slow', { port: '1' });
+  const connected = await eventually(
+    'the Secret change seen',
+    async () => {
+      const c = condition(await dqrStatus(env, 'slow-poll'), 'DatabaseConnected');
+      return c?.status === 'False' ? c : undefined;
+    },
+    10_000,
+  );
+  assert.equal(connected.reason, 'ConnectionFailed');
+});
