@@ -7,7 +7,7 @@ import pg from 'pg';
 import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } from '../src/api/index.ts';
 import { parseControllerOptions } from '../src/config/index.ts';
 import { HubController } from '../src/hub/index.ts';
-import { SecretScrubber, createLogger } from '../src/telemetry/index.ts';
+import { Metrics, SecretScrubber, createLogger } from '../src/telemetry/index.ts';
 import { startControlPlane } from '../test/harness/control-plane.ts';
 import { adminRequest, type ClusterInfo } from '../test/harness/kube-apiserver.ts';
 
@@ -92,7 +92,8 @@ try {
   });
   const parsed = parseControllerOptions(['--namespace', namespace], {});
   if (!parsed.ok) throw new Error('options');
-  const controller = new HubController({ options: parsed.options, logger, scrubber, hubKubeconfig: hub.kubeconfig });
+  const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
+  const controller = new HubController({ options: parsed.options, logger, scrubber, metrics, hubKubeconfig: hub.kubeconfig });
   await controller.start();
 
   const before = await Promise.all(members.map(requestCounts));

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } from '../src/api/index.ts';
 import { parseControllerOptions } from '../src/config/index.ts';
 import { HubController } from '../src/hub/index.ts';
-import { SecretScrubber, createLogger } from '../src/telemetry/index.ts';
+import { Metrics, SecretScrubber, createLogger, serveEndpoints } from '../src/telemetry/index.ts';
 import { startControlPlane } from '../test/harness/control-plane.ts';
 import { adminRequest, type ClusterCredentials } from '../test/harness/kube-apiserver.ts';
 
@@ -78,8 +78,10 @@ const logger = createLogger({ level: 'info', scrubber, write: (line) => lines.pu
 const flush = setInterval(() => {
   if (lines.length > 0) void writeFile(logFile, `${lines.splice(0).join('\n')}\n`, { flag: 'a' });
 }, 500);
-const controller = new HubController({ options: parsed.options, logger, scrubber, hubKubeconfig: hub.kubeconfig });
+const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
+const controller = new HubController({ options: parsed.options, logger, scrubber, metrics, hubKubeconfig: hub.kubeconfig });
 await controller.start();
+const endpoints = await serveEndpoints({ bindAddress: '127.0.0.1:0', registry: metrics.registry, ready: () => controller.ready });
 
 const kubectl = (cluster: { kubeconfigPath: string }): string => `${binaries.kubectl} --kubeconfig ${cluster.kubeconfigPath}`;
 const [east, west] = members;
@@ -92,6 +94,7 @@ Look at:
   ${kubectl(east ?? hub)} -n profiles get configmaps -L example.com/plan
   ${kubectl(west ?? hub)} -n tenants get deployments,services            # replicas differ per cluster (tier label)
   tail -f ${logFile}                                                     # the controller's JSON log
+  curl -s http://127.0.0.1:${endpoints.port}/metrics | grep ^rowcast_                 # its Prometheus metrics
 
 Change a row and watch it reach both members within the poll interval (5s):
   PGPASSWORD=demo-password psql -h ${postgres.host} -p ${postgres.port} -U app app \\
@@ -110,5 +113,6 @@ await new Promise<void>((resolve) => {
 });
 say('stopping...');
 await controller.stop();
+await endpoints.close();
 clearInterval(flush);
 await plane.stop();

@@ -1,8 +1,12 @@
 #!/usr/bin/env node
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { MemberApi, MemberKubeConfig } from './clusters/index.ts';
 import { controllerHelp, parseControllerOptions } from './config/index.ts';
-import { HubController } from './hub/index.ts';
-import { SecretScrubber, createLogger } from './telemetry/index.ts';
+import { HubController, hubLeaseStore } from './hub/index.ts';
+import { LeaderElector } from './runtime/index.ts';
+import { Metrics, SecretScrubber, createLogger, serveEndpoints } from './telemetry/index.ts';
 
 const usage = `usage: rowcast <command> [flags]
 
@@ -24,32 +28,61 @@ async function controller(argv: string[]): Promise<number> {
   const { options } = parsed;
   const scrubber = new SecretScrubber();
   const logger = createLogger({ level: options.logLevel, scrubber });
+  const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
   const hubKubeconfig = options.kubeconfig === undefined ? 'in-cluster' : await readFile(options.kubeconfig, 'utf8');
-  const hub = new HubController({ options, logger, scrubber, hubKubeconfig });
-  let stopping = false;
-  const stopped = new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
+  const hub = new HubController({ options, logger, scrubber, metrics, hubKubeconfig });
+  const stop = new AbortController();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
       logger.info('stopping: letting in-flight syncs finish', { signal });
-      hub.stop().then(resolve, (error: unknown) => {
-        logger.error('stop failed', { error });
-        resolve();
-      });
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
-  try {
-    await hub.start();
-  } catch (error) {
-    logger.error('start failed', { error });
-    await hub.stop();
-    return 1;
+      stop.abort(new Error(signal));
+    });
   }
-  await stopped;
-  logger.info('stopped');
-  return 0;
+
+  let elector: LeaderElector | undefined;
+  let leaseApi: MemberApi | undefined;
+  // A standby replica is ready to take over; only the leader waits for its caches.
+  const ready = (): boolean => (elector !== undefined && !elector.isLeader ? true : hub.ready);
+  const endpoints = options.metricsBindAddress === '0' ? undefined : await serveEndpoints({ bindAddress: options.metricsBindAddress, registry: metrics.registry, ready });
+  if (endpoints !== undefined) logger.info('serving /metrics, /healthz and /readyz', { port: endpoints.port });
+  let exitCode = 0;
+  try {
+    if (options.leaderElect) {
+      leaseApi = new MemberApi(new MemberKubeConfig(hubKubeconfig, { requestTimeoutMs: options.requestTimeoutMs }));
+      elector = new LeaderElector({
+        identity: `${hostname()}-${randomUUID().slice(0, 8)}`,
+        name: options.leaderElectionId,
+        namespace: options.leaderElectionNamespace,
+        store: hubLeaseStore(leaseApi, options.leaderElectionNamespace, options.leaderElectionId),
+        logger,
+        onLeadershipChange: (leading) => metrics.leaderStatus.labels('rowcast').set(leading ? 1 : 0),
+      });
+      await elector.acquire(stop.signal);
+    } else {
+      metrics.leaderStatus.labels('rowcast').set(1);
+    }
+    await hub.start();
+    if (elector !== undefined) {
+      if (!(await elector.hold(stop.signal))) {
+        // Another replica may already be syncing: stop at once and let Kubernetes restart this one.
+        exitCode = 1;
+      }
+    } else {
+      await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
+    }
+  } catch (error) {
+    if (!stop.signal.aborted) {
+      logger.error('controller failed', { error });
+      exitCode = 1;
+    }
+  } finally {
+    await hub.stop();
+    await elector?.release();
+    await leaseApi?.close();
+    await endpoints?.close();
+  }
+  logger.info('stopped', { exitCode });
+  return exitCode;
 }
 
 async function main(argv: string[]): Promise<number> {

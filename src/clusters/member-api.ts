@@ -132,12 +132,17 @@ export class MemberApi {
   private readonly discovery = new Map<string, Promise<ApiResource[]>>();
   /** Counts by verb, for tests and metrics: an unchanged resync must send no writes. */
   readonly requests = { get: 0, list: 0, apply: 0, delete: 0, discovery: 0 };
+  /** Host of the server, as rest_client_requests_total labels it. */
+  readonly host: string;
+  private readonly onResponse: ((host: string, method: string, code: string) => void) | undefined;
 
-  constructor(kubeConfig: MemberKubeConfig) {
+  constructor(kubeConfig: MemberKubeConfig, onResponse?: (host: string, method: string, code: string) => void) {
     this.kubeConfig = kubeConfig;
+    this.onResponse = onResponse;
     const server = kubeConfig.getCurrentCluster()?.server;
     if (server === undefined) throw new Error('kubeconfig has no current cluster');
     this.server = server.replace(/\/+$/, '');
+    this.host = new URL(this.server).host;
   }
 
   async request<T>(method: Dispatcher.HttpMethod, path: string, options: RequestOptions = {}): Promise<T> {
@@ -145,13 +150,20 @@ export class MemberApi {
     for (const [key, value] of Object.entries(options.query ?? {})) if (value !== undefined) url.searchParams.set(key, value);
     const headers: Record<string, string> = { ...(await this.kubeConfig.authHeaders()), Accept: options.accept ?? 'application/json' };
     if (options.body !== undefined) headers['Content-Type'] = options.contentType ?? 'application/json';
-    const response = await request(url, {
-      method,
-      headers,
-      dispatcher: await this.kubeConfig.dispatcher(),
-      ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
-      ...(options.signal === undefined ? {} : { signal: options.signal }),
-    });
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(url, {
+        method,
+        headers,
+        dispatcher: await this.kubeConfig.dispatcher(),
+        ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      });
+    } catch (error) {
+      this.onResponse?.(this.host, method, '<error>');
+      throw error;
+    }
+    this.onResponse?.(this.host, method, String(response.statusCode));
     const text = await response.body.text();
     if (response.statusCode >= 400) {
       const responseHeaders: Record<string, string> = {};

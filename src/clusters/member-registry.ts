@@ -35,6 +35,7 @@ export interface MemberRegistryOptions {
   requestTimeoutMs: number;
   onQueueWait?: (member: string, waitMs: number) => void;
   onThrottled?: (member: string, retryAfterMs: number) => void;
+  onResponse?: (host: string, method: string, code: string) => void;
 }
 
 /** Every credential a kubeconfig carries, so none can reach a log line. */
@@ -103,7 +104,7 @@ export class MemberRegistry {
     }
     let api: MemberApi;
     try {
-      api = new MemberApi(new MemberKubeConfig(text, { requestTimeoutMs: this.options.requestTimeoutMs }));
+      api = new MemberApi(new MemberKubeConfig(text, { requestTimeoutMs: this.options.requestTimeoutMs }), this.options.onResponse);
     } catch (error) {
       await this.remove(spec.key);
       return { ok: false, problems: [{ field: '', message: `kubeconfig could not be loaded: ${this.options.scrubber.scrub(String(error))}` }] };

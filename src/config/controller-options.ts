@@ -20,6 +20,11 @@ export interface ControllerOptions {
   readonly batchSize: number;
   /** How long in-flight syncs may run on after a stop signal before they are cancelled. */
   readonly shutdownGraceMs: number;
+  /** host:port (or :port) for /metrics, /healthz and /readyz; "0" turns them off. */
+  readonly metricsBindAddress: string;
+  readonly leaderElect: boolean;
+  readonly leaderElectionNamespace: string;
+  readonly leaderElectionId: string;
 }
 
 interface Flag {
@@ -41,6 +46,10 @@ const flags: readonly Flag[] = [
   { name: 'probe-interval', type: 'string', env: 'ROWCAST_PROBE_INTERVAL', default: '30s', help: 'how often each member cluster is probed' },
   { name: 'request-timeout', type: 'string', env: 'ROWCAST_REQUEST_TIMEOUT', default: '30s', help: 'longest wait for a member apiserver to answer' },
   { name: 'batch-size', type: 'string', env: 'ROWCAST_BATCH_SIZE', default: '1000', help: 'rows read from the database per fetch' },
+  { name: 'metrics-bind-address', type: 'string', env: 'ROWCAST_METRICS_BIND_ADDRESS', default: ':8080', help: 'address of /metrics, /healthz and /readyz; 0 turns them off' },
+  { name: 'leader-elect', type: 'boolean', env: 'ROWCAST_LEADER_ELECT', default: false, help: 'run only while holding a Lease on the hub, so replicas can stand by' },
+  { name: 'leader-election-namespace', type: 'string', env: 'POD_NAMESPACE', default: undefined, help: 'namespace of the leader Lease (default: --namespace, else default)' },
+  { name: 'leader-election-id', type: 'string', env: 'ROWCAST_LEADER_ELECTION_ID', default: 'rowcast-controller', help: 'name of the leader Lease' },
   { name: 'shutdown-grace', type: 'string', env: 'ROWCAST_SHUTDOWN_GRACE', default: '30s', help: 'how long in-flight syncs may finish after SIGTERM before they are cancelled' },
 ];
 
@@ -109,6 +118,10 @@ export function parseControllerOptions(argv: readonly string[], env: Readonly<Re
       requestTimeoutMs: duration('request-timeout', text('request-timeout') ?? '30s'),
       batchSize: positiveInteger('batch-size', text('batch-size') ?? '1000'),
       shutdownGraceMs: duration('shutdown-grace', text('shutdown-grace') ?? '30s'),
+      metricsBindAddress: text('metrics-bind-address') ?? ':8080',
+      leaderElect: value('leader-elect') === true,
+      leaderElectionNamespace: text('leader-election-namespace') ?? text('namespace') ?? 'default',
+      leaderElectionId: text('leader-election-id') ?? 'rowcast-controller',
     };
     return { ok: true, options: Object.freeze(options) };
   } catch (error) {

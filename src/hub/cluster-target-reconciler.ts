@@ -18,6 +18,7 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string): Prom
   const { namespace, name } = splitKey(key);
   const raw = ctx.informers.clusterTargets.get(name, namespace);
   if (raw === undefined) {
+    if (ctx.members.get(key) !== undefined) ctx.metrics.forgetCluster(name);
     await ctx.members.remove(key);
     ctx.queues.clusterTargets.forget(key);
     enqueueAllDqrs(ctx);
@@ -79,7 +80,9 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string): Prom
     enqueueAllDqrs(ctx);
     return notReady(refused ? REASONS.kubeconfigRefused : REASONS.kubeconfigInvalid, message);
   }
+  ctx.metrics.initialiseCluster(name);
   const probe = await probeMember(ensured.member, Math.min(ctx.options.requestTimeoutMs, 10_000));
+  ctx.metrics.memberReachable.labels(name).set(probe.reachable ? 1 : 0);
   const wasReachable = previous.find((c) => c.type === CONDITION_TYPES.reachable)?.status === 'True';
   await report(
     [

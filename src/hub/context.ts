@@ -5,7 +5,7 @@ import type { PoolLease, PoolRegistry } from '../db/index.ts';
 import type { TemplateCache } from '../render/index.ts';
 import type { SupervisedInformer, WorkQueue } from '../runtime/index.ts';
 import type { HubWriter } from '../status/index.ts';
-import type { Logger, SecretScrubber } from '../telemetry/index.ts';
+import type { Logger, Metrics, SecretScrubber } from '../telemetry/index.ts';
 
 /** A hub object as the informers hold it: what the parsers take plus what they leave out. */
 export interface HubObject extends KubernetesObject {
@@ -19,6 +19,7 @@ export interface HubContext {
   options: ControllerOptions;
   logger: Logger;
   scrubber: SecretScrubber;
+  metrics: Metrics;
   hub: MemberApi;
   /** The hub's kubeconfig as text, for ClusterTargets with inCluster: true. */
   hubKubeconfig: string;

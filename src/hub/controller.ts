@@ -4,9 +4,9 @@ import type { ControllerOptions } from '../config/index.ts';
 import { MemberApi, MemberKubeConfig, MemberRegistry } from '../clusters/index.ts';
 import { PoolRegistry } from '../db/index.ts';
 import { TemplateCache } from '../render/index.ts';
-import { SupervisedInformer, WorkQueue, type InformerEvent } from '../runtime/index.ts';
+import { SupervisedInformer, WorkQueue, type InformerEvent, type ReconcileOutcome } from '../runtime/index.ts';
 import { HubWriter } from '../status/index.ts';
-import type { Logger, SecretScrubber } from '../telemetry/index.ts';
+import type { Logger, Metrics, SecretScrubber } from '../telemetry/index.ts';
 import { enqueueAllDqrs, reconcileClusterTarget } from './cluster-target-reconciler.ts';
 import { keyOf, type HubContext, type HubObject } from './context.ts';
 import { reconcileDqr } from './dqr-reconciler.ts';
@@ -15,6 +15,7 @@ export interface HubControllerDeps {
   options: ControllerOptions;
   logger: Logger;
   scrubber: SecretScrubber;
+  metrics: Metrics;
   /** Hub kubeconfig text, or 'in-cluster'. */
   hubKubeconfig: string;
 }
@@ -55,9 +56,12 @@ export class HubController {
   }
 
   async start(): Promise<void> {
-    const { options, logger, scrubber } = this.deps;
+    const { options, logger, scrubber, metrics } = this.deps;
+    const onResponse = (host: string, method: string, code: string): void => {
+      metrics.restClientRequests.labels(host, method, code).inc();
+    };
     const hubConfig = new MemberKubeConfig(this.deps.hubKubeconfig, { requestTimeoutMs: options.requestTimeoutMs });
-    const hub = new MemberApi(hubConfig);
+    const hub = new MemberApi(hubConfig, onResponse);
     const hubKubeconfig = this.deps.hubKubeconfig === 'in-cluster' ? hubConfig.exportConfig() : this.deps.hubKubeconfig;
     const hubId = options.hubId ?? (await hub.request<{ metadata: { uid: string } }>('GET', '/api/v1/namespaces/kube-system')).metadata.uid;
     const scope = options.namespace === undefined ? '' : `/namespaces/${options.namespace}`;
@@ -71,22 +75,32 @@ export class HubController {
         logger,
         onEvent,
       });
-    const dqrQueue = new WorkQueue({
-      name: 'databasequeryresource',
-      concurrency: options.workers,
+    const measured = (name: string) => ({
+      name,
       logger,
+      onReconciled: (_key: string, outcome: ReconcileOutcome, durationMs: number) => {
+        const result = outcome === 'terminal' ? 'error' : outcome;
+        metrics.reconcileTotal.labels(name, result).inc();
+        metrics.reconcileTime.labels(name).observe(durationMs / 1000);
+        if (outcome === 'error') metrics.workqueueRetries.labels(name).inc();
+      },
+      onDequeued: (_key: string, waitMs: number) => metrics.workqueueQueueDuration.labels(name).observe(waitMs / 1000),
+    });
+    const dqrQueue = new WorkQueue({
+      ...measured('databasequeryresource'),
+      concurrency: options.workers,
       reconcile: (key, signal) => reconcileDqr(this.context(), key, signal),
     });
     const ctQueue = new WorkQueue({
-      name: 'clustertarget',
+      ...measured('clustertarget'),
       concurrency: 4,
-      logger,
       reconcile: (key) => reconcileClusterTarget(this.context(), key),
     });
     const ctx: HubContext = {
       options,
       logger,
       scrubber,
+      metrics,
       hub,
       hubKubeconfig,
       hubId,
@@ -95,6 +109,12 @@ export class HubController {
         policy: { allowExecAuth: options.allowExecAuth, allowFilePaths: options.allowKubeconfigFiles },
         scrubber,
         requestTimeoutMs: options.requestTimeoutMs,
+        onQueueWait: (cluster, ms) => metrics.memberQueueWait.labels(cluster).observe(ms / 1000),
+        onThrottled: (cluster) => {
+          metrics.memberThrottled.labels(cluster).inc();
+          metrics.applies.labels(cluster, 'throttled').inc();
+        },
+        onResponse,
       }),
       pools: new PoolRegistry({ logger }),
       templates: new TemplateCache(),
@@ -118,6 +138,10 @@ export class HubController {
       queues: { dqrs: dqrQueue, clusterTargets: ctQueue },
     };
     this.ctx = ctx;
+    metrics.readDepthsFrom(
+      () => ({ databasequeryresource: dqrQueue.depth, clustertarget: ctQueue.depth }),
+      () => Object.fromEntries(ctx.members.list().map((m) => [m.name, m.queue.depth])),
+    );
     logger.info('starting hub controller', { hubId, namespace: options.namespace ?? '(all)', workers: options.workers });
     const informers = Object.values(ctx.informers);
     for (const i of informers) i.start();

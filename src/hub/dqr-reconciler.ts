@@ -92,6 +92,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   if (raw === undefined) {
     await releaseLease(ctx, key);
     ctx.queues.dqrs.forget(key);
+    ctx.metrics.forgetDqr(namespace, name);
     return {};
   }
   const path = dqrPath(namespace, name);
@@ -191,7 +192,8 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     return { requeueAfterMs: dqr.spec.pollIntervalMs };
   }
 
-  await reportOutcome(report, dqr, outcome, refusals, selection.selected.length);
+  const ready = await reportOutcome(report, dqr, outcome, refusals, selection.selected.length);
+  recordMetrics(ctx, namespace, name, outcome, ready);
   if (outcome.confirmationUsed) await ctx.writer.patchMetadata(path, { annotations: { [ANNOTATIONS.confirmPrune]: null } });
   log.info('synced', {
     rows: outcome.rowCount,
@@ -236,13 +238,32 @@ function connectionFor(ctx: HubContext, dqr: DatabaseQueryResource, namespace: s
   return { ok: true, settings };
 }
 
+function recordMetrics(ctx: HubContext, namespace: string, name: string, outcome: DqrSyncOutcome, ready: boolean): void {
+  const m = ctx.metrics;
+  m.dqrRows.labels(namespace, name).set(outcome.rowCount);
+  m.dqrReady.labels(namespace, name).set(ready ? 1 : 0);
+  m.rowFailures.labels(namespace, name).set(new Set(outcome.failures.map((f) => f.rowKey)).size);
+  m.dbQueryDuration.labels(namespace, name).observe(outcome.queryMs / 1000);
+  if (outcome.pruneBlocked !== undefined) m.prunesBlocked.labels(namespace, name).inc();
+  for (const c of outcome.clusters) {
+    const failedHere = outcome.failures.filter((f) => f.cluster === c.name && !f.conflict).length;
+    m.applies.labels(c.name, 'applied').inc(c.applied - c.unchanged);
+    m.applies.labels(c.name, 'unchanged').inc(c.unchanged);
+    m.applies.labels(c.name, 'conflict').inc(c.conflicts);
+    m.applies.labels(c.name, 'failed').inc(failedHere);
+    m.prunes.labels(c.name).inc(c.pruned);
+    if (c.lastError === undefined) m.syncFreshness.labels(c.name).observe(c.appliedAfterMs / 1000);
+  }
+}
+
+/** Writes the outcome into status and Events; tells whether the DQR is Ready. */
 async function reportOutcome(
   report: Reporter,
   dqr: DatabaseQueryResource,
   outcome: DqrSyncOutcome,
   refusals: string[],
   selectedCount: number,
-): Promise<void> {
+): Promise<boolean> {
   const clusterErrors = outcome.clusters.filter((c) => c.lastError !== undefined);
   const first = outcome.failures[0];
   const describeFailure = (f: NonNullable<typeof first>): string =>
@@ -290,4 +311,5 @@ async function reportOutcome(
       failingRows,
     },
   );
+  return ready.status === 'True';
 }

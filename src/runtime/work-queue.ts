@@ -23,6 +23,8 @@ export interface WorkQueueOptions {
   backoff?: BackoffPolicy;
   /** For metrics: called after every run of a key. */
   onReconciled?: (key: string, outcome: ReconcileOutcome, durationMs: number) => void;
+  /** For metrics: how long a key waited in the queue before it ran. */
+  onDequeued?: (key: string, waitMs: number) => void;
 }
 
 interface Timer {
@@ -40,7 +42,8 @@ export class WorkQueue {
   private readonly options: WorkQueueOptions;
   private readonly backoff: BackoffPolicy;
   private readonly queue: string[] = [];
-  private readonly queued = new Set<string>();
+  /** Keys waiting, with when they were queued. */
+  private readonly queued = new Map<string, number>();
   private readonly running = new Map<string, Promise<void>>();
   private readonly dirty = new Set<string>();
   private readonly timers = new Map<string, Timer>();
@@ -75,7 +78,7 @@ export class WorkQueue {
       return;
     }
     if (this.queued.has(key)) return;
-    this.queued.add(key);
+    this.queued.set(key, performance.now());
     this.queue.push(key);
     this.pump();
   }
@@ -139,6 +142,7 @@ export class WorkQueue {
     while (this.started && !this.stopping && this.running.size < this.options.concurrency && this.queue.length > 0) {
       const key = this.queue.shift();
       if (key === undefined) return;
+      this.options.onDequeued?.(key, performance.now() - (this.queued.get(key) ?? performance.now()));
       this.queued.delete(key);
       // Started on the next microtask, so a reconcile that throws at once still finds itself registered.
       this.running.set(key, Promise.resolve().then(() => this.run(key)));

@@ -37,6 +37,10 @@ export interface ClusterOutcome {
   managed: number;
   /** Set when the cluster failed as a whole; nothing was pruned there. */
   lastError: string | undefined;
+  /** Objects refused because someone else owns them. */
+  conflicts: number;
+  /** Milliseconds from the start of the sync until this cluster's applies were done. */
+  appliedAfterMs: number;
 }
 
 export interface DqrSyncOutcome {
@@ -48,6 +52,8 @@ export interface DqrSyncOutcome {
   /** A confirmed prune over the limit went through: the confirmation is used up. */
   confirmationUsed: boolean;
   resources: ResourceKey[];
+  /** Reading, rendering and handing over the rows. */
+  queryMs: number;
 }
 
 /**
@@ -57,6 +63,7 @@ export interface DqrSyncOutcome {
  * and the prune limit allows.
  */
 export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
+  const started = performance.now();
   const { dqr, clusters } = input;
   const spec = dqr.spec;
   const namespace = dqr.metadata.namespace ?? 'default';
@@ -110,6 +117,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
     },
     { ...(input.batchSize === undefined ? {} : { batchSize: input.batchSize }), signal: input.signal },
   );
+  const queryMs = performance.now() - started;
 
   // Two rows rendering the same object on one cluster: neither may have it.
   for (const { member } of clusters) {
@@ -146,9 +154,10 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   }
 
   const ownerRef = ownerRefValue(input.owner);
+  const appliedAfter = new Map<string, number>();
   const results = await Promise.all(
-    clusters.map(({ target, member }) =>
-      syncMember({
+    clusters.map(async ({ target, member }) => {
+      const result = await syncMember({
         member,
         target,
         desired: desired.get(member.key) ?? [],
@@ -158,8 +167,10 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
         fieldManager: `rowcast-${namespace}-${dqr.metadata.name}`.slice(0, 128),
         previousResources: input.previousResources,
         signal: input.signal,
-      }),
-    ),
+      });
+      appliedAfter.set(member.name, performance.now() - started);
+      return result;
+    }),
   );
   for (const result of results) failures.push(...result.failures);
 
@@ -194,11 +205,14 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
         pruned: p?.pruned ?? 0,
         managed: r.managed - (p?.pruned ?? 0),
         lastError: r.error ?? p?.error,
+        conflicts: r.failures.filter((f) => f.conflict).length,
+        appliedAfterMs: appliedAfter.get(r.cluster) ?? 0,
       };
     }),
     failures,
     pruneBlocked,
     confirmationUsed: overLimit && input.pruneConfirmed && pruneBlocked === undefined,
+    queryMs,
     resources: [...new Set([...results.flatMap((r) => r.resources), ...(results.some((r) => r.error !== undefined) ? input.previousResources : [])])].sort(),
   };
 }

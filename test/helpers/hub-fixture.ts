@@ -1,13 +1,14 @@
 import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } from '../../src/api/index.ts';
 import { parseControllerOptions, type ControllerOptions } from '../../src/config/index.ts';
 import { HubController } from '../../src/hub/index.ts';
-import { SecretScrubber, createLogger } from '../../src/telemetry/index.ts';
+import { Metrics, SecretScrubber, createLogger } from '../../src/telemetry/index.ts';
 import { adminRequest } from '../harness/kube-apiserver.ts';
 import type { TestCluster, TestEnv } from '../harness/test-env.ts';
 
 /** A running controller watching only the test file's namespace, with its log lines kept for inspection. */
 export interface RunningController {
   controller: HubController;
+  metrics: Metrics;
   logs: string[];
   stop(): Promise<void>;
 }
@@ -22,9 +23,10 @@ export async function startController(env: TestEnv, flags: string[] = []): Promi
   const logs: string[] = [];
   const scrubber = new SecretScrubber();
   const logger = createLogger({ level: options.logLevel, scrubber, write: (line) => logs.push(line) });
-  const controller = new HubController({ options, logger, scrubber, hubKubeconfig: env.hub.info.kubeconfig });
+  const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
+  const controller = new HubController({ options, logger, scrubber, metrics, hubKubeconfig: env.hub.info.kubeconfig });
   await controller.start();
-  return { controller, logs, stop: () => controller.stop() };
+  return { controller, metrics, logs, stop: () => controller.stop() };
 }
 
 const b64 = (text: string): string => Buffer.from(text).toString('base64');

@@ -1,0 +1,19 @@
+import type { MemberApi } from '../clusters/index.ts';
+import type { Lease, LeaseStore } from '../runtime/index.ts';
+
+/** The leader Lease on the hub, read and written as raw JSON; updates carry resourceVersion. */
+export function hubLeaseStore(hub: MemberApi, namespace: string, name: string): LeaseStore {
+  const collection = `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`;
+  return {
+    get: async () => {
+      try {
+        return await hub.request<Lease>('GET', `${collection}/${name}`);
+      } catch (error) {
+        if ((error as { code?: number }).code === 404) return undefined;
+        throw error;
+      }
+    },
+    create: (lease) => hub.request<Lease>('POST', collection, { body: lease }),
+    update: (lease) => hub.request<Lease>('PUT', `${collection}/${name}`, { body: lease }),
+  };
+}

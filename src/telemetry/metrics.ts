@@ -1,0 +1,104 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Results an apply to a member can have; every one is initialised per cluster. */
+export const APPLY_RESULTS = ['applied', 'unchanged', 'conflict', 'failed', 'throttled'] as const;
+export type ApplyResult = (typeof APPLY_RESULTS)[number];
+
+/** controller-runtime's reconcile results; Rowcast's terminal errors count as error. */
+export const RECONCILE_RESULTS = ['success', 'error', 'requeue', 'requeue_after'] as const;
+
+const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/**
+ * Every metric Rowcast exports, on a private registry (nothing global, so two
+ * controllers in one process, as in tests, never collide). Names people
+ * already alert on come from controller-runtime; the rest are rowcast_*.
+ * Labels are few and bounded: controller, cluster, DQR namespace/name — never
+ * a row key or an object name.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  /** Read at scrape time: queue depths live in the queues, not in counters kept beside them. */
+  private sources: { workqueues: () => Record<string, number>; members: () => Record<string, number> } = { workqueues: () => ({}), members: () => ({}) };
+  readonly reconcileTotal = new Counter({ name: 'controller_runtime_reconcile_total', help: 'Reconciliations per controller and result.', labelNames: ['controller', 'result'], registers: [this.registry] });
+  readonly reconcileTime = new Histogram({ name: 'controller_runtime_reconcile_time_seconds', help: 'Time per reconciliation.', labelNames: ['controller'], buckets: latencyBuckets, registers: [this.registry] });
+  readonly workqueueDepth: Gauge = new Gauge({
+    name: 'workqueue_depth',
+    help: 'Keys waiting in the work queue.',
+    labelNames: ['name'],
+    registers: [this.registry],
+    collect: () => {
+      for (const [name, depth] of Object.entries(this.sources.workqueues())) this.workqueueDepth.labels(name).set(depth);
+    },
+  });
+  readonly workqueueQueueDuration = new Histogram({ name: 'workqueue_queue_duration_seconds', help: 'How long a key waits in the queue before it runs.', labelNames: ['name'], buckets: latencyBuckets, registers: [this.registry] });
+  readonly workqueueRetries = new Counter({ name: 'workqueue_retries_total', help: 'Keys put back after a failure.', labelNames: ['name'], registers: [this.registry] });
+  readonly restClientRequests = new Counter({ name: 'rest_client_requests_total', help: 'Requests to Kubernetes API servers by host, method and status code.', labelNames: ['host', 'method', 'code'], registers: [this.registry] });
+  readonly leaderStatus = new Gauge({ name: 'leader_election_master_status', help: '1 while this replica holds the leader Lease.', labelNames: ['name'], registers: [this.registry] });
+  readonly applies = new Counter({ name: 'rowcast_applies_total', help: 'Objects per member cluster and result of the last sync.', labelNames: ['cluster', 'result'], registers: [this.registry] });
+  readonly prunes = new Counter({ name: 'rowcast_prunes_total', help: 'Objects deleted because no row wants them.', labelNames: ['cluster'], registers: [this.registry] });
+  readonly prunesBlocked = new Counter({ name: 'rowcast_prunes_blocked_total', help: 'Syncs that stopped before pruning because of spec.pruneLimit.', labelNames: ['namespace', 'dqr'], registers: [this.registry] });
+  readonly memberReachable = new Gauge({ name: 'rowcast_member_reachable', help: '1 when the member answered its last probe.', labelNames: ['cluster'], registers: [this.registry] });
+  readonly memberQueueDepth: Gauge = new Gauge({
+    name: 'rowcast_member_queue_depth',
+    help: 'Calls waiting or running in the member queue.',
+    labelNames: ['cluster'],
+    registers: [this.registry],
+    collect: () => {
+      for (const [cluster, depth] of Object.entries(this.sources.members())) this.memberQueueDepth.labels(cluster).set(depth);
+    },
+  });
+  readonly memberQueueWait = new Histogram({ name: 'rowcast_member_queue_wait_seconds', help: 'How long a call waited in its member queue.', labelNames: ['cluster'], buckets: latencyBuckets, registers: [this.registry] });
+  readonly memberThrottled = new Counter({ name: 'rowcast_member_throttled_total', help: 'HTTP 429 answers that paused a member queue.', labelNames: ['cluster'], registers: [this.registry] });
+  readonly dbQueryDuration = new Histogram({ name: 'rowcast_db_query_duration_seconds', help: 'Time to read, render and hand over every row of a DQR query.', labelNames: ['namespace', 'dqr'], buckets: latencyBuckets, registers: [this.registry] });
+  readonly dqrRows = new Gauge({ name: 'rowcast_dqr_rows', help: 'Rows the last successful query returned.', labelNames: ['namespace', 'dqr'], registers: [this.registry] });
+  readonly dqrReady = new Gauge({ name: 'rowcast_dqr_ready', help: '1 when the DQR is Ready.', labelNames: ['namespace', 'dqr'], registers: [this.registry] });
+  readonly rowFailures = new Gauge({ name: 'rowcast_dqr_failing_rows', help: 'Rows that failed in the last sync, per DQR.', labelNames: ['namespace', 'dqr'], registers: [this.registry] });
+  readonly syncFreshness = new Histogram({
+    name: 'rowcast_sync_freshness_seconds',
+    help: 'From the start of a sync (a change seen or a poll) to its objects applied on a member.',
+    labelNames: ['cluster'],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+
+  constructor(controllers: readonly string[]) {
+    for (const controller of controllers) {
+      for (const result of RECONCILE_RESULTS) this.reconcileTotal.labels(controller, result).inc(0);
+      this.reconcileTime.labels(controller);
+      this.workqueueDepth.labels(controller).set(0);
+      this.workqueueQueueDuration.labels(controller);
+      this.workqueueRetries.labels(controller).inc(0);
+    }
+    this.leaderStatus.labels('rowcast').set(0);
+  }
+
+  readDepthsFrom(workqueues: () => Record<string, number>, members: () => Record<string, number>): void {
+    this.sources = { workqueues, members };
+  }
+
+  /** A member appears: its series exist from now on, at zero, so rate() and absent() behave. */
+  initialiseCluster(cluster: string): void {
+    for (const result of APPLY_RESULTS) this.applies.labels(cluster, result).inc(0);
+    this.prunes.labels(cluster).inc(0);
+    this.memberReachable.labels(cluster);
+    this.memberQueueDepth.labels(cluster).set(0);
+    this.memberQueueWait.labels(cluster);
+    this.memberThrottled.labels(cluster).inc(0);
+    this.syncFreshness.labels(cluster);
+  }
+
+  /** A member goes: its series go with it. */
+  forgetCluster(cluster: string): void {
+    for (const result of APPLY_RESULTS) this.applies.remove(cluster, result);
+    for (const metric of [this.prunes, this.memberThrottled]) metric.remove(cluster);
+    for (const metric of [this.memberReachable, this.memberQueueDepth]) metric.remove(cluster);
+    for (const metric of [this.memberQueueWait, this.syncFreshness]) metric.remove(cluster);
+  }
+
+  forgetDqr(namespace: string, dqr: string): void {
+    for (const metric of [this.dqrRows, this.dqrReady, this.rowFailures]) metric.remove(namespace, dqr);
+    this.dbQueryDuration.remove(namespace, dqr);
+    this.prunesBlocked.remove(namespace, dqr);
+  }
+}
