@@ -11,6 +11,7 @@ const ranks = {
   sync: 3,
   status: 3,
   hub: 4,
+  cli: 4,
 };
 
 const modules = Object.keys(ranks);

@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { CliError, EXIT, clusterAddCommand, planCommand, renderCommand } from './cli/index.ts';
 import { MemberApi, MemberKubeConfig } from './clusters/index.ts';
 import { controllerHelp, parseControllerOptions } from './config/index.ts';
 import { HubController, hubLeaseStore } from './hub/index.ts';
@@ -11,7 +12,12 @@ import { Metrics, SecretScrubber, createLogger, serveEndpoints } from './telemet
 const usage = `usage: rowcast <command> [flags]
 
 commands:
-  controller   run the hub controller (rowcast controller --help lists its flags)
+  controller     run the hub controller
+  render         print the manifests a DatabaseQueryResource's rows render to, per cluster
+  plan           show what a sync would create, update, prune or refuse, by server-side dry run
+  cluster add    register a member cluster: a kubeconfig Secret and a ClusterTarget
+
+Every command takes --help.
 
 Rowcast turns the rows of a PostgreSQL query into Kubernetes objects on member clusters.`;
 
@@ -85,11 +91,36 @@ async function controller(argv: string[]): Promise<number> {
   return exitCode;
 }
 
+/** Runs a CLI command; its expected failures print as one line, not a stack. */
+async function cli(run: () => Promise<number>): Promise<number> {
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof CliError) {
+      process.stderr.write(`rowcast: ${error.message}\n`);
+      return error.code;
+    }
+    if (error instanceof TypeError && (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
+      process.stderr.write(`rowcast: ${error.message}\n`);
+      return EXIT.usage;
+    }
+    throw error;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'controller':
       return controller(rest);
+    case 'render':
+      return cli(() => renderCommand(rest));
+    case 'plan':
+      return cli(() => planCommand(rest));
+    case 'cluster':
+      if (rest[0] === 'add') return cli(() => clusterAddCommand(rest.slice(1)));
+      process.stderr.write(`rowcast cluster: unknown subcommand ${JSON.stringify(rest[0] ?? '')}; try rowcast cluster add --help\n`);
+      return EXIT.usage;
     case undefined:
     case '-h':
     case '--help':

@@ -41,11 +41,19 @@ export class MemberKubeConfig extends KubeConfig {
   private readonly requestTimeoutMs: number;
   private readonly connections: number;
 
-  /** From kubeconfig text, or, with `in-cluster`, from the pod's service account. */
-  constructor(source: string, options: MemberApiOptions) {
+  /**
+   * From kubeconfig text; with `in-cluster`, from the pod's service account;
+   * or from a KubeConfig already loaded (the CLI's, from a file and context).
+   */
+  constructor(source: string | KubeConfig, options: MemberApiOptions) {
     super();
-    if (source === 'in-cluster') this.loadFromCluster();
-    else this.loadFromString(source);
+    if (source instanceof KubeConfig) {
+      this.loadFromOptions({ clusters: source.clusters, users: source.users, contexts: source.contexts, currentContext: source.currentContext });
+    } else if (source === 'in-cluster') {
+      this.loadFromCluster();
+    } else {
+      this.loadFromString(source);
+    }
     this.requestTimeoutMs = options.requestTimeoutMs;
     this.connections = options.connections ?? 16;
   }

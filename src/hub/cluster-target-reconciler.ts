@@ -1,8 +1,7 @@
 import { API_VERSION, CLUSTER_TARGET, CONDITION_TYPES, REASONS, parseClusterTarget, type Condition } from '../api/index.ts';
 import { probeMember } from '../clusters/index.ts';
-import type { ReconcileResult } from '../runtime/index.ts';
+import { readSecretKeys, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, type ConditionUpdate } from '../status/index.ts';
-import { readSecretKeys } from './secret-data.ts';
 import { splitKey, type HubContext } from './context.ts';
 
 function resourcePath(namespace: string, name: string): string {

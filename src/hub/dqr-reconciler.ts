@@ -12,13 +12,12 @@ import {
   type Condition,
   type DatabaseQueryResource,
 } from '../api/index.ts';
-import { classifyDbError, withConnectionDefaults, type ConnectionSettings, type PoolLease, type SslMode } from '../db/index.ts';
+import { classifyDbError, type PoolLease } from '../db/index.ts';
 import { TemplateError, ownerLabelValue, type CompiledTemplate } from '../render/index.ts';
 import { TerminalError, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
-import { selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
+import { connectionSettingsFromSecret, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { finalizeDqr } from './finalizer.ts';
-import { readSecretKeys } from './secret-data.ts';
 import { splitKey, type HubContext, type HubObject } from './context.ts';
 
 export function dqrPath(namespace: string, name: string): string {
@@ -134,7 +133,8 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     throw new TerminalError(message);
   }
 
-  const connection = connectionFor(ctx, dqr, namespace);
+  const secretName = dqr.spec.database.connectionSecretRef.name;
+  const connection = connectionSettingsFromSecret(dqr, namespace, ctx.informers.secrets.get(secretName, namespace), ctx.scrubber);
   if (!connection.ok) {
     await report.conditions(notSynced(connection.reason, connection.message, 'False'));
     return { requeueAfterMs: dqr.spec.pollIntervalMs };
@@ -203,39 +203,6 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     durationMs: Math.round(performance.now() - started),
   });
   return { requeueAfterMs: dqr.spec.pollIntervalMs };
-}
-
-type Connection =
-  | { ok: true; settings: ConnectionSettings }
-  | { ok: false; reason: string; message: string };
-
-function connectionFor(ctx: HubContext, dqr: DatabaseQueryResource, namespace: string): Connection {
-  const ref = dqr.spec.database.connectionSecretRef;
-  const secret = ctx.informers.secrets.get(ref.name, namespace);
-  if (secret === undefined) return { ok: false, reason: REASONS.secretNotFound, message: `Secret ${namespace}/${ref.name} (spec.database.connectionSecretRef) not found` };
-  const read = readSecretKeys(
-    secret,
-    { host: ref.hostKey, port: ref.portKey, user: ref.userKey, password: ref.passwordKey, database: ref.dbNameKey, sslmode: ref.sslModeKey },
-    new Set(['port', 'sslmode']),
-    ctx.scrubber,
-  );
-  if (!read.ok) return { ok: false, reason: REASONS.secretInvalid, message: `Secret ${namespace}/${ref.name} lacks key(s) ${read.missing.join(', ')} (spec.database.connectionSecretRef)` };
-  const v = read.values;
-  const port = v['port'] === undefined ? undefined : Number(v['port']);
-  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
-    return { ok: false, reason: REASONS.secretInvalid, message: `Secret ${namespace}/${ref.name} key ${ref.portKey}: not a port number` };
-  }
-  const pool = dqr.spec.database.pool;
-  const settings = withConnectionDefaults({
-    host: v['host'] ?? '',
-    port,
-    database: v['database'] ?? '',
-    user: v['user'] ?? '',
-    password: v['password'] ?? '',
-    sslmode: v['sslmode'] as SslMode | undefined,
-    pool: { max: pool.max, idleTimeoutMs: pool.idleTimeoutMs, statementTimeoutMs: pool.statementTimeoutMs },
-  });
-  return { ok: true, settings };
 }
 
 function recordMetrics(ctx: HubContext, namespace: string, name: string, outcome: DqrSyncOutcome, ready: boolean): void {

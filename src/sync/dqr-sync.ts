@@ -4,8 +4,8 @@ import type { Member } from '../clusters/index.ts';
 import { readRows } from '../db/index.ts';
 import { RowKeyError, ownerRefValue, renderRow, rowKeyOf, type CompiledTemplate, type OwnerIdentity } from '../render/index.ts';
 import { identityOf } from './identity.ts';
-import { pruneMember, syncMember, type ResourceKey, type RowFailure } from './member-sync.ts';
-import type { DesiredObject } from './plan.ts';
+import { pruneMember, syncMember, type PlannedChange, type ResourceKey, type RowFailure } from './member-sync.ts';
+import type { DesiredObject, LiveObject } from './plan.ts';
 import { rowClusters } from './targets.ts';
 
 export interface SyncCluster {
@@ -24,6 +24,8 @@ export interface DqrSyncInput {
   previousResources: readonly ResourceKey[];
   /** The prune-confirmation annotation names this generation. */
   pruneConfirmed: boolean;
+  /** Plan only: dry-run applies, no prunes; the changes come back in each cluster's outcome. */
+  dryRun?: boolean;
   batchSize?: number;
   signal: AbortSignal;
 }
@@ -41,6 +43,10 @@ export interface ClusterOutcome {
   conflicts: number;
   /** Milliseconds from the start of the sync until this cluster's applies were done. */
   appliedAfterMs: number;
+  /** Dry runs: creates and updates with the server's view of each. */
+  planned: PlannedChange[];
+  /** Owned objects no row wants (pruned unless blocked; in a dry run, what would be). */
+  pruneCandidates: LiveObject[];
 }
 
 export interface DqrSyncOutcome {
@@ -56,21 +62,49 @@ export interface DqrSyncOutcome {
   queryMs: number;
 }
 
+/** A cluster a row may render for: its name and labels are what templates see as `cluster`. */
+export interface RenderCluster {
+  key: string;
+  name: string;
+  labels: Readonly<Record<string, string>>;
+}
+
+export interface RenderInput {
+  dqr: DatabaseQueryResource;
+  pool: pg.Pool;
+  template: CompiledTemplate;
+  owner: OwnerIdentity;
+  clusters: readonly RenderCluster[];
+  batchSize?: number;
+  signal: AbortSignal;
+}
+
+export interface RenderedRows {
+  rowCount: number;
+  /** By cluster key. */
+  desired: Map<string, DesiredObject[]>;
+  /** By cluster key: rows whose objects there must be kept as they are. */
+  failedRows: Map<string, Set<string>>;
+  failures: RowFailure[];
+  /** A row without a usable key could own anything: no pruning anywhere this time. */
+  unkeyedRows: number;
+  queryMs: number;
+}
+
 /**
- * One sync of one DQR: read every row (an error here throws and nothing
- * else happens), render each row for each cluster it targets, sync the
- * members in parallel, then prune where every step succeeded for that member
- * and the prune limit allows.
+ * Reads every row (an error here throws: it never means "no rows") and
+ * renders each for each cluster it targets. A row that fails is recorded
+ * and the others go on; two rows rendering the same object on one cluster
+ * both fail. Shared by the controller and `rowcast render`.
  */
-export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
+export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
   const started = performance.now();
   const { dqr, clusters } = input;
   const spec = dqr.spec;
   const namespace = dqr.metadata.namespace ?? 'default';
-  const desired = new Map<string, DesiredObject[]>(clusters.map((c) => [c.member.key, []]));
-  const failedRows = new Map<string, Set<string>>(clusters.map((c) => [c.member.key, new Set()]));
+  const desired = new Map<string, DesiredObject[]>(clusters.map((c) => [c.key, []]));
+  const failedRows = new Map<string, Set<string>>(clusters.map((c) => [c.key, new Set()]));
   const failures: RowFailure[] = [];
-  /** A row without a usable key could own anything: no pruning anywhere this time. */
   let unkeyedRows = 0;
   const metadata = { name: dqr.metadata.name, namespace, labels: { ...dqr.metadata.labels }, annotations: { ...dqr.metadata.annotations } };
 
@@ -93,24 +127,24 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
         if (spec.targets.rowClusterColumn !== undefined) {
           const picked = rowClusters(row[spec.targets.rowClusterColumn]);
           if (!(picked instanceof Set)) {
-            for (const c of clusters) failedRows.get(c.member.key)?.add(rowKey);
+            for (const c of clusters) failedRows.get(c.key)?.add(rowKey);
             failures.push({ rowKey, cluster: '', field: `row.${spec.targets.rowClusterColumn}`, message: picked.error, conflict: false });
             continue;
           }
           wanted = picked;
         }
-        for (const { target, member } of clusters) {
-          if (wanted !== undefined && !wanted.has(target.metadata.name)) continue;
+        for (const cluster of clusters) {
+          if (wanted !== undefined && !wanted.has(cluster.name)) continue;
           const rendered = renderRow(
             input.template,
-            { row, metadata, cluster: { name: target.metadata.name, labels: { ...target.metadata.labels } } },
+            { row, metadata, cluster: { name: cluster.name, labels: { ...cluster.labels } } },
             { rowKey, defaultNamespace: namespace, owner: input.owner },
           );
           if (rendered.ok) {
-            desired.get(member.key)?.push(...rendered.objects.map((o) => ({ ...o, rowKey })));
+            desired.get(cluster.key)?.push(...rendered.objects.map((o) => ({ ...o, rowKey })));
           } else {
-            failedRows.get(member.key)?.add(rowKey);
-            failures.push({ rowKey, cluster: member.name, field: rendered.failure.field, message: rendered.failure.message, conflict: false });
+            failedRows.get(cluster.key)?.add(rowKey);
+            failures.push({ rowKey, cluster: cluster.name, field: rendered.failure.field, message: rendered.failure.message, conflict: false });
           }
         }
       }
@@ -119,9 +153,8 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   );
   const queryMs = performance.now() - started;
 
-  // Two rows rendering the same object on one cluster: neither may have it.
-  for (const { member } of clusters) {
-    const objects = desired.get(member.key) ?? [];
+  for (const cluster of clusters) {
+    const objects = desired.get(cluster.key) ?? [];
     const rowsByIdentity = new Map<string, Set<string>>();
     for (const object of objects) {
       const identity = identityOf(object);
@@ -137,7 +170,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
         duplicated.add(rowKey);
         failures.push({
           rowKey,
-          cluster: member.name,
+          cluster: cluster.name,
           field: 'metadata.name',
           message: `${identity.split('/').slice(1).join('/')} is rendered by more than one row (${keys.slice(0, 3).join(', ')})`,
           conflict: false,
@@ -145,13 +178,35 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
       }
     }
     if (duplicated.size > 0) {
-      for (const rowKey of duplicated) failedRows.get(member.key)?.add(rowKey);
+      for (const rowKey of duplicated) failedRows.get(cluster.key)?.add(rowKey);
       desired.set(
-        member.key,
+        cluster.key,
         objects.filter((o) => !duplicated.has(o.rowKey)),
       );
     }
   }
+  return { rowCount: summary.rowCount, desired, failedRows, failures, unkeyedRows, queryMs };
+}
+
+/**
+ * One sync of one DQR: read and render every row, sync the members in
+ * parallel, then prune where every step succeeded for that member and the
+ * prune limit allows.
+ */
+export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
+  const started = performance.now();
+  const { dqr, clusters } = input;
+  const spec = dqr.spec;
+  const namespace = dqr.metadata.namespace ?? 'default';
+  const { rowCount, desired, failedRows, failures, unkeyedRows, queryMs } = await readAndRender({
+    dqr,
+    pool: input.pool,
+    template: input.template,
+    owner: input.owner,
+    clusters: clusters.map(({ target, member }) => ({ key: member.key, name: target.metadata.name, labels: target.metadata.labels })),
+    ...(input.batchSize === undefined ? {} : { batchSize: input.batchSize }),
+    signal: input.signal,
+  });
 
   const ownerRef = ownerRefValue(input.owner);
   const appliedAfter = new Map<string, number>();
@@ -166,6 +221,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
         ownerRef,
         fieldManager: `rowcast-${namespace}-${dqr.metadata.name}`.slice(0, 128),
         previousResources: input.previousResources,
+        ...(input.dryRun === true ? { dryRun: true } : {}),
         signal: input.signal,
       });
       appliedAfter.set(member.name, performance.now() - started);
@@ -182,7 +238,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   const overLimit = wanted > allowed;
   const pruneBlocked = overLimit && !input.pruneConfirmed ? { wanted, allowed, managed } : undefined;
   const pruned = new Map<string, { pruned: number; error: string | undefined }>();
-  if (pruneBlocked === undefined) {
+  if (pruneBlocked === undefined && input.dryRun !== true) {
     await Promise.all(
       prunable.map(async (result) => {
         const cluster = clusters.find((c) => c.member.name === result.cluster);
@@ -194,7 +250,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
 
   const failedCount = (cluster: string): number => new Set(failures.filter((f) => f.cluster === cluster || f.cluster === '').map((f) => f.rowKey)).size;
   return {
-    rowCount: summary.rowCount,
+    rowCount,
     clusters: results.map((r) => {
       const p = pruned.get(r.cluster);
       return {
@@ -206,6 +262,8 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
         managed: r.managed - (p?.pruned ?? 0),
         lastError: r.error ?? p?.error,
         conflicts: r.failures.filter((f) => f.conflict).length,
+        planned: r.planned,
+        pruneCandidates: prunable.includes(r) ? r.pruneCandidates : [],
         appliedAfterMs: appliedAfter.get(r.cluster) ?? 0,
       };
     }),

@@ -31,13 +31,25 @@ export interface MemberSyncInput {
   /** The owner-ref annotation value this DQR stamps; an object listed by the label but naming another owner is not ours. */
   ownerRef: string;
   fieldManager: string;
+  /** Plan only: applies are server-side dry runs, and what they would change is reported instead. */
+  dryRun?: boolean;
   /** Kinds applied by earlier syncs, listed so that objects of kinds no row renders any more are pruned too. */
   previousResources: readonly ResourceKey[];
   signal: AbortSignal;
 }
 
+/** What a dry run would change on one object: the object as it is and as the server says it would be. */
+export interface PlannedChange {
+  action: 'create' | 'update';
+  object: DesiredObject;
+  live: Record<string, unknown> | undefined;
+  planned: Record<string, unknown>;
+}
+
 export interface MemberSyncResult {
   cluster: string;
+  /** Dry runs only. */
+  planned: PlannedChange[];
   applied: number;
   unchanged: number;
   failures: RowFailure[];
@@ -95,6 +107,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
   const run = <T>(task: (s: AbortSignal) => Promise<T>): Promise<T> => member.queue.run(task, signal);
   const result: MemberSyncResult = {
     cluster: member.name,
+    planned: [],
     applied: 0,
     unchanged: 0,
     failures: [],
@@ -197,9 +210,16 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
           fail(object, 'metadata.name', `${describeObject(object)} already exists on cluster ${member.name} and ${holder}; left untouched`, true);
           return;
         }
+        const isCreate = creates.has(identityOf(object));
+        if (input.dryRun === true) {
+          const live = isCreate ? undefined : await run((s) => member.api.get(path, s));
+          const planned = await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s, dryRun: true }));
+          result.planned.push({ action: isCreate ? 'create' : 'update', object, live, planned });
+          return;
+        }
         await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s }));
         result.applied++;
-        if (creates.has(identityOf(object))) created++;
+        if (isCreate) created++;
       } catch (error) {
         const failure = describeApiError(error);
         if (failure.retryable) {

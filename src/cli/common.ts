@@ -1,0 +1,93 @@
+import { readFile } from 'node:fs/promises';
+import { KubeConfig } from '@kubernetes/client-node';
+import yaml from 'js-yaml';
+import { parse as parseConnectionString } from 'pg-connection-string';
+import { DATABASE_QUERY_RESOURCE, parseDatabaseQueryResource, type DatabaseQueryResource } from '../api/index.ts';
+import { MemberApi, MemberKubeConfig } from '../clusters/index.ts';
+import { sslModes, withConnectionDefaults, type ConnectionSettings, type SslMode } from '../db/index.ts';
+
+/** Exit codes the commands share, for scripts: 0 done, 1 something failed, 2 bad usage or input. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, changes: 3 } as const;
+
+/** A command's error for the person at the terminal; exits with `code`. */
+export class CliError extends Error {
+  readonly code: number;
+  constructor(message: string, code: number = EXIT.failed) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** The DatabaseQueryResource in a file (the first such document), parsed and defaulted, or every problem with its field. */
+export async function readDqrFile(path: string, namespace: string | undefined): Promise<{ dqr: DatabaseQueryResource; raw: Record<string, unknown> }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new CliError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, EXIT.usage);
+  }
+  let docs: unknown[];
+  try {
+    docs = yaml.loadAll(text);
+  } catch (error) {
+    throw new CliError(`${path} is not valid YAML: ${(error as { reason?: string }).reason ?? String(error)}`, EXIT.usage);
+  }
+  const raw = docs.find((d): d is Record<string, unknown> => typeof d === 'object' && d !== null && (d as { kind?: unknown }).kind === DATABASE_QUERY_RESOURCE.kind);
+  if (raw === undefined) throw new CliError(`${path} holds no ${DATABASE_QUERY_RESOURCE.kind}`, EXIT.usage);
+  const metadata = { ...((raw['metadata'] ?? {}) as Record<string, unknown>) };
+  if (namespace !== undefined) metadata['namespace'] = namespace;
+  metadata['namespace'] ??= 'default';
+  const withNamespace = { ...raw, metadata };
+  const parsed = parseDatabaseQueryResource(withNamespace);
+  if (!parsed.ok) throw new CliError(`${path}: invalid ${DATABASE_QUERY_RESOURCE.kind}:\n${parsed.errors.map((e) => `  ${e.path}: ${e.message}`).join('\n')}`, EXIT.usage);
+  return { dqr: parsed.value, raw: withNamespace };
+}
+
+/** postgres://user:password@host:port/db?sslmode=... into the settings Rowcast's pools take. */
+export function settingsFromUrl(url: string, pool: DatabaseQueryResource['spec']['database']['pool']): ConnectionSettings {
+  const parsed = parseConnectionString(url);
+  const sslmode = new URL(url.replace(/^postgres(ql)?:/, 'http:')).searchParams.get('sslmode') ?? undefined;
+  if (sslmode !== undefined && !sslModes.includes(sslmode as SslMode)) throw new CliError(`--database-url: unknown sslmode ${JSON.stringify(sslmode)}`, EXIT.usage);
+  if ((parsed.host ?? '') === '' || (parsed.database ?? '') === '') {
+    throw new CliError('--database-url: expected postgres://user:password@host:port/database', EXIT.usage);
+  }
+  return withConnectionDefaults({
+    host: parsed.host ?? '',
+    port: (parsed.port ?? '') === '' ? undefined : Number(parsed.port),
+    database: parsed.database ?? '',
+    user: parsed.user ?? '',
+    password: parsed.password ?? '',
+    sslmode: sslmode as SslMode | undefined,
+    pool: { max: 2, idleTimeoutMs: pool.idleTimeoutMs, statementTimeoutMs: pool.statementTimeoutMs },
+  });
+}
+
+/** The hub, from a kubeconfig file (or $KUBECONFIG, or ~/.kube/config) and an optional context. */
+export function hubFromKubeconfig(path: string | undefined, context: string | undefined): MemberApi {
+  const kubeConfig = new KubeConfig();
+  try {
+    if (path === undefined) kubeConfig.loadFromDefault();
+    else kubeConfig.loadFromFile(path);
+    if (context !== undefined) kubeConfig.setCurrentContext(context);
+  } catch (error) {
+    throw new CliError(`cannot load the hub kubeconfig: ${error instanceof Error ? error.message : String(error)}`, EXIT.usage);
+  }
+  if (kubeConfig.getCurrentCluster() === null) throw new CliError('the hub kubeconfig has no current cluster (pass --kubeconfig or --context)', EXIT.usage);
+  return new MemberApi(new MemberKubeConfig(kubeConfig, { requestTimeoutMs: 30_000 }));
+}
+
+/** name or name:key=value,key=value */
+export function parseClusterFlag(flag: string): { name: string; labels: Record<string, string> } {
+  const colon = flag.indexOf(':');
+  const name = colon === -1 ? flag : flag.slice(0, colon);
+  const labels: Record<string, string> = {};
+  if (colon !== -1) {
+    for (const pair of flag.slice(colon + 1).split(',').filter((p) => p !== '')) {
+      const eq = pair.indexOf('=');
+      if (eq <= 0) throw new CliError(`--cluster ${flag}: expected NAME or NAME:key=value,...`, EXIT.usage);
+      labels[pair.slice(0, eq)] = pair.slice(eq + 1);
+    }
+  }
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new CliError(`--cluster ${flag}: ${JSON.stringify(name)} is not a cluster name`, EXIT.usage);
+  return { name, labels };
+}

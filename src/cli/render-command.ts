@@ -1,0 +1,111 @@
+import { parseArgs } from 'node:util';
+import yaml from 'js-yaml';
+import { API_VERSION, CLUSTER_TARGET, parseClusterTarget, type ClusterTarget } from '../api/index.ts';
+import { PoolRegistry } from '../db/index.ts';
+import { TemplateError, compileTemplate } from '../render/index.ts';
+import { readAndRender, selectTargets, type RenderCluster } from '../sync/index.ts';
+import { SecretScrubber, createLogger } from '../telemetry/index.ts';
+import { CliError, EXIT, hubFromKubeconfig, parseClusterFlag, readDqrFile, settingsFromUrl } from './common.ts';
+
+export const renderHelp = `usage: rowcast render -f FILE --database-url URL [flags]
+
+Runs the query of a DatabaseQueryResource and prints the manifests each row
+renders to, per cluster. Nothing is applied.
+
+flags:
+  -f, --file FILE              the DatabaseQueryResource (YAML)
+  --database-url URL           postgres://user:password@host:port/db?sslmode=disable
+  --cluster NAME[:k=v,...]     a cluster to render for, with its labels (repeatable)
+  --kubeconfig PATH            read the ClusterTargets the DQR selects from this hub instead
+  --context NAME               the hub's context in that kubeconfig
+  -n, --namespace NS           the DQR's namespace (default: the file's, else default)
+  -h, --help                   this text
+
+exit codes: 0 every row rendered, 1 some rows failed, 2 bad usage or input`;
+
+async function hubClusters(kubeconfig: string | undefined, context: string | undefined, namespace: string, targets: Parameters<typeof selectTargets>[1]): Promise<RenderCluster[]> {
+  const hub = hubFromKubeconfig(kubeconfig, context);
+  try {
+    const list = await hub.request<{ items: unknown[] }>('GET', `/apis/${API_VERSION}/${CLUSTER_TARGET.plural}`).catch(() =>
+      hub.request<{ items: unknown[] }>('GET', `/apis/${API_VERSION}/namespaces/${namespace}/${CLUSTER_TARGET.plural}`),
+    );
+    const all: ClusterTarget[] = [];
+    for (const item of list.items) {
+      const parsed = parseClusterTarget(item);
+      if (parsed.ok) all.push(parsed.value);
+    }
+    const selection = selectTargets(namespace, targets, all);
+    for (const refusal of selection.refused) process.stderr.write(`note: ${refusal.message}\n`);
+    return selection.selected.map((t) => ({ key: `${t.metadata.namespace ?? ''}/${t.metadata.name}`, name: t.metadata.name, labels: t.metadata.labels }));
+  } finally {
+    await hub.close();
+  }
+}
+
+export async function renderCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      file: { type: 'string', short: 'f' },
+      'database-url': { type: 'string' },
+      cluster: { type: 'string', multiple: true },
+      kubeconfig: { type: 'string' },
+      context: { type: 'string' },
+      namespace: { type: 'string', short: 'n' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help === true) {
+    process.stdout.write(`${renderHelp}\n`);
+    return EXIT.ok;
+  }
+  if (values.file === undefined || values['database-url'] === undefined) throw new CliError(`-f and --database-url are required\n\n${renderHelp}`, EXIT.usage);
+  const { dqr } = await readDqrFile(values.file, values.namespace);
+  const namespace = dqr.metadata.namespace ?? 'default';
+  let template;
+  try {
+    template = compileTemplate(dqr.spec.template);
+  } catch (error) {
+    const where = error instanceof TemplateError && error.line !== undefined ? ` line ${error.line}` : '';
+    throw new CliError(`spec.template${where}: ${error instanceof Error ? error.message : String(error)}`, EXIT.usage);
+  }
+  let clusters: RenderCluster[] = (values.cluster ?? []).map(parseClusterFlag).map((c) => ({ key: c.name, ...c }));
+  if (values.kubeconfig !== undefined || values.context !== undefined) clusters = await hubClusters(values.kubeconfig, values.context, namespace, dqr.spec.targets);
+  if (clusters.length === 0) {
+    process.stderr.write('note: no --cluster given: rendering for one cluster named "local" with no labels\n');
+    clusters = [{ key: 'local', name: 'local', labels: {} }];
+  }
+  const scrubber = new SecretScrubber();
+  const settings = settingsFromUrl(values['database-url'], dqr.spec.database.pool);
+  scrubber.register(settings.password);
+  const pools = new PoolRegistry({ logger: createLogger({ level: 'error', scrubber, write: (line) => process.stderr.write(`${line}\n`) }) });
+  const lease = pools.acquire(settings);
+  try {
+    const rendered = await readAndRender({
+      dqr,
+      pool: lease.pool,
+      template,
+      owner: { hubId: 'hub', namespace, name: dqr.metadata.name, uid: dqr.metadata.uid ?? '' },
+      clusters,
+      signal: AbortSignal.timeout(10 * 60_000),
+    });
+    let objects = 0;
+    for (const cluster of clusters) {
+      for (const object of rendered.desired.get(cluster.key) ?? []) {
+        objects++;
+        process.stdout.write(`---\n# cluster: ${cluster.name}, row: ${object.rowKey}\n${yaml.dump(object.body, { lineWidth: -1, noRefs: true })}`);
+      }
+    }
+    for (const f of rendered.failures) {
+      process.stderr.write(`row ${JSON.stringify(f.rowKey)}${f.cluster === '' ? '' : ` on cluster ${f.cluster}`}: ${f.field === '' ? '' : `${f.field}: `}${scrubber.scrub(f.message)}\n`);
+    }
+    const failing = new Set(rendered.failures.map((f) => f.rowKey)).size;
+    process.stderr.write(`${rendered.rowCount} rows, ${objects} objects for ${clusters.length} cluster(s), ${failing} failing row(s)\n`);
+    return failing > 0 ? EXIT.failed : EXIT.ok;
+  } catch (error) {
+    throw new CliError(`query failed: ${scrubber.scrub(error instanceof Error ? error.message : String(error))}`);
+  } finally {
+    await lease.release();
+    await pools.closeAll();
+  }
+}
