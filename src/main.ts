@@ -2,12 +2,13 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { CliError, EXIT, clusterAddCommand, planCommand, renderCommand } from './cli/index.ts';
-import { MemberApi, MemberKubeConfig } from './clusters/index.ts';
 import { controllerHelp, parseControllerOptions } from './config/index.ts';
-import { HubController, hubLeaseStore } from './hub/index.ts';
-import { LeaderElector } from './runtime/index.ts';
-import { Metrics, SecretScrubber, createLogger, serveEndpoints } from './telemetry/index.ts';
+import type { MemberApi } from './clusters/index.ts';
+import type { LeaderElector } from './runtime/index.ts';
+import { Metrics, SecretScrubber, createLogger, serveEndpoints, startTracing } from './telemetry/index.ts';
+
+// Everything that loads pg is imported only after tracing has started: its
+// instrumentation patches pg when pg loads, never afterwards.
 
 const usage = `usage: rowcast <command> [flags]
 
@@ -34,6 +35,13 @@ async function controller(argv: string[]): Promise<number> {
   const { options } = parsed;
   const scrubber = new SecretScrubber();
   const logger = createLogger({ level: options.logLevel, scrubber });
+  const tracing = await startTracing({ env: process.env });
+  if (tracing.enabled) logger.info('tracing to OTLP', { endpoint: process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] ?? process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] });
+  const [{ HubController, hubLeaseStore }, { MemberApi, MemberKubeConfig }, { LeaderElector }] = await Promise.all([
+    import('./hub/index.ts'),
+    import('./clusters/index.ts'),
+    import('./runtime/index.ts'),
+  ]);
   const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
   const hubKubeconfig = options.kubeconfig === undefined ? 'in-cluster' : await readFile(options.kubeconfig, 'utf8');
   const hub = new HubController({ options, logger, scrubber, metrics, hubKubeconfig });
@@ -86,15 +94,18 @@ async function controller(argv: string[]): Promise<number> {
     await elector?.release();
     await leaseApi?.close();
     await endpoints?.close();
+    await tracing.shutdown();
   }
   logger.info('stopped', { exitCode });
   return exitCode;
 }
 
 /** Runs a CLI command; its expected failures print as one line, not a stack. */
-async function cli(run: () => Promise<number>): Promise<number> {
+async function cli(run: (commands: typeof import('./cli/index.ts')) => Promise<number>): Promise<number> {
+  const commands = await import('./cli/index.ts');
+  const { CliError, EXIT } = commands;
   try {
-    return await run();
+    return await run(commands);
   } catch (error) {
     if (error instanceof CliError) {
       process.stderr.write(`rowcast: ${error.message}\n`);
@@ -114,13 +125,13 @@ async function main(argv: string[]): Promise<number> {
     case 'controller':
       return controller(rest);
     case 'render':
-      return cli(() => renderCommand(rest));
+      return cli((c) => c.renderCommand(rest));
     case 'plan':
-      return cli(() => planCommand(rest));
+      return cli((c) => c.planCommand(rest));
     case 'cluster':
-      if (rest[0] === 'add') return cli(() => clusterAddCommand(rest.slice(1)));
+      if (rest[0] === 'add') return cli((c) => c.clusterAddCommand(rest.slice(1)));
       process.stderr.write(`rowcast cluster: unknown subcommand ${JSON.stringify(rest[0] ?? '')}; try rowcast cluster add --help\n`);
-      return EXIT.usage;
+      return 2;
     case undefined:
     case '-h':
     case '--help':

@@ -16,6 +16,7 @@ import { classifyDbError, type PoolLease } from '../db/index.ts';
 import { TemplateError, ownerLabelValue, type CompiledTemplate } from '../render/index.ts';
 import { TerminalError, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
+import { inSpan } from '../telemetry/index.ts';
 import { connectionSettingsFromSecret, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { finalizeDqr } from './finalizer.ts';
 import { splitKey, type HubContext, type HubObject } from './context.ts';
@@ -170,17 +171,21 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   const pruneConfirmed = dqr.metadata.annotations[ANNOTATIONS.confirmPrune] === String(raw.metadata?.generation ?? '');
   let outcome: DqrSyncOutcome;
   try {
-    outcome = await syncDqr({
-      dqr,
-      pool: lease.pool,
-      template,
-      owner: { hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '' },
-      ownerLabel: ownerLabelValue({ hubId: ctx.hubId, namespace, name }),
-      clusters,
-      previousResources,
-      pruneConfirmed,
-      batchSize: ctx.options.batchSize,
-      signal,
+    outcome = await inSpan('rowcast.sync', { 'rowcast.dqr': key, 'rowcast.generation': raw.metadata?.generation ?? 0, 'rowcast.clusters': clusters.length }, async (span) => {
+      const result = await syncDqr({
+        dqr,
+        pool: lease.pool,
+        template,
+        owner: { hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '' },
+        ownerLabel: ownerLabelValue({ hubId: ctx.hubId, namespace, name }),
+        clusters,
+        previousResources,
+        pruneConfirmed,
+        batchSize: ctx.options.batchSize,
+        signal,
+      });
+      span.setAttributes({ 'rowcast.rows': result.rowCount, 'rowcast.failures': result.failures.length, 'rowcast.prune_blocked': result.pruneBlocked !== undefined });
+      return result;
     });
   } catch (error) {
     const failure = classifyDbError(error);

@@ -3,6 +3,7 @@ import { allowedPrunes, type ClusterTarget, type DatabaseQueryResource } from '.
 import type { Member } from '../clusters/index.ts';
 import { readRows } from '../db/index.ts';
 import { RowKeyError, ownerRefValue, renderRow, rowKeyOf, type CompiledTemplate, type OwnerIdentity } from '../render/index.ts';
+import { inSpan } from '../telemetry/index.ts';
 import { identityOf } from './identity.ts';
 import { pruneMember, syncMember, type PlannedChange, type ResourceKey, type RowFailure } from './member-sync.ts';
 import type { DesiredObject, LiveObject } from './plan.ts';
@@ -198,35 +199,43 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   const { dqr, clusters } = input;
   const spec = dqr.spec;
   const namespace = dqr.metadata.namespace ?? 'default';
-  const { rowCount, desired, failedRows, failures, unkeyedRows, queryMs } = await readAndRender({
-    dqr,
-    pool: input.pool,
-    template: input.template,
-    owner: input.owner,
-    clusters: clusters.map(({ target, member }) => ({ key: member.key, name: target.metadata.name, labels: target.metadata.labels })),
-    ...(input.batchSize === undefined ? {} : { batchSize: input.batchSize }),
-    signal: input.signal,
+  const { rowCount, desired, failedRows, failures, unkeyedRows, queryMs } = await inSpan('rowcast.read_and_render', {}, async (span) => {
+    const rendered = await readAndRender({
+      dqr,
+      pool: input.pool,
+      template: input.template,
+      owner: input.owner,
+      clusters: clusters.map(({ target, member }) => ({ key: member.key, name: target.metadata.name, labels: target.metadata.labels })),
+      ...(input.batchSize === undefined ? {} : { batchSize: input.batchSize }),
+      signal: input.signal,
+    });
+    span.setAttributes({ 'rowcast.rows': rendered.rowCount, 'rowcast.failures': rendered.failures.length });
+    return rendered;
   });
 
   const ownerRef = ownerRefValue(input.owner);
   const appliedAfter = new Map<string, number>();
   const results = await Promise.all(
-    clusters.map(async ({ target, member }) => {
-      const result = await syncMember({
-        member,
-        target,
-        desired: desired.get(member.key) ?? [],
-        failedRows: failedRows.get(member.key) ?? new Set(),
-        ownerLabel: input.ownerLabel,
-        ownerRef,
-        fieldManager: `rowcast-${namespace}-${dqr.metadata.name}`.slice(0, 128),
-        previousResources: input.previousResources,
-        ...(input.dryRun === true ? { dryRun: true } : {}),
-        signal: input.signal,
-      });
-      appliedAfter.set(member.name, performance.now() - started);
-      return result;
-    }),
+    clusters.map(({ target, member }) =>
+      inSpan('rowcast.member_sync', { 'rowcast.cluster': member.name }, async (span) => {
+        const result = await syncMember({
+          member,
+          target,
+          desired: desired.get(member.key) ?? [],
+          failedRows: failedRows.get(member.key) ?? new Set(),
+          ownerLabel: input.ownerLabel,
+          ownerRef,
+          fieldManager: `rowcast-${namespace}-${dqr.metadata.name}`.slice(0, 128),
+          previousResources: input.previousResources,
+          ...(input.dryRun === true ? { dryRun: true } : {}),
+          signal: input.signal,
+        });
+        appliedAfter.set(member.name, performance.now() - started);
+        span.setAttributes({ 'rowcast.applied': result.applied, 'rowcast.unchanged': result.unchanged, 'rowcast.failures': result.failures.length });
+        if (result.error !== undefined) span.setAttribute('rowcast.error', result.error);
+        return result;
+      }),
+    ),
   );
   for (const result of results) failures.push(...result.failures);
 
@@ -243,7 +252,10 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
       prunable.map(async (result) => {
         const cluster = clusters.find((c) => c.member.name === result.cluster);
         if (cluster === undefined || result.pruneCandidates.length === 0) return;
-        pruned.set(result.cluster, await pruneMember(cluster.member, result.pruneCandidates, input.signal));
+        const done = await inSpan('rowcast.prune', { 'rowcast.cluster': result.cluster, 'rowcast.objects': result.pruneCandidates.length }, () =>
+          pruneMember(cluster.member, result.pruneCandidates, input.signal),
+        );
+        pruned.set(result.cluster, done);
       }),
     );
   }

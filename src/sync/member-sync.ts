@@ -1,6 +1,7 @@
 import { ANNOTATIONS, OWNER_LABEL, allowsMemberNamespace, type ClusterTarget } from '../api/index.ts';
 import { MemberApi, type ApiResource, type Member } from '../clusters/index.ts';
 import { describeApiError } from '../runtime/index.ts';
+import { bindToCurrentContext, inSpan } from '../telemetry/index.ts';
 import { describeObject, identityOf } from './identity.ts';
 import { planCluster, type DesiredObject, type LiveObject } from './plan.ts';
 
@@ -104,7 +105,20 @@ function toLive(apiVersion: string, kind: string, item: Record<string, unknown>)
  */
 export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResult> {
   const { member, target, signal } = input;
-  const run = <T>(task: (s: AbortSignal) => Promise<T>): Promise<T> => member.queue.run(task, signal);
+  const waits = { total: 0, max: 0 };
+  // Bound to this sync's trace, and timed: how long each call waited in the member's queue.
+  const run = <T>(task: (s: AbortSignal) => Promise<T>): Promise<T> => {
+    const queued = performance.now();
+    return member.queue.run(
+      bindToCurrentContext((s: AbortSignal) => {
+        const waited = performance.now() - queued;
+        waits.total += waited;
+        waits.max = Math.max(waits.max, waited);
+        return task(s);
+      }),
+      signal,
+    );
+  };
   const result: MemberSyncResult = {
     cluster: member.name,
     planned: [],
@@ -197,44 +211,47 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
     return result;
   }
 
-  await Promise.all(
-    [...plan.create, ...plan.update].map(async (object) => {
-      const entry = byIdentity.get(identityOf(object));
-      if (entry === undefined) return;
-      const path = objectPath(object.apiVersion, entry.resource, entry.namespace, object.name);
-      try {
-        // Not listed as ours yet there: someone else owns it. Report, never take.
-        const labels = foreign.get(identityOf(object));
-        if (labels !== undefined) {
-          const holder = labels[OWNER_LABEL] === undefined ? 'it is not managed by Rowcast' : 'it belongs to another DatabaseQueryResource';
-          fail(object, 'metadata.name', `${describeObject(object)} already exists on cluster ${member.name} and ${holder}; left untouched`, true);
-          return;
+  await inSpan('rowcast.apply_batch', { 'rowcast.cluster': member.name, 'rowcast.objects': plan.create.length + plan.update.length }, async (span) => {
+    await Promise.all(
+      [...plan.create, ...plan.update].map(async (object) => {
+        const entry = byIdentity.get(identityOf(object));
+        if (entry === undefined) return;
+        const path = objectPath(object.apiVersion, entry.resource, entry.namespace, object.name);
+        try {
+          // Not listed as ours yet there: someone else owns it. Report, never take.
+          const labels = foreign.get(identityOf(object));
+          if (labels !== undefined) {
+            const holder = labels[OWNER_LABEL] === undefined ? 'it is not managed by Rowcast' : 'it belongs to another DatabaseQueryResource';
+            fail(object, 'metadata.name', `${describeObject(object)} already exists on cluster ${member.name} and ${holder}; left untouched`, true);
+            return;
+          }
+          const isCreate = creates.has(identityOf(object));
+          if (input.dryRun === true) {
+            const live = isCreate ? undefined : await run((s) => member.api.get(path, s));
+            const planned = await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s, dryRun: true }));
+            result.planned.push({ action: isCreate ? 'create' : 'update', object, live, planned });
+            return;
+          }
+          await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s }));
+          result.applied++;
+          if (isCreate) created++;
+        } catch (error) {
+          const failure = describeApiError(error);
+          if (failure.retryable) {
+            unavailable ??= failure.message;
+            fail(object, '', `apply of ${describeObject(object)} failed: ${failure.message}`);
+          } else if (failure.kind === 'conflict') {
+            const fields = failure.causes.map((c) => c.field).filter((f) => f !== '');
+            fail(object, fields[0] ?? '', `${describeObject(object)}: fields managed by another manager: ${failure.message}`, true);
+          } else {
+            const cause = failure.causes[0];
+            fail(object, cause?.field ?? '', `${describeObject(object)} was refused: ${failure.message}`);
+          }
         }
-        const isCreate = creates.has(identityOf(object));
-        if (input.dryRun === true) {
-          const live = isCreate ? undefined : await run((s) => member.api.get(path, s));
-          const planned = await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s, dryRun: true }));
-          result.planned.push({ action: isCreate ? 'create' : 'update', object, live, planned });
-          return;
-        }
-        await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s }));
-        result.applied++;
-        if (isCreate) created++;
-      } catch (error) {
-        const failure = describeApiError(error);
-        if (failure.retryable) {
-          unavailable ??= failure.message;
-          fail(object, '', `apply of ${describeObject(object)} failed: ${failure.message}`);
-        } else if (failure.kind === 'conflict') {
-          const fields = failure.causes.map((c) => c.field).filter((f) => f !== '');
-          fail(object, fields[0] ?? '', `${describeObject(object)}: fields managed by another manager: ${failure.message}`, true);
-        } else {
-          const cause = failure.causes[0];
-          fail(object, cause?.field ?? '', `${describeObject(object)} was refused: ${failure.message}`);
-        }
-      }
-    }),
-  );
+      }),
+    );
+    span.setAttributes({ 'rowcast.applied': result.applied, 'rowcast.queue_wait_total_ms': Math.round(waits.total), 'rowcast.queue_wait_max_ms': Math.round(waits.max) });
+  });
   result.managed = owned.length + created;
   for (const key of new Set(resolved.map((r) => resourceKey(r.object.apiVersion, r.object.kind)))) if (!result.resources.includes(key)) result.resources.push(key);
   if (unavailable !== undefined) result.error = `cluster ${member.name} failed during apply: ${unavailable}`;

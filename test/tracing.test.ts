@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { startTracing } from '../src/telemetry/index.ts';
+
+// Tracing starts before anything loads pg, exactly as rowcast controller does it.
+const exporter = new InMemorySpanExporter();
+const tracing = await startTracing({ env: {}, spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+const { expectNoLeaks, openTestEnv } = await import('./harness/test-env.ts');
+const fixture = await import('./helpers/hub-fixture.ts');
+
+const env = await openTestEnv('tracing');
+await env.sql('CREATE TABLE users (id int PRIMARY KEY, email text)');
+await env.sql("INSERT INTO users VALUES (1, 'secret-ada@example.com'), (2, 'secret-bob@example.com')");
+await fixture.registerMembers(env);
+await fixture.putDatabaseSecret(env);
+const baseline = await env.leaks();
+const running = await fixture.startController(env);
+env.defer(async () => {
+  await running.stop();
+  await tracing.shutdown();
+  await expectNoLeaks(env, baseline);
+});
+
+function children(spans: readonly ReadableSpan[], parent: ReadableSpan): ReadableSpan[] {
+  return spans.filter((s) => s.parentSpanContext?.spanId === parent.spanContext().spanId);
+}
+
+function descendants(spans: readonly ReadableSpan[], root: ReadableSpan): ReadableSpan[] {
+  const direct = children(spans, root);
+  return [...direct, ...direct.flatMap((c) => descendants(spans, c))];
+}
+
+test('one trace per sync: query and render, then per member its applies, with pg and HTTP spans inside', async () => {
+  await fixture.putDqr(env, 'traced', {
+    query: 'SELECT id, email FROM users ORDER BY id',
+    template: 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: traced-{{row.id}}\ndata:\n  email: {{quote row.email}}\n',
+  });
+  await fixture.eventually('Ready', async () => (fixture.condition(await fixture.dqrStatus(env, 'traced'), 'Ready')?.status === 'True' ? true : undefined));
+  const spans = exporter.getFinishedSpans();
+  const sync = spans.find((s) => s.name === 'rowcast.sync' && s.attributes['rowcast.dqr'] === `${env.namespace}/traced` && descendants(spans, s).some((d) => d.name === 'rowcast.apply_batch' && d.attributes['rowcast.applied'] === 2));
+  assert.ok(sync !== undefined, `no sync span that applied: ${[...new Set(spans.map((s) => s.name))].join(', ')}`);
+  assert.equal(sync.parentSpanContext, undefined, 'a sync is the root of its trace');
+  assert.equal(sync.attributes['rowcast.rows'], 2);
+  const direct = children(spans, sync).map((s) => s.name).sort();
+  assert.deepEqual(direct, ['rowcast.member_sync', 'rowcast.member_sync', 'rowcast.read_and_render']);
+  const members = children(spans, sync).filter((s) => s.name === 'rowcast.member_sync');
+  assert.deepEqual(members.map((m) => m.attributes['rowcast.cluster']).sort(), ['member-1', 'member-2']);
+  const readAndRender = children(spans, sync).find((s) => s.name === 'rowcast.read_and_render');
+  assert.ok(readAndRender !== undefined);
+  assert.ok(descendants(spans, readAndRender).some((s) => s.name.startsWith('pg.')), 'the query is traced by the pg instrumentation');
+  for (const member of members) {
+    const batch = children(spans, member).find((s) => s.name === 'rowcast.apply_batch');
+    assert.ok(batch !== undefined);
+    assert.equal(typeof batch.attributes['rowcast.queue_wait_max_ms'], 'number');
+    const http = descendants(spans, member).filter((s) => s.attributes['http.request.method'] !== undefined);
+    assert.ok(http.some((s) => s.attributes['http.request.method'] === 'PATCH'), `applies are traced under their member: ${http.map((s) => s.name).join(',')}`);
+  }
+});
+
+test('no secret, bind value or row data in any span', () => {
+  const spans = exporter.getFinishedSpans();
+  assert.ok(spans.length > 10);
+  const text = JSON.stringify(spans.map((s) => ({ name: s.name, attributes: s.attributes, events: s.events })));
+  const secrets = [env.db.password, env.state.postgres.password, 'secret-ada@example.com', 'secret-bob', ...env.members.map((m) => m.info.adminKey.split('\n')[1] ?? 'x')];
+  for (const secret of secrets) assert.ok(!text.includes(secret), `a span carries ${secret.slice(0, 6)}…`);
+});
