@@ -25,6 +25,8 @@ export interface ControllerOptions {
   readonly leaderElect: boolean;
   readonly leaderElectionNamespace: string;
   readonly leaderElectionId: string;
+  /** With timestamp or notify change detection, the query still runs this often (deletes do not move max(updated_at)). */
+  readonly fullSyncIntervalMs: number;
 }
 
 interface Flag {
@@ -50,6 +52,7 @@ const flags: readonly Flag[] = [
   { name: 'leader-elect', type: 'boolean', env: 'ROWCAST_LEADER_ELECT', default: false, help: 'run only while holding a Lease on the hub, so replicas can stand by' },
   { name: 'leader-election-namespace', type: 'string', env: 'POD_NAMESPACE', default: undefined, help: 'namespace of the leader Lease (default: --namespace, else default)' },
   { name: 'leader-election-id', type: 'string', env: 'ROWCAST_LEADER_ELECTION_ID', default: 'rowcast-controller', help: 'name of the leader Lease' },
+  { name: 'full-sync-interval', type: 'string', env: 'ROWCAST_FULL_SYNC_INTERVAL', default: '10m', help: 'with change detection, run the full query at least this often (deletes move no timestamp)' },
   { name: 'shutdown-grace', type: 'string', env: 'ROWCAST_SHUTDOWN_GRACE', default: '30s', help: 'how long in-flight syncs may finish after SIGTERM before they are cancelled' },
 ];
 
@@ -122,6 +125,7 @@ export function parseControllerOptions(argv: readonly string[], env: Readonly<Re
       leaderElect: value('leader-elect') === true,
       leaderElectionNamespace: text('leader-election-namespace') ?? text('namespace') ?? 'default',
       leaderElectionId: text('leader-election-id') ?? 'rowcast-controller',
+      fullSyncIntervalMs: duration('full-sync-interval', text('full-sync-interval') ?? '10m'),
     };
     return { ok: true, options: Object.freeze(options) };
   } catch (error) {

@@ -1,2 +1,3 @@
 export { HubController, type HubControllerDeps } from './controller.ts';
+export { hubPolicyRules } from './rbac.ts';
 export { hubLeaseStore } from './lease-store.ts';

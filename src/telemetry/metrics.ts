@@ -4,6 +4,10 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 export const APPLY_RESULTS = ['applied', 'unchanged', 'conflict', 'failed', 'throttled'] as const;
 export type ApplyResult = (typeof APPLY_RESULTS)[number];
 
+/** Why a DQR's query ran (or did not): first sync or spec change, poll, change detection, forced full sync, retry. */
+export const SYNC_TRIGGERS = ['spec', 'poll', 'timestamp', 'notify', 'reconnect', 'full', 'retry', 'skipped'] as const;
+export type SyncTrigger = (typeof SYNC_TRIGGERS)[number];
+
 /** controller-runtime's reconcile results; Rowcast's terminal errors count as error. */
 export const RECONCILE_RESULTS = ['success', 'error', 'requeue', 'requeue_after'] as const;
 
@@ -54,6 +58,8 @@ export class Metrics {
   readonly dqrRows = new Gauge({ name: 'rowcast_dqr_rows', help: 'Rows the last successful query returned.', labelNames: ['namespace', 'dqr'], registers: [this.registry] });
   readonly dqrReady = new Gauge({ name: 'rowcast_dqr_ready', help: '1 when the DQR is Ready.', labelNames: ['namespace', 'dqr'], registers: [this.registry] });
   readonly rowFailures = new Gauge({ name: 'rowcast_dqr_failing_rows', help: 'Rows that failed in the last sync, per DQR.', labelNames: ['namespace', 'dqr'], registers: [this.registry] });
+  readonly syncTriggers = new Counter({ name: 'rowcast_sync_triggers_total', help: 'What fired each DQR sync; skipped: change detection saw no change.', labelNames: ['trigger'], registers: [this.registry] });
+  readonly writeBacks = new Counter({ name: 'rowcast_writebacks_total', help: 'Status write-backs to the database by result.', labelNames: ['result'], registers: [this.registry] });
   readonly syncFreshness = new Histogram({
     name: 'rowcast_sync_freshness_seconds',
     help: 'From the start of a sync (a change seen or a poll) to its objects applied on a member.',
@@ -71,6 +77,8 @@ export class Metrics {
       this.workqueueRetries.labels(controller).inc(0);
     }
     this.leaderStatus.labels('rowcast').set(0);
+    for (const trigger of SYNC_TRIGGERS) this.syncTriggers.labels(trigger).inc(0);
+    for (const result of ['written', 'unchanged', 'failed']) this.writeBacks.labels(result).inc(0);
   }
 
   readDepthsFrom(workqueues: () => Record<string, number>, members: () => Record<string, number>): void {

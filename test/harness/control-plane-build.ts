@@ -11,6 +11,7 @@ export interface ControlPlaneBinaries {
   kubeApiserver: string;
   kubectl: string;
   etcd: string;
+  helm: string;
 }
 
 interface GoBuild {
@@ -29,6 +30,40 @@ export async function kubernetesVersion(): Promise<string> {
   return match[1];
 }
 
+/** The version a wrapper module's go.mod pins for `modulePath` (a require line). */
+async function pinnedVersion(module: string, modulePath: string): Promise<string> {
+  const goMod = await readFile(join(goModulesDir, module, 'go.mod'), 'utf8');
+  const escaped = modulePath.replaceAll('.', '\\.');
+  const match = new RegExp(`^\\s*(?:require\\s+)?${escaped} (v\\d+\\.\\d+\\.\\d+)\\b`, 'm').exec(goMod);
+  if (match?.[1] === undefined) throw new Error(`test/harness/go/${module}/go.mod does not pin ${modulePath}`);
+  return match[1];
+}
+
+/** The helm version the harness pins, as `helm version` reports it. */
+export async function helmVersion(): Promise<string> {
+  return pinnedVersion('helm', 'helm.sh/helm/v3');
+}
+
+/**
+ * helm's own Makefile stamps its version and the Kubernetes version its
+ * client-go speaks (v0.Y → 1.Y), which `helm template` reports as
+ * .Capabilities.KubeVersion and `helm lint` checks deprecations against.
+ */
+async function helmBuild(): Promise<GoBuild> {
+  const version = await helmVersion();
+  const clientGo = await pinnedVersion('helm', 'k8s.io/client-go');
+  const [, kubeMinor] = clientGo.slice(1).split('.');
+  const xflags = [
+    `-X helm.sh/helm/v3/internal/version.version=${version}`,
+    '-X helm.sh/helm/v3/internal/version.gitTreeState=clean',
+    ...['pkg/chartutil', 'pkg/lint/rules'].flatMap((pkg) => [
+      `-X helm.sh/helm/v3/${pkg}.k8sVersionMajor=1`,
+      `-X helm.sh/helm/v3/${pkg}.k8sVersionMinor=${kubeMinor ?? ''}`,
+    ]),
+  ];
+  return { module: 'helm', packages: ['helm.sh/helm/v3/cmd/helm'], ldflags: ['-s', '-w', ...xflags].join(' ') };
+}
+
 async function builds(): Promise<GoBuild[]> {
   const version = await kubernetesVersion();
   const [major, minor] = version.slice(1).split('.');
@@ -42,6 +77,7 @@ async function builds(): Promise<GoBuild[]> {
       ldflags: ['-s', '-w', ...xflags].join(' '),
     },
     { module: 'etcd', packages: ['.'], ldflags: '-s -w' },
+    await helmBuild(),
   ];
 }
 
@@ -103,5 +139,5 @@ export async function ensureControlPlaneBinaries(log: (line: string) => void = (
     if (path === undefined) throw new Error(`control-plane build did not produce ${name}`);
     return path;
   };
-  return { kubeApiserver: pick('kube-apiserver'), kubectl: pick('kubectl'), etcd: pick('etcd') };
+  return { kubeApiserver: pick('kube-apiserver'), kubectl: pick('kubectl'), etcd: pick('etcd'), helm: pick('helm') };
 }

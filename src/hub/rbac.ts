@@ -1,0 +1,42 @@
+/** One RBAC rule, in the shape of a ClusterRole's `rules` entries. */
+export interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+  /** Only these objects; the rule grants nothing else. */
+  resourceNames?: string[];
+}
+
+/**
+ * Everything the controller does on the hub, as RBAC rules: the chart
+ * (charts/rowcast) grants exactly these and nothing more, and
+ * test/chart.test.ts renders the chart and compares. A new call on the hub
+ * needs a rule here and in the chart's templates/_helpers.tpl.
+ *
+ * - DQRs and ClusterTargets: read through informers (list, watch; get for
+ *   people and tools reading as the controller); DQR metadata is
+ *   merge-patched for the finalizer and the prune confirmation annotation
+ *   (hub/dqr-reconciler.ts via status/hub-writer.ts `patchMetadata`).
+ * - Their /status: merge-patched with conditions and counts (`patchStatus`).
+ * - Secrets: read through an informer (kubeconfigs of members, database
+ *   connections).
+ * - Events: created on DQRs and ClusterTargets (`event`); patch for
+ *   aggregating repeats.
+ * - Namespaces: get kube-system, whose UID is the hub id when `--hub-id` is
+ *   not given (hub/controller.ts).
+ * - Leases: the leader Lease with `--leader-elect` (hub/lease-store.ts).
+ *
+ * The chart grants each rule only where and when it is used: the Lease rule
+ * in the release namespace and only with leader election, the namespace rule
+ * only without a fixed hub id, the rest cluster-wide or in the one watched
+ * namespace.
+ */
+export const hubPolicyRules: readonly PolicyRule[] = [
+  { apiGroups: ['rowcast.dev'], resources: ['databasequeryresources'], verbs: ['get', 'list', 'watch', 'patch'] },
+  { apiGroups: ['rowcast.dev'], resources: ['clustertargets'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: ['rowcast.dev'], resources: ['databasequeryresources/status', 'clustertargets/status'], verbs: ['patch'] },
+  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
+  { apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system'], verbs: ['get'] },
+  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
+];
