@@ -13,9 +13,11 @@ export function renderCrd(crd: Record<string, unknown>): string {
 }
 
 if (import.meta.main) {
-  const dir = join(import.meta.dirname, '..', 'crds');
-  for (const { fileName, crd } of customResourceDefinitions()) {
-    writeFileSync(join(dir, fileName), renderCrd(crd));
-    console.log(`wrote crds/${fileName}`);
+  // The Helm chart carries the same files (test/chart.test.ts checks they are identical).
+  for (const dir of ['crds', 'charts/rowcast/crds']) {
+    for (const { fileName, crd } of customResourceDefinitions()) {
+      writeFileSync(join(import.meta.dirname, '..', dir, fileName), renderCrd(crd));
+      console.log(`wrote ${dir}/${fileName}`);
+    }
   }
 }

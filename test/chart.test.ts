@@ -200,6 +200,23 @@ test('the chart carries the repository CRDs unchanged', async () => {
   }
 });
 
+test('with prometheusRule on, the chart ships exactly the alerts of dashboards/alerts.yaml', async () => {
+  const shipped = await readFile(join(chart, 'files', 'alerts.yaml'), 'utf8');
+  assert.equal(shipped, await readFile(join(repo, 'dashboards', 'alerts.yaml'), 'utf8'), 'charts/rowcast/files/alerts.yaml is a copy of dashboards/alerts.yaml');
+  const extra = { name: 'mine', rules: [{ alert: 'Mine', expr: 'vector(1)' }] };
+  const objects = await render('rules', 'monitoring', { metrics: { prometheusRule: { enabled: true, groups: [extra] } } });
+  const rule = only(objects, 'PrometheusRule') as unknown as { spec: { groups: { name: string; rules: { alert: string; annotations?: Record<string, string> }[] }[] } };
+  const expected = (yaml.load(shipped) as { groups: { name: string }[] }).groups.map((g) => g.name);
+  assert.deepEqual(
+    rule.spec.groups.map((g) => g.name),
+    [...expected, 'mine'],
+  );
+  const annotations = JSON.stringify(rule.spec.groups.flatMap((g) => g.rules.map((r) => r.annotations ?? {})));
+  assert.match(annotations, /\{\{ \$labels\./, 'Prometheus templates reach the rule untouched');
+  const monitor = only(await render('sm', 'monitoring', { metrics: { serviceMonitor: { enabled: true } } }), 'ServiceMonitor') as unknown as { spec: { endpoints: { honorLabels?: boolean }[] } };
+  assert.equal(monitor.spec.endpoints[0]?.honorLabels, true);
+});
+
 test('helm lint passes with default and non-default values, and the schema refuses bad ones', async () => {
   await helm(['lint', '--strict', chart]);
   await helm(['lint', '--strict', chart, '--namespace', 'rowcast-system', '-f', await valuesFile(nonDefault)]);

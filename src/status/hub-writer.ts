@@ -25,10 +25,12 @@ export class HubWriter {
   private readonly component: string;
   private readonly recent = new Map<string, number>();
   private readonly windowMs: number;
+  private readonly onEventError: ((error: unknown) => void) | undefined;
 
-  constructor(hub: MemberApi, scrubber: SecretScrubber, options: { component?: string; eventWindowMs?: number } = {}) {
+  constructor(hub: MemberApi, scrubber: SecretScrubber, options: { component?: string; eventWindowMs?: number; onEventError?: (error: unknown) => void } = {}) {
     this.hub = hub;
     this.scrubber = scrubber;
+    this.onEventError = options.onEventError;
     this.component = options.component ?? 'rowcast';
     this.windowMs = options.eventWindowMs ?? 10 * 60_000;
   }
@@ -53,7 +55,10 @@ export class HubWriter {
     this.recent.set(dedupeKey, now);
     if (this.recent.size > 10_000) for (const [key, at] of this.recent) if (now - at >= this.windowMs) this.recent.delete(key);
     const timestamp = new Date(now).toISOString();
-    await this.hub.request('POST', `/api/v1/namespaces/${object.namespace}/events`, {
+    // Events are best effort, as client-go's recorder makes them: a refused or
+    // failed Event must not fail the sync it describes.
+    await this.hub
+      .request('POST', `/api/v1/namespaces/${object.namespace}/events`, {
       body: {
         apiVersion: 'v1',
         kind: 'Event',
@@ -69,6 +74,7 @@ export class HubWriter {
         lastTimestamp: timestamp,
         count: 1,
       },
-    });
+      })
+      .catch((error: unknown) => this.onEventError?.(error));
   }
 }

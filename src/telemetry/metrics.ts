@@ -71,9 +71,9 @@ export class Metrics {
   constructor(controllers: readonly string[]) {
     for (const controller of controllers) {
       for (const result of RECONCILE_RESULTS) this.reconcileTotal.labels(controller, result).inc(0);
-      this.reconcileTime.labels(controller);
+      this.reconcileTime.zero({ controller });
       this.workqueueDepth.labels(controller).set(0);
-      this.workqueueQueueDuration.labels(controller);
+      this.workqueueQueueDuration.zero({ name: controller });
       this.workqueueRetries.labels(controller).inc(0);
     }
     this.leaderStatus.labels('rowcast').set(0);
@@ -91,9 +91,9 @@ export class Metrics {
     this.prunes.labels(cluster).inc(0);
     this.memberReachable.labels(cluster);
     this.memberQueueDepth.labels(cluster).set(0);
-    this.memberQueueWait.labels(cluster);
+    this.memberQueueWait.zero({ cluster });
     this.memberThrottled.labels(cluster).inc(0);
-    this.syncFreshness.labels(cluster);
+    this.syncFreshness.zero({ cluster });
   }
 
   /** A member goes: its series go with it. */
