@@ -5,7 +5,7 @@ import { startControlPlane } from './control-plane.ts';
 const usage = `usage: node test/harness/cli.ts <command>
 
 commands:
-  build        build (or find in ~/.cache/rowcast) the pinned kube-apiserver, kubectl and etcd
+  build        build (or find in ~/.cache/rowcast) the pinned kube-apiserver, kubectl, etcd and helm
   up           start etcd, a hub and members, and PostgreSQL; print how to reach them; Ctrl-C stops all
 
 options:
