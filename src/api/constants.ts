@@ -92,6 +92,8 @@ export const REASONS = {
   kubeconfigInvalid: 'KubeconfigInvalid',
   /** `spec.paused` is true. */
   paused: 'Paused',
+  /** Objects are applied, but writing their status back to the database fails. */
+  writeBackFailed: 'WriteBackFailed',
 } as const;
 export type Reason = (typeof REASONS)[keyof typeof REASONS];
 

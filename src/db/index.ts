@@ -13,3 +13,24 @@ export { PoolRegistry, type DbLogger, type PoolLease, type PoolRegistryOptions }
 export { readRows, type BatchHandler, type QueryOptions, type QueryResultSummary, type Row } from './read-rows.ts';
 export { splitStatements } from './split-statements.ts';
 export { rowcastTypes } from './type-parsers.ts';
+export { maxTimestamp } from './change-detection.ts';
+export { parseQualifiedName, quoteIdentifier, type QualifiedName } from './identifiers.ts';
+export { NotifyHub, type NotifyHubOptions, type NotifySignal, type NotifySubscription } from './notify-hub.ts';
+export {
+  bindParams,
+  compileStatusTemplate,
+  type BindContext,
+  type CompiledStatement,
+  type StatementCompileError,
+  type StatementCompileResult,
+} from './status-template.ts';
+export { WriteBackError, WriteBackQueue, type WriteBackQueueOptions, type WriteBackResult } from './write-back-queue.ts';
+export {
+  ensureLedger,
+  ledgerChunkSize,
+  updateLedgerStatus,
+  writeLedger,
+  type LedgerChange,
+  type LedgerEntry,
+  type LedgerKey,
+} from './ledger.ts';

@@ -18,6 +18,7 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string): Prom
   const raw = ctx.informers.clusterTargets.get(name, namespace);
   if (raw === undefined) {
     if (ctx.members.get(key) !== undefined) ctx.metrics.forgetCluster(name);
+    await ctx.statusWatches.forgetMember(key);
     await ctx.members.remove(key);
     ctx.queues.clusterTargets.forget(key);
     enqueueAllDqrs(ctx);
@@ -95,6 +96,7 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string): Prom
     ],
     { lastProbeTime: probe.probedAt.toISOString().replace(/\.\d{3}Z$/, 'Z'), ...(probe.serverVersion === undefined ? {} : { serverVersion: probe.serverVersion }) },
   );
+  if (ensured.rebuilt) await ctx.statusWatches.forgetMember(key);
   if (ensured.rebuilt || probe.reachable !== wasReachable) enqueueAllDqrs(ctx);
   return { requeueAfterMs: ctx.options.probeIntervalMs };
 }

@@ -1,11 +1,11 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { ControllerOptions } from '../config/index.ts';
-import type { MemberApi, MemberRegistry } from '../clusters/index.ts';
-import type { PoolLease, PoolRegistry } from '../db/index.ts';
+import type { Member, MemberApi, MemberRegistry } from '../clusters/index.ts';
+import type { NotifyHub, NotifySubscription, PoolLease, PoolRegistry, WriteBackQueue } from '../db/index.ts';
 import type { TemplateCache } from '../render/index.ts';
 import type { SupervisedInformer, WorkQueue } from '../runtime/index.ts';
 import type { HubWriter } from '../status/index.ts';
-import type { Logger, Metrics, SecretScrubber } from '../telemetry/index.ts';
+import type { Logger, Metrics, SecretScrubber, SyncTrigger } from '../telemetry/index.ts';
 
 /** A hub object as the informers hold it: what the parsers take plus what they leave out. */
 export interface HubObject extends KubernetesObject {
@@ -30,12 +30,43 @@ export interface HubContext {
   templates: TemplateCache;
   /** The pool lease each DQR holds, by DQR key. */
   leases: Map<string, PoolLease>;
+  notify: NotifyHub;
+  /** Change detection's memory per DQR key. */
+  changes: Map<string, ChangeState>;
+  /** Notifications waiting for their DQR's next sync, by DQR key. */
+  pendingTriggers: Map<string, { trigger: SyncTrigger; at: number }>;
+  writeBacks: WriteBackQueue;
+  statusWatches: StatusWatchRegistry;
+  /** Ledgers known to exist, as pool key + table. */
+  ledgers: Set<string>;
+  /** Each notify-mode DQR's LISTEN subscription, with what it was made for. */
+  subscriptions: Map<string, { id: string; subscription: NotifySubscription }>;
   informers: {
     dqrs: SupervisedInformer<HubObject>;
     clusterTargets: SupervisedInformer<HubObject>;
     secrets: SupervisedInformer<HubObject>;
   };
   queues: { dqrs: WorkQueue; clusterTargets: WorkQueue };
+}
+
+/** What the DQR reconciler needs of the status watches (status-watch.ts). */
+export interface StatusWatchRegistry {
+  ensure(member: Member, apiVersion: string, kind: string): Promise<void>;
+  forgetMember(memberKey: string): Promise<void>;
+  stopAll(): Promise<void>;
+  /** Key columns of each DQR's rows, learned from its last query. */
+  readonly keyColumns: Map<string, string[]>;
+  /** The last write-back failure per DQR key. */
+  readonly failures: Map<string, string>;
+}
+
+export interface ChangeState {
+  generation: number | undefined;
+  /** max(timestampColumn) when the query last ran. */
+  lastMax: string | null | undefined;
+  lastRunAt: number;
+  /** The last sync failed: the next poll runs the query whatever change detection says. */
+  failed: boolean;
 }
 
 export function splitKey(key: string): { namespace: string; name: string } {

@@ -2,14 +2,15 @@ import type { KubernetesListObject } from '@kubernetes/client-node';
 import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } from '../api/index.ts';
 import type { ControllerOptions } from '../config/index.ts';
 import { MemberApi, MemberKubeConfig, MemberRegistry } from '../clusters/index.ts';
-import { PoolRegistry } from '../db/index.ts';
+import { NotifyHub, PoolRegistry, WriteBackQueue } from '../db/index.ts';
 import { TemplateCache } from '../render/index.ts';
-import { SupervisedInformer, WorkQueue, type InformerEvent, type ReconcileOutcome } from '../runtime/index.ts';
+import { SupervisedInformer, WorkQueue, describeApiError, type InformerEvent, type ReconcileOutcome } from '../runtime/index.ts';
 import { HubWriter } from '../status/index.ts';
 import type { Logger, Metrics, SecretScrubber } from '../telemetry/index.ts';
 import { enqueueAllDqrs, reconcileClusterTarget } from './cluster-target-reconciler.ts';
 import { keyOf, type HubContext, type HubObject } from './context.ts';
 import { reconcileDqr } from './dqr-reconciler.ts';
+import { StatusWatches } from './status-watch.ts';
 
 export interface HubControllerDeps {
   options: ControllerOptions;
@@ -104,7 +105,7 @@ export class HubController {
       hub,
       hubKubeconfig,
       hubId,
-      writer: new HubWriter(hub, scrubber),
+      writer: new HubWriter(hub, scrubber, { onEventError: (error) => logger.warn('event not recorded', { reason: describeApiError(error).message }) }),
       members: new MemberRegistry({
         policy: { allowExecAuth: options.allowExecAuth, allowFilePaths: options.allowKubeconfigFiles },
         scrubber,
@@ -117,6 +118,13 @@ export class HubController {
         onResponse,
       }),
       pools: new PoolRegistry({ logger }),
+      notify: new NotifyHub({ logger }),
+      writeBacks: new WriteBackQueue({ logger }),
+      statusWatches: { ensure: () => Promise.resolve(), forgetMember: () => Promise.resolve(), stopAll: () => Promise.resolve(), keyColumns: new Map(), failures: new Map() },
+      changes: new Map(),
+      ledgers: new Set(),
+      pendingTriggers: new Map(),
+      subscriptions: new Map(),
       templates: new TemplateCache(),
       leases: new Map(),
       informers: {
@@ -137,6 +145,7 @@ export class HubController {
       },
       queues: { dqrs: dqrQueue, clusterTargets: ctQueue },
     };
+    ctx.statusWatches = new StatusWatches(ctx);
     this.ctx = ctx;
     metrics.readDepthsFrom(
       () => ({ databasequeryresource: dqrQueue.depth, clustertarget: ctQueue.depth }),
@@ -158,9 +167,12 @@ export class HubController {
     const ctx = this.ctx;
     if (ctx === undefined) return;
     await Promise.all(Object.values(ctx.informers).map((i) => i.stop()));
+    await ctx.statusWatches.stopAll();
     // In-flight syncs finish (applies and prunes are not left half done) unless they take too long.
     await Promise.all([ctx.queues.dqrs.shutdown(this.deps.options.shutdownGraceMs), ctx.queues.clusterTargets.shutdown(this.deps.options.shutdownGraceMs)]);
     await ctx.members.closeAll();
+    await ctx.notify.closeAll();
+    await ctx.writeBacks.closeAll();
     await ctx.pools.closeAll();
     await ctx.hub.close();
     this.ctx = undefined;

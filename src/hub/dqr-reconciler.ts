@@ -12,12 +12,13 @@ import {
   type Condition,
   type DatabaseQueryResource,
 } from '../api/index.ts';
-import { classifyDbError, type PoolLease } from '../db/index.ts';
+import { classifyDbError, compileStatusTemplate, ensureLedger, type PoolLease } from '../db/index.ts';
 import { TemplateError, ownerLabelValue, type CompiledTemplate } from '../render/index.ts';
 import { TerminalError, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
 import { inSpan } from '../telemetry/index.ts';
 import { connectionSettingsFromSecret, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
+import { closeSubscription, decideSync, recordSyncRun, type SyncDecision } from './change-detection.ts';
 import { finalizeDqr } from './finalizer.ts';
 import { splitKey, type HubContext, type HubObject } from './context.ts';
 
@@ -37,6 +38,8 @@ function reporter(ctx: HubContext, raw: HubObject, namespace: string, name: stri
   return {
     conditions: async (updates, extra = {}) => {
       const conditions = setConditions(previous, updates, generation, new Date());
+      const ready = updates.find((u) => u.type === CONDITION_TYPES.ready);
+      if (ready !== undefined) ctx.metrics.dqrReady.labels(namespace, name).set(ready.status === 'True' ? 1 : 0);
       await ctx.writer.patchStatus(dqrPath(namespace, name), { observedGeneration: generation, conditions, ...extra });
       for (const type of [CONDITION_TYPES.ready, CONDITION_TYPES.databaseConnected]) {
         const changed = transitioned(previous, conditions, type);
@@ -87,10 +90,12 @@ function releaseLease(ctx: HubContext, key: string): Promise<void> {
  */
 export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSignal): Promise<ReconcileResult> {
   const started = performance.now();
+  const startedAt = Date.now();
   const { namespace, name } = splitKey(key);
   const raw = ctx.informers.dqrs.get(name, namespace);
   if (raw === undefined) {
     await releaseLease(ctx, key);
+    await closeSubscription(ctx, key);
     ctx.queues.dqrs.forget(key);
     ctx.metrics.forgetDqr(namespace, name);
     return {};
@@ -98,6 +103,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   const path = dqrPath(namespace, name);
   const report = reporter(ctx, raw, namespace, name);
   const log = ctx.logger.child({ dqr: key, generation: raw.metadata?.generation });
+  log.debug('reconciling');
 
   if (raw.metadata?.deletionTimestamp !== undefined) {
     if (!(raw.metadata.finalizers ?? []).includes(FINALIZER)) return {};
@@ -111,6 +117,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
       resourceVersion: raw.metadata.resourceVersion,
     });
     await releaseLease(ctx, key);
+    await closeSubscription(ctx, key);
     log.info('finalized', { objects: done.objects });
     return {};
   }
@@ -135,6 +142,16 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   }
 
   const secretName = dqr.spec.database.connectionSecretRef.name;
+  if (dqr.spec.statusUpdateQueryTemplate !== undefined) {
+    const compiled = compileStatusTemplate(dqr.spec.statusUpdateQueryTemplate);
+    if (!compiled.ok) {
+      const { line, column, message } = compiled.error;
+      const text = `spec.statusUpdateQueryTemplate line ${line}, column ${column}: ${message}`;
+      await report.conditions(notSynced(REASONS.invalidSpec, text));
+      throw new TerminalError(text);
+    }
+  }
+
   const connection = connectionSettingsFromSecret(dqr, namespace, ctx.informers.secrets.get(secretName, namespace), ctx.scrubber);
   if (!connection.ok) {
     await report.conditions(notSynced(connection.reason, connection.message, 'False'));
@@ -167,6 +184,35 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     else clusters.push({ target, member });
   }
 
+  let decision: SyncDecision | undefined;
+  try {
+    decision = await decideSync(ctx, key, dqr, connection.settings, lease.pool, signal);
+  } catch (error) {
+    const failure = classifyDbError(error);
+    const message = `spec.changeDetection: ${failure.message}; nothing was applied or pruned`;
+    await report.conditions(notSynced(failure.retryable ? REASONS.connectionFailed : REASONS.queryFailed, message, failure.retryable ? 'False' : 'True'));
+    if (failure.retryable) throw new Error(message, { cause: error });
+    return { requeueAfterMs: dqr.spec.pollIntervalMs };
+  }
+  if (decision === undefined) {
+    ctx.metrics.syncTriggers.labels('skipped').inc();
+    return { requeueAfterMs: dqr.spec.pollIntervalMs };
+  }
+  ctx.metrics.syncTriggers.labels(decision.trigger).inc();
+
+  const ledger = dqr.spec.ledger;
+  if (ledger !== undefined && !ctx.ledgers.has(`${lease.key}|${ledger.table}`)) {
+    try {
+      await ensureLedger(lease.pool, ledger.table);
+      ctx.ledgers.add(`${lease.key}|${ledger.table}`);
+    } catch (error) {
+      const failure = classifyDbError(error);
+      await report.conditions(notSynced(REASONS.queryFailed, `spec.ledger.table: ${failure.message}; nothing was applied or pruned`, 'True', REASONS.connected));
+      if (failure.retryable) throw new Error(failure.message, { cause: error });
+      return { requeueAfterMs: dqr.spec.pollIntervalMs };
+    }
+  }
+
   const previousResources = (raw.status?.['managedResources'] ?? []) as string[];
   const pruneConfirmed = dqr.metadata.annotations[ANNOTATIONS.confirmPrune] === String(raw.metadata?.generation ?? '');
   let outcome: DqrSyncOutcome;
@@ -181,6 +227,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
         clusters,
         previousResources,
         pruneConfirmed,
+        ...(ledger === undefined ? {} : { ledger: { table: ledger.table, everything: decision.trigger === 'spec' } }),
         batchSize: ctx.options.batchSize,
         signal,
       });
@@ -188,6 +235,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
       return result;
     });
   } catch (error) {
+    recordSyncRun(ctx, key, dqr, decision, false);
     const failure = classifyDbError(error);
     const reason = failure.retryable ? REASONS.connectionFailed : REASONS.queryFailed;
     const message = `spec.query: ${failure.message}; nothing was applied or pruned`;
@@ -197,8 +245,22 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     return { requeueAfterMs: dqr.spec.pollIntervalMs };
   }
 
-  const ready = await reportOutcome(report, dqr, outcome, refusals, selection.selected.length);
-  recordMetrics(ctx, namespace, name, outcome, ready);
+  const clean = outcome.clusters.every((c) => c.lastError === undefined);
+  ctx.statusWatches.keyColumns.set(key, outcome.keyColumns);
+  if (dqr.spec.statusUpdateQueryTemplate !== undefined || ledger !== undefined) {
+    for (const { member } of clusters) {
+      if (outcome.clusters.find((c) => c.name === member.name)?.lastError !== undefined) continue;
+      for (const resource of outcome.resources) {
+        const [apiVersion = '', kind = ''] = resource.split('|');
+        ctx.statusWatches.ensure(member, apiVersion, kind).catch((error: unknown) => {
+          log.warn('status watch not started', { cluster: member.name, kind, error });
+        });
+      }
+    }
+  }
+  recordSyncRun(ctx, key, dqr, decision, clean);
+  await reportOutcome(report, dqr, outcome, refusals, selection.selected.length, decision.trigger, ctx.statusWatches.failures.get(key));
+  recordMetrics(ctx, namespace, name, outcome, startedAt - decision.seenAt);
   if (outcome.confirmationUsed) await ctx.writer.patchMetadata(path, { annotations: { [ANNOTATIONS.confirmPrune]: null } });
   log.info('synced', {
     rows: outcome.rowCount,
@@ -210,10 +272,10 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   return { requeueAfterMs: dqr.spec.pollIntervalMs };
 }
 
-function recordMetrics(ctx: HubContext, namespace: string, name: string, outcome: DqrSyncOutcome, ready: boolean): void {
+/** `waitedMs`: from the change being seen (a notification) to the start of the sync. */
+function recordMetrics(ctx: HubContext, namespace: string, name: string, outcome: DqrSyncOutcome, waitedMs: number): void {
   const m = ctx.metrics;
   m.dqrRows.labels(namespace, name).set(outcome.rowCount);
-  m.dqrReady.labels(namespace, name).set(ready ? 1 : 0);
   m.rowFailures.labels(namespace, name).set(new Set(outcome.failures.map((f) => f.rowKey)).size);
   m.dbQueryDuration.labels(namespace, name).observe(outcome.queryMs / 1000);
   if (outcome.pruneBlocked !== undefined) m.prunesBlocked.labels(namespace, name).inc();
@@ -224,18 +286,20 @@ function recordMetrics(ctx: HubContext, namespace: string, name: string, outcome
     m.applies.labels(c.name, 'conflict').inc(c.conflicts);
     m.applies.labels(c.name, 'failed').inc(failedHere);
     m.prunes.labels(c.name).inc(c.pruned);
-    if (c.lastError === undefined) m.syncFreshness.labels(c.name).observe(c.appliedAfterMs / 1000);
+    if (c.lastError === undefined) m.syncFreshness.labels(c.name).observe((Math.max(0, waitedMs) + c.appliedAfterMs) / 1000);
   }
 }
 
-/** Writes the outcome into status and Events; tells whether the DQR is Ready. */
+/** Writes the outcome into status and Events. */
 async function reportOutcome(
   report: Reporter,
   dqr: DatabaseQueryResource,
   outcome: DqrSyncOutcome,
   refusals: string[],
   selectedCount: number,
-): Promise<boolean> {
+  trigger: string,
+  writeBackFailure: string | undefined,
+): Promise<void> {
   const clusterErrors = outcome.clusters.filter((c) => c.lastError !== undefined);
   const first = outcome.failures[0];
   const describeFailure = (f: NonNullable<typeof first>): string =>
@@ -257,9 +321,13 @@ async function reportOutcome(
   } else if (selectedCount === 0) {
     synced = { type: CONDITION_TYPES.synced, status: 'False', reason: REASONS.noClustersSelected, message: 'spec.targets selects no ClusterTarget' };
   } else {
-    synced = { type: CONDITION_TYPES.synced, status: 'True', reason: REASONS.synced, message: `${outcome.rowCount} rows applied on ${outcome.clusters.length} cluster(s)` };
+    synced = { type: CONDITION_TYPES.synced, status: 'True', reason: REASONS.synced, message: `${outcome.rowCount} rows applied on ${outcome.clusters.length} cluster(s); this sync was fired by: ${trigger}` };
   }
-  const ready: ConditionUpdate = { ...synced, type: CONDITION_TYPES.ready };
+  // Applies went through; only the way back to the database fails: Ready says so, Synced does not.
+  const ready: ConditionUpdate =
+    synced.status === 'True' && writeBackFailure !== undefined
+      ? { type: CONDITION_TYPES.ready, status: 'False', reason: REASONS.writeBackFailed, message: writeBackFailure }
+      : { ...synced, type: CONDITION_TYPES.ready };
   const failingRows = outcome.failures.slice(0, STATUS_LIMITS.failingRows).map((f) => ({
     rowKey: f.rowKey.slice(0, STATUS_LIMITS.rowKeyLength),
     ...(f.cluster === '' ? {} : { cluster: f.cluster }),
@@ -283,5 +351,4 @@ async function reportOutcome(
       failingRows,
     },
   );
-  return ready.status === 'True';
 }

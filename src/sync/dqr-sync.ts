@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import { allowedPrunes, type ClusterTarget, type DatabaseQueryResource } from '../api/index.ts';
 import type { Member } from '../clusters/index.ts';
-import { readRows } from '../db/index.ts';
+import { classifyDbError, readRows, writeLedger, type LedgerEntry } from '../db/index.ts';
 import { RowKeyError, ownerRefValue, renderRow, rowKeyOf, type CompiledTemplate, type OwnerIdentity } from '../render/index.ts';
 import { inSpan } from '../telemetry/index.ts';
 import { identityOf } from './identity.ts';
-import { pruneMember, syncMember, type PlannedChange, type ResourceKey, type RowFailure } from './member-sync.ts';
+import { pruneMember, syncMember, type PlannedChange, type PruneResult, type ResourceKey, type RowFailure } from './member-sync.ts';
 import type { DesiredObject, LiveObject } from './plan.ts';
 import { rowClusters } from './targets.ts';
 
@@ -27,6 +27,8 @@ export interface DqrSyncInput {
   pruneConfirmed: boolean;
   /** Plan only: dry-run applies, no prunes; the changes come back in each cluster's outcome. */
   dryRun?: boolean;
+  /** spec.ledger: record applied and pruned objects there; `everything` also records unchanged ones (a new generation, a new ledger). */
+  ledger?: { table: string; everything: boolean };
   batchSize?: number;
   signal: AbortSignal;
 }
@@ -61,6 +63,7 @@ export interface DqrSyncOutcome {
   resources: ResourceKey[];
   /** Reading, rendering and handing over the rows. */
   queryMs: number;
+  keyColumns: string[];
 }
 
 /** A cluster a row may render for: its name and labels are what templates see as `cluster`. */
@@ -90,6 +93,8 @@ export interface RenderedRows {
   /** A row without a usable key could own anything: no pruning anywhere this time. */
   unkeyedRows: number;
   queryMs: number;
+  /** The columns the row key is made of (spec.rowKey, or the query's first column). */
+  keyColumns: string[];
 }
 
 /**
@@ -107,6 +112,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
   const failedRows = new Map<string, Set<string>>(clusters.map((c) => [c.key, new Set()]));
   const failures: RowFailure[] = [];
   let unkeyedRows = 0;
+  let keyColumnsSeen: string[] = [...(spec.rowKey ?? [])];
   const metadata = { name: dqr.metadata.name, namespace, labels: { ...dqr.metadata.labels }, annotations: { ...dqr.metadata.annotations } };
 
   const summary = await readRows(
@@ -114,6 +120,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
     spec.query,
     (rows, columns) => {
       const keyColumns = spec.rowKey ?? columns.slice(0, 1);
+      keyColumnsSeen = [...keyColumns];
       for (const row of rows) {
         let rowKey: string;
         try {
@@ -186,7 +193,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
       );
     }
   }
-  return { rowCount: summary.rowCount, desired, failedRows, failures, unkeyedRows, queryMs };
+  return { rowCount: summary.rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns: keyColumnsSeen };
 }
 
 /**
@@ -199,7 +206,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   const { dqr, clusters } = input;
   const spec = dqr.spec;
   const namespace = dqr.metadata.namespace ?? 'default';
-  const { rowCount, desired, failedRows, failures, unkeyedRows, queryMs } = await inSpan('rowcast.read_and_render', {}, async (span) => {
+  const { rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns } = await inSpan('rowcast.read_and_render', {}, async (span) => {
     const rendered = await readAndRender({
       dqr,
       pool: input.pool,
@@ -246,7 +253,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   const allowed = allowedPrunes(spec.pruneLimit, managed);
   const overLimit = wanted > allowed;
   const pruneBlocked = overLimit && !input.pruneConfirmed ? { wanted, allowed, managed } : undefined;
-  const pruned = new Map<string, { pruned: number; error: string | undefined }>();
+  const pruned = new Map<string, PruneResult>();
   if (pruneBlocked === undefined && input.dryRun !== true) {
     await Promise.all(
       prunable.map(async (result) => {
@@ -256,6 +263,38 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
           pruneMember(cluster.member, result.pruneCandidates, input.signal),
         );
         pruned.set(result.cluster, done);
+      }),
+    );
+  }
+
+  if (input.ledger !== undefined && input.dryRun !== true) {
+    const ledger = input.ledger;
+    const dqrKey = `${namespace}/${dqr.metadata.name}`;
+    const generation = dqr.metadata.generation ?? 0;
+    await Promise.all(
+      results.map(async (r) => {
+        const appliedAt = new Date();
+        const entry = (o: DesiredObject): LedgerEntry => ({
+          dqr: dqrKey,
+          cluster: r.cluster,
+          kind: o.kind,
+          namespace: o.namespace ?? '',
+          name: o.name,
+          rowKey: o.rowKey,
+          apiVersion: o.apiVersion,
+          hash: o.hash,
+          generation,
+          appliedAt,
+        });
+        const upserts = [...r.appliedObjects, ...(ledger.everything ? r.unchangedObjects : [])].map(entry);
+        const deletes = (pruned.get(r.cluster)?.prunedObjects ?? []).map((o) => ({ dqr: dqrKey, cluster: r.cluster, kind: o.kind, namespace: o.namespace ?? '', name: o.name }));
+        if (upserts.length === 0 && deletes.length === 0) return;
+        try {
+          // One transaction per cluster per sync: a reader never sees half of it.
+          await inSpan('rowcast.ledger', { 'rowcast.cluster': r.cluster, 'rowcast.objects': upserts.length + deletes.length }, () => writeLedger(input.pool, ledger.table, { upserts, deletes }));
+        } catch (error) {
+          r.error ??= `ledger ${ledger.table}: ${classifyDbError(error).message}`;
+        }
       }),
     );
   }
@@ -283,6 +322,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
     pruneBlocked,
     confirmationUsed: overLimit && input.pruneConfirmed && pruneBlocked === undefined,
     queryMs,
+    keyColumns,
     resources: [...new Set([...results.flatMap((r) => r.resources), ...(results.some((r) => r.error !== undefined) ? input.previousResources : [])])].sort(),
   };
 }

@@ -51,6 +51,10 @@ export interface MemberSyncResult {
   cluster: string;
   /** Dry runs only. */
   planned: PlannedChange[];
+  /** Objects applied this time (for the ledger). */
+  appliedObjects: DesiredObject[];
+  /** Objects whose hash matched: nothing was sent (the ledger may still want them). */
+  unchangedObjects: DesiredObject[];
   applied: number;
   unchanged: number;
   failures: RowFailure[];
@@ -122,6 +126,8 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
   const result: MemberSyncResult = {
     cluster: member.name,
     planned: [],
+    appliedObjects: [],
+    unchangedObjects: [],
     applied: 0,
     unchanged: 0,
     failures: [],
@@ -197,6 +203,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
     failedHere,
   );
   result.unchanged = plan.unchanged.length;
+  result.unchangedObjects = plan.unchanged;
   result.kept = plan.kept.length;
   result.pruneCandidates = plan.prune;
   const byIdentity = new Map(resolved.map((r) => [identityOf(r.object), r]));
@@ -234,6 +241,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
           }
           await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s }));
           result.applied++;
+          result.appliedObjects.push(object);
           if (isCreate) created++;
         } catch (error) {
           const failure = describeApiError(error);
@@ -338,12 +346,14 @@ export async function listOwned(
 
 export interface PruneResult {
   pruned: number;
+  prunedObjects: LiveObject[];
   error: string | undefined;
 }
 
 /** Deletes owned objects no row wants, each only as the object that was listed (uid precondition). */
 export async function pruneMember(member: Member, objects: readonly LiveObject[], signal: AbortSignal): Promise<PruneResult> {
   let pruned = 0;
+  const prunedObjects: LiveObject[] = [];
   let error: string | undefined;
   await Promise.all(
     objects.map(async (object) => {
@@ -353,10 +363,11 @@ export async function pruneMember(member: Member, objects: readonly LiveObject[]
         const path = objectPath(object.apiVersion, resource, resource.namespaced ? object.namespace : undefined, object.name);
         await member.queue.run((s) => member.api.delete(path, object.uid, s), signal);
         pruned++;
+        prunedObjects.push(object);
       } catch (cause) {
         error ??= `pruning ${describeObject(object)} failed: ${describeApiError(cause).message}`;
       }
     }),
   );
-  return { pruned, error };
+  return { pruned, prunedObjects, error };
 }

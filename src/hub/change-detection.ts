@@ -1,0 +1,81 @@
+import type { DatabaseQueryResource } from '../api/index.ts';
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import { maxTimestamp, type ConnectionSettings } from '../db/index.ts';
+import type { SyncTrigger } from '../telemetry/index.ts';
+import type { HubContext } from './context.ts';
+
+export interface SyncDecision {
+  trigger: SyncTrigger;
+  /** When the change was first seen (a notification): freshness counts from here. */
+  seenAt: number;
+  /** max(timestampColumn) read for this decision, remembered once the sync succeeds. */
+  max?: string | null;
+}
+
+/**
+ * Keeps a notify-mode DQR subscribed to its channel on the database's one
+ * LISTEN connection; a notification or a reconnect (notifications may have
+ * been lost) queues the DQR with that trigger.
+ */
+function ensureSubscription(ctx: HubContext, key: string, dqr: DatabaseQueryResource, settings: ConnectionSettings): void {
+  const mode = dqr.spec.changeDetection;
+  const current = ctx.subscriptions.get(key);
+  if (mode.mode !== 'notify') {
+    if (current !== undefined) void closeSubscription(ctx, key);
+    return;
+  }
+  // Identity only, kept in memory: a rotated password or another database resubscribes.
+  const id = createHash('sha256').update(JSON.stringify(settings)).update(mode.channel).digest('hex');
+  if (current?.id === id) return;
+  if (current !== undefined) void current.subscription.close();
+  const subscription = ctx.notify.subscribe(settings, mode.channel, (signal) => {
+    const previous = ctx.pendingTriggers.get(key);
+    ctx.pendingTriggers.set(key, { trigger: signal === 'reconnect' ? 'reconnect' : 'notify', at: previous?.at ?? Date.now() });
+    ctx.queues.dqrs.add(key);
+  });
+  ctx.subscriptions.set(key, { id, subscription });
+}
+
+export async function closeSubscription(ctx: HubContext, key: string): Promise<void> {
+  const current = ctx.subscriptions.get(key);
+  ctx.subscriptions.delete(key);
+  ctx.changes.delete(key);
+  ctx.pendingTriggers.delete(key);
+  await current?.subscription.close();
+}
+
+/**
+ * Whether this reconcile runs the DQR's query, and why. The query always runs
+ * on the first sync of a generation, after a failure, on a notification or
+ * reconnect, and at least every --full-sync-interval; in timestamp mode a poll
+ * runs it only when max(timestampColumn) moved (one light query instead of the
+ * whole result); notify mode keeps the poll as a safety net.
+ */
+export async function decideSync(ctx: HubContext, key: string, dqr: DatabaseQueryResource, settings: ConnectionSettings, pool: pg.Pool, signal: AbortSignal): Promise<SyncDecision | undefined> {
+  ensureSubscription(ctx, key, dqr, settings);
+  const now = Date.now();
+  const state = ctx.changes.get(key);
+  const pending = ctx.pendingTriggers.get(key);
+  ctx.pendingTriggers.delete(key);
+  const mode = dqr.spec.changeDetection;
+  const max = mode.mode === 'timestamp' ? await maxTimestamp(pool, mode.tableName, mode.timestampColumn, signal) : undefined;
+  const withMax = (decision: SyncDecision): SyncDecision => (max === undefined ? decision : { ...decision, max });
+  if (state === undefined || state.generation !== dqr.metadata.generation) return withMax({ trigger: 'spec', seenAt: now });
+  if (state.failed) return withMax({ trigger: 'retry', seenAt: now });
+  if (pending !== undefined) return withMax({ trigger: pending.trigger, seenAt: pending.at });
+  if (mode.mode === 'none' || mode.mode === 'notify') return { trigger: 'poll', seenAt: now };
+  if (max !== state.lastMax) return withMax({ trigger: 'timestamp', seenAt: now });
+  if (now - state.lastRunAt >= ctx.options.fullSyncIntervalMs) return withMax({ trigger: 'full', seenAt: now });
+  return undefined;
+}
+
+export function recordSyncRun(ctx: HubContext, key: string, dqr: DatabaseQueryResource, decision: SyncDecision, ok: boolean): void {
+  const previous = ctx.changes.get(key);
+  ctx.changes.set(key, {
+    generation: dqr.metadata.generation,
+    lastMax: ok ? decision.max : previous?.lastMax,
+    lastRunAt: ok ? Date.now() : (previous?.lastRunAt ?? 0),
+    failed: !ok,
+  });
+}

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { classifyDbError, DbError, maxTimestamp, PoolRegistry, withConnectionDefaults, type DbLogger, type PoolLease } from '../src/db/index.ts';
+import { failOnLeaks, openTestEnv } from './harness/test-env.ts';
+
+const env = await openTestEnv('db-change-ts');
+failOnLeaks(env);
+
+const quiet: DbLogger = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
+
+// One pool for the file, leased in before() so failOnLeaks's per-test baseline holds only what a test leaves behind.
+const registry = new PoolRegistry({ logger: quiet });
+let lease: PoolLease;
+
+before(async () => {
+  lease = registry.acquire(withConnectionDefaults({ ...env.db, sslmode: 'disable', pool: { idleTimeoutMs: 200 } }));
+  await env.sql(`CREATE TABLE items (id int PRIMARY KEY, updated_at timestamptz NOT NULL)`);
+});
+
+after(async () => {
+  await registry.closeAll();
+});
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  assert.fail('expected a rejection');
+}
+
+test('null for an empty table; moves with an insert and an update; not with a delete', async () => {
+  assert.equal(await maxTimestamp(lease.pool, 'items', 'updated_at'), null);
+
+  await env.sql(`INSERT INTO items VALUES (1, '2024-03-01 10:00:00.000001+00'), (2, '2024-03-01 11:00:00+00'), (3, '2024-03-01 12:00:00.5+00')`);
+  const first = await maxTimestamp(lease.pool, 'items', 'updated_at');
+  assert.ok(first !== null);
+  assert.match(first, /^2024-03-01 12:00:00\.5/);
+
+  // One microsecond later is a change: text keeps what a Date would drop.
+  await env.sql(`UPDATE items SET updated_at = '2024-03-01 12:00:00.500001+00' WHERE id = 1`);
+  const second = await maxTimestamp(lease.pool, 'items', 'updated_at');
+  assert.notEqual(second, first);
+  assert.match(second ?? '', /\.500001/);
+
+  // A delete leaves max() where it was: timestamp mode cannot see deletes (docs/database.md: the caller's periodic full sync does).
+  await env.sql('DELETE FROM items WHERE id = 2');
+  assert.equal(await maxTimestamp(lease.pool, 'items', 'updated_at'), second);
+  await env.sql('DELETE FROM items WHERE id = 3');
+  assert.equal(await maxTimestamp(lease.pool, 'items', 'updated_at'), second);
+
+  // Stable across repeated calls (and connections): equal text when nothing changed.
+  assert.equal(await maxTimestamp(lease.pool, 'items', 'updated_at'), await maxTimestamp(lease.pool, 'items', 'updated_at'));
+});
+
+test('schema-qualified, mixed-case and quoted names', async () => {
+  await env.sql(`CREATE SCHEMA "Sales"; CREATE TABLE "Sales"."Order Items" ("Updated ""At""" timestamp)`);
+  await env.sql(`INSERT INTO "Sales"."Order Items" VALUES ('2020-01-01 00:00:00'), ('2021-06-30 23:59:59.25')`);
+  assert.equal(await maxTimestamp(lease.pool, '"Sales"."Order Items"', '"Updated ""At"""'), '2021-06-30 23:59:59.25');
+  // Unquoted parts fold to lower case, as in SQL: Public.ITEMS is public.items.
+  await env.sql(`INSERT INTO items VALUES (10, '2030-01-01 00:00:00+00')`);
+  assert.match((await maxTimestamp(lease.pool, 'Public.ITEMS', 'Updated_At')) ?? '', /^2030-01-01/);
+});
+
+test('hostile identifiers are refused before any SQL runs, naming the field', async () => {
+  const tables = ['items; DROP TABLE items', 'items--', 'items WHERE false', 'a.b.c', '', 'items)', "items'"];
+  for (const table of tables) {
+    const error = await rejection(maxTimestamp(lease.pool, table, 'updated_at'));
+    assert.ok(error instanceof DbError, String(error));
+    assert.equal(error.code, 'ROWCAST_INVALID_IDENTIFIER');
+    assert.match(error.message, /^spec\.changeDetection\.tableName: /);
+    assert.equal(classifyDbError(error).retryable, false);
+  }
+  for (const column of ['updated_at) FROM items; DROP TABLE items; --', 'items.updated_at', 'max(updated_at)', '*']) {
+    const error = await rejection(maxTimestamp(lease.pool, 'items', column));
+    assert.ok(error instanceof DbError, String(error));
+    assert.match(error.message, /^spec\.changeDetection\.timestampColumn: /);
+  }
+  // A quoted name holding SQL is only a name: the server looks for that table and does not find it.
+  const missing = await rejection(maxTimestamp(lease.pool, '"items; DROP TABLE items; --"', 'updated_at'));
+  assert.equal((missing as { code?: string }).code, '42P01');
+  assert.equal(classifyDbError(missing).retryable, false);
+  const { rows } = await env.sql<{ n: string }>('SELECT count(*) AS n FROM items');
+  assert.ok(Number(rows[0]?.n) > 0, 'items still there');
+});
+
+test('runs READ ONLY: a view whose read would write fails with 25006', async () => {
+  await env.sql(`
+    CREATE TABLE side_effects (at timestamptz);
+    CREATE FUNCTION stamp() RETURNS timestamptz LANGUAGE plpgsql AS $$
+      BEGIN INSERT INTO side_effects VALUES (now()); RETURN now(); END $$;
+    CREATE VIEW sneaky AS SELECT stamp() AS ts`);
+  const error = await rejection(maxTimestamp(lease.pool, 'sneaky', 'ts'));
+  assert.equal((error as { code?: string }).code, '25006');
+  const { rows } = await env.sql<{ n: string }>('SELECT count(*) AS n FROM side_effects');
+  assert.equal(rows[0]?.n, '0');
+});
+
+test('an aborted signal rejects without a result', async () => {
+  const controller = new AbortController();
+  controller.abort();
+  const error = await rejection(maxTimestamp(lease.pool, 'items', 'updated_at', controller.signal));
+  assert.equal((error as Error).name, 'AbortError');
+  assert.equal(classifyDbError(error).retryable, true);
+});

@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import { adminRequest } from './harness/kube-apiserver.ts';
+import { expectNoLeaks, openTestEnv, type LeakCount, type TestCluster } from './harness/test-env.ts';
+import { condition, dqrStatus, eventually, putDatabaseSecret, putDqr, registerMembers, startController, type RunningController } from './helpers/hub-fixture.ts';
+
+const env = await openTestEnv('write-back');
+const [east] = env.members as [TestCluster, TestCluster];
+let running: RunningController | undefined;
+let baseline: LeakCount | undefined;
+
+const deployment = (prefix: string): string => `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ${prefix}-{{row.id}}
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: ${prefix}-{{row.id}}
+  template:
+    metadata:
+      labels:
+        app: ${prefix}-{{row.id}}
+    spec:
+      containers:
+        - name: app
+          image: example.com/app:1
+`;
+
+const hostile = `'; DROP TABLE apps; -- "quoted" \\ back\\slash ünïcødé`;
+
+async function patchStatus(name: string, status: Record<string, unknown>): Promise<void> {
+  const patched = await adminRequest(east.info, 'PATCH', `/apis/apps/v1/namespaces/${env.namespace}/deployments/${name}/status`, { status });
+  assert.equal(patched.status, 200, patched.body);
+}
+
+before(async () => {
+  await env.sql('CREATE TABLE apps (id int PRIMARY KEY, ready int, note text)');
+  await env.sql('INSERT INTO apps (id) VALUES (1), (2)');
+  await registerMembers(env);
+  await putDatabaseSecret(env);
+  baseline = await env.leaks();
+  running = await startController(env);
+});
+
+env.defer(async () => {
+  await running?.stop();
+  if (baseline !== undefined) await expectNoLeaks(env, baseline);
+});
+
+test('a status change on a member lands in its row through bind parameters, hostile text verbatim', async () => {
+  await putDqr(env, 'apps', {
+    query: 'SELECT id FROM apps ORDER BY id',
+    template: deployment('app'),
+    statusUpdateQueryTemplate: 'UPDATE apps SET ready = {{param resource.status.readyReplicas}}, note = {{ param resource.status.conditions.0.message }}\nWHERE id = {{param row.id}}',
+  });
+  await eventually('deployments on the member', async () => ((await adminRequest(east.info, 'GET', `/apis/apps/v1/namespaces/${env.namespace}/deployments/app-1`)).status === 200 ? true : undefined));
+  await eventually('Ready', async () => (condition(await dqrStatus(env, 'apps'), 'Ready')?.status === 'True' ? true : undefined));
+  await patchStatus('app-1', { replicas: 2, readyReplicas: 2, conditions: [{ type: 'Available', status: 'True', message: hostile }] });
+  const row = await eventually('the row written back', async () => {
+    const { rows } = await env.sql<{ ready: number | null; note: string | null }>('SELECT ready, note FROM apps WHERE id = 1');
+    return rows[0]?.ready === 2 ? rows[0] : undefined;
+  });
+  assert.equal(row.note, hostile);
+  assert.equal((await env.sql('SELECT count(*)::int AS n FROM apps')).rows[0]?.['n'], 2, 'the table is intact');
+  const untouched = await env.sql<{ ready: number | null }>('SELECT ready FROM apps WHERE id = 2');
+  assert.equal(untouched.rows[0]?.ready, null);
+  assert.ok(running !== undefined);
+  assert.match(await running.metrics.registry.metrics(), /rowcast_writebacks_total\{result="written"\} [1-9]/);
+});
+
+test('a failing write-back leaves applies working and shows as WriteBackFailed; an unsafe template is refused by position', async () => {
+  await putDqr(env, 'broken-back', {
+    query: 'SELECT id FROM apps ORDER BY id',
+    template: deployment('bb'),
+    statusUpdateQueryTemplate: 'UPDATE no_such_table SET ready = {{param resource.status.readyReplicas}}',
+  });
+  await eventually('applied', async () => ((await adminRequest(east.info, 'GET', `/apis/apps/v1/namespaces/${env.namespace}/deployments/bb-1`)).status === 200 ? true : undefined));
+  await patchStatus('bb-1', { replicas: 2, readyReplicas: 1 });
+  const ready = await eventually('WriteBackFailed', async () => {
+    const c = condition(await dqrStatus(env, 'broken-back'), 'Ready');
+    return c?.reason === 'WriteBackFailed' ? c : undefined;
+  });
+  assert.equal(ready.status, 'False');
+  assert.match(ready.message, /no_such_table/);
+  assert.equal(condition(await dqrStatus(env, 'broken-back'), 'Synced')?.status, 'True', 'applies are not blocked');
+
+  await putDqr(env, 'spliced', {
+    query: 'SELECT id FROM apps ORDER BY id',
+    template: deployment('sp'),
+    statusUpdateQueryTemplate: "UPDATE apps\nSET note = '{{row.id}}'",
+  });
+  const invalid = await eventually('refused', async () => {
+    const c = condition(await dqrStatus(env, 'spliced'), 'Ready');
+    return c?.reason === 'InvalidSpec' ? c : undefined;
+  });
+  assert.match(invalid.message, /spec\.statusUpdateQueryTemplate line 2, column \d+/);
+});
