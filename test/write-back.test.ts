@@ -97,3 +97,19 @@ test('a failing write-back leaves applies working and shows as WriteBackFailed; 
   });
   assert.match(invalid.message, /spec\.statusUpdateQueryTemplate line 2, column \d+/);
 });
+
+test('statusUpdate.kinds limits which objects write back', async () => {
+  await env.sql('INSERT INTO apps (id) VALUES (7)');
+  await putDqr(env, 'kinds', {
+    query: 'SELECT id FROM apps WHERE id = 7',
+    template: deployment('kinds'),
+    statusUpdateQueryTemplate: 'UPDATE apps SET ready = {{param resource.status.readyReplicas}} WHERE id = {{param row.id}}',
+    statusUpdate: { kinds: ['StatefulSet'], minInterval: '1s' },
+  });
+  await eventually('applied', async () => ((await adminRequest(east.info, 'GET', `/apis/apps/v1/namespaces/${env.namespace}/deployments/kinds-7`)).status === 200 ? true : undefined));
+  await eventually('Ready', async () => (condition(await dqrStatus(env, 'kinds'), 'Ready')?.status === 'True' ? true : undefined));
+  await patchStatus('kinds-7', { replicas: 2, readyReplicas: 2 });
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  const { rows } = await env.sql<{ ready: number | null }>('SELECT ready FROM apps WHERE id = 7');
+  assert.equal(rows[0]?.ready, null, 'a Deployment is not among the kinds that write back');
+});

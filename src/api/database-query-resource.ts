@@ -252,6 +252,25 @@ export const databaseQueryResourceSpecSchema: ObjectSchema = {
       minLength: 1,
       maxLength: 65536,
     },
+    statusUpdate: {
+      type: 'object',
+      description: 'Which managed objects run statusUpdateQueryTemplate, and how often at most.',
+      properties: {
+        kinds: {
+          type: 'array',
+          description: 'Kinds whose status is written back (e.g. Deployment); absent: every kind the template renders.',
+          maxItems: 32,
+          listType: 'set',
+          items: { type: 'string', description: 'A kind, as in the rendered manifests.', maxLength: 63, pattern: '^[A-Z][A-Za-z0-9]*$' },
+        },
+        minInterval: durationSchema({
+          description: 'Least time between two write-backs for one object (Go duration, at least 1s, or 0 for none); the latest status is written when it has passed.',
+          default: '0s',
+          minimum: '1s',
+          zeroAllowed: true,
+        }),
+      },
+    },
     ledger: {
       type: 'object',
       description:
@@ -377,6 +396,8 @@ export interface DatabaseQueryResourceSpec {
   readonly pruneLimit: PruneLimit;
   readonly deletionPolicy: DeletionPolicy;
   readonly statusUpdateQueryTemplate: string | undefined;
+  /** kinds undefined: every kind. */
+  readonly statusUpdate: { readonly kinds: readonly string[] | undefined; readonly minIntervalMs: number };
   readonly ledger: { readonly table: string } | undefined;
 }
 
@@ -442,6 +463,7 @@ interface ValidSpec {
   pruneLimit: number | string;
   deletionPolicy: DeletionPolicy;
   statusUpdateQueryTemplate?: string;
+  statusUpdate?: { kinds?: string[]; minInterval: string };
   ledger?: { table: string };
 }
 
@@ -490,6 +512,7 @@ function toSpec(raw: ValidSpec): DatabaseQueryResourceSpec {
         : { kind: 'percent', percent: Number(raw.pruneLimit.slice(0, -1)) },
     deletionPolicy: raw.deletionPolicy,
     statusUpdateQueryTemplate: raw.statusUpdateQueryTemplate,
+    statusUpdate: { kinds: raw.statusUpdate?.kinds, minIntervalMs: raw.statusUpdate === undefined ? 0 : parseGoDuration(raw.statusUpdate.minInterval) },
     ledger: raw.ledger,
   };
 }

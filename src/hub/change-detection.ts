@@ -1,7 +1,7 @@
 import type { DatabaseQueryResource } from '../api/index.ts';
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { maxTimestamp, type ConnectionSettings } from '../db/index.ts';
+import { maxTimestamp, type ConnectionSettings, type NotifySubscription } from '../db/index.ts';
 import type { SyncTrigger } from '../telemetry/index.ts';
 import type { HubContext } from './context.ts';
 
@@ -18,16 +18,16 @@ export interface SyncDecision {
  * LISTEN connection; a notification or a reconnect (notifications may have
  * been lost) queues the DQR with that trigger.
  */
-function ensureSubscription(ctx: HubContext, key: string, dqr: DatabaseQueryResource, settings: ConnectionSettings): void {
+function ensureSubscription(ctx: HubContext, key: string, dqr: DatabaseQueryResource, settings: ConnectionSettings): NotifySubscription | undefined {
   const mode = dqr.spec.changeDetection;
   const current = ctx.subscriptions.get(key);
   if (mode.mode !== 'notify') {
     if (current !== undefined) void closeSubscription(ctx, key);
-    return;
+    return undefined;
   }
   // Identity only, kept in memory: a rotated password or another database resubscribes.
   const id = createHash('sha256').update(JSON.stringify(settings)).update(mode.channel).digest('hex');
-  if (current?.id === id) return;
+  if (current?.id === id) return undefined;
   if (current !== undefined) void current.subscription.close();
   const subscription = ctx.notify.subscribe(settings, mode.channel, (signal) => {
     const previous = ctx.pendingTriggers.get(key);
@@ -35,6 +35,7 @@ function ensureSubscription(ctx: HubContext, key: string, dqr: DatabaseQueryReso
     ctx.queues.dqrs.add(key);
   });
   ctx.subscriptions.set(key, { id, subscription });
+  return subscription;
 }
 
 export async function closeSubscription(ctx: HubContext, key: string): Promise<void> {
@@ -53,7 +54,13 @@ export async function closeSubscription(ctx: HubContext, key: string): Promise<v
  * whole result); notify mode keeps the poll as a safety net.
  */
 export async function decideSync(ctx: HubContext, key: string, dqr: DatabaseQueryResource, settings: ConnectionSettings, pool: pg.Pool, signal: AbortSignal): Promise<SyncDecision | undefined> {
-  ensureSubscription(ctx, key, dqr, settings);
+  const subscribed = ensureSubscription(ctx, key, dqr, settings);
+  if (subscribed !== undefined) {
+    // LISTEN confirmed before the full sync, or a change committed in between would be missed; bounded, as an unreachable database never confirms.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([subscribed.ready, new Promise((resolve) => (timer = setTimeout(resolve, 5000)))]);
+    clearTimeout(timer);
+  }
   const now = Date.now();
   const state = ctx.changes.get(key);
   const pending = ctx.pendingTriggers.get(key);

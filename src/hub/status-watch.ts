@@ -73,6 +73,8 @@ export class StatusWatches implements StatusWatchRegistry {
   }
 
   async stopAll(): Promise<void> {
+    for (const timer of this.heldBack.values()) clearTimeout(timer);
+    this.heldBack.clear();
     const all = [...this.informers.values()];
     this.informers.clear();
     await Promise.all(all.map((i) => i.stop()));
@@ -89,6 +91,34 @@ export class StatusWatches implements StatusWatchRegistry {
       this.statements.set(key, statement);
     }
     return statement;
+  }
+
+  private readonly lastWrite = new Map<string, number>();
+  private readonly heldBack = new Map<string, NodeJS.Timeout>();
+
+  /**
+   * spec.statusUpdate.minInterval: a change within the interval waits, and
+   * only the latest status of the object is written once it has passed.
+   */
+  private holdBack(writeKey: string, minIntervalMs: number, retry: () => void): boolean {
+    if (minIntervalMs <= 0) return false;
+    const now = Date.now();
+    const last = this.lastWrite.get(writeKey) ?? 0;
+    const pending = this.heldBack.get(writeKey);
+    if (pending !== undefined) clearTimeout(pending);
+    if (now - last >= minIntervalMs) {
+      this.heldBack.delete(writeKey);
+      this.lastWrite.set(writeKey, now);
+      return false;
+    }
+    this.heldBack.set(
+      writeKey,
+      setTimeout(() => {
+        this.heldBack.delete(writeKey);
+        retry();
+      }, last + minIntervalMs - now),
+    );
+    return true;
   }
 
   /** Runs inside the informer's callback: hands work to promises and returns at once. */
@@ -118,6 +148,9 @@ export class StatusWatches implements StatusWatchRegistry {
       });
     }
     if (spec.statusUpdateQueryTemplate === undefined) return;
+    if (spec.statusUpdate.kinds !== undefined && !spec.statusUpdate.kinds.includes(kind)) return;
+    const writeKey = `${dqrKey}|${objectKey}`;
+    if (this.holdBack(writeKey, spec.statusUpdate.minIntervalMs, () => this.changed(member, kind, object))) return;
     const statement = this.statementFor(raw.metadata?.uid ?? dqrKey, raw.metadata?.generation ?? 0, spec.statusUpdateQueryTemplate);
     if (statement === undefined) return;
     const values = bindParams(statement, {
@@ -125,7 +158,7 @@ export class StatusWatches implements StatusWatchRegistry {
       row: keyRow(rowKey, this.keyColumns.get(dqrKey) ?? spec.rowKey ?? []),
       cluster: { name: member.name, labels: { ...member.labels } },
     });
-    this.ctx.writeBacks.enqueue(lease.pool, lease.key, `${dqrKey}|${objectKey}`, statement, values).then(
+    this.ctx.writeBacks.enqueue(lease.pool, lease.key, writeKey, statement, values).then(
       (result) => {
         this.ctx.metrics.writeBacks.labels(result).inc();
         if (result === 'written' && this.failures.delete(dqrKey)) this.ctx.queues.dqrs.add(dqrKey);
