@@ -3,6 +3,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import yaml from 'js-yaml';
 import { parse as parseConnectionString } from 'pg-connection-string';
 import { DATABASE_QUERY_RESOURCE, parseDatabaseQueryResource, type DatabaseQueryResource } from '../api/index.ts';
+import { TemplateError, compileTemplate, type CompiledTemplate } from '../render/index.ts';
 import { MemberApi, MemberKubeConfig } from '../clusters/index.ts';
 import { sslModes, withConnectionDefaults, type ConnectionSettings, type SslMode } from '../db/index.ts';
 
@@ -90,4 +91,14 @@ export function parseClusterFlag(flag: string): { name: string; labels: Record<s
   }
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new CliError(`--cluster ${flag}: ${JSON.stringify(name)} is not a cluster name`, EXIT.usage);
   return { name, labels };
+}
+
+/** The DQR's template compiled, or a usage error naming the template line. */
+export function compileDqrTemplate(dqr: DatabaseQueryResource): CompiledTemplate {
+  try {
+    return compileTemplate(dqr.spec.template);
+  } catch (error) {
+    const where = error instanceof TemplateError && error.line !== undefined ? ` line ${error.line}` : '';
+    throw new CliError(`spec.template${where}: ${error instanceof Error ? error.message : String(error)}`, EXIT.usage);
+  }
 }

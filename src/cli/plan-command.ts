@@ -4,11 +4,11 @@ import yaml from 'js-yaml';
 import { ANNOTATIONS, API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, parseClusterTarget, type ClusterTarget } from '../api/index.ts';
 import { MemberRegistry, type MemberApi } from '../clusters/index.ts';
 import { PoolRegistry, type ConnectionSettings } from '../db/index.ts';
-import { TemplateError, compileTemplate, ownerLabelValue } from '../render/index.ts';
+import { ownerLabelValue } from '../render/index.ts';
 import { readSecretKeys, type SecretLike } from '../runtime/index.ts';
 import { connectionSettingsFromSecret, describeObject, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { SecretScrubber, createLogger } from '../telemetry/index.ts';
-import { CliError, EXIT, hubFromKubeconfig, readDqrFile, settingsFromUrl } from './common.ts';
+import { CliError, EXIT, compileDqrTemplate, hubFromKubeconfig, readDqrFile, settingsFromUrl } from './common.ts';
 
 export const planHelp = `usage: rowcast plan -f FILE [flags]
 
@@ -107,13 +107,7 @@ export async function planCommand(argv: string[]): Promise<number> {
   if (values.file === undefined) throw new CliError(`-f is required\n\n${planHelp}`, EXIT.usage);
   const { dqr } = await readDqrFile(values.file, values.namespace);
   const namespace = dqr.metadata.namespace ?? 'default';
-  let template;
-  try {
-    template = compileTemplate(dqr.spec.template);
-  } catch (error) {
-    const where = error instanceof TemplateError && error.line !== undefined ? ` line ${error.line}` : '';
-    throw new CliError(`spec.template${where}: ${error instanceof Error ? error.message : String(error)}`, EXIT.usage);
-  }
+  const template = compileDqrTemplate(dqr);
   const scrubber = new SecretScrubber();
   const logger = createLogger({ level: 'error', scrubber, write: (line) => process.stderr.write(`${line}\n`) });
   const hub = hubFromKubeconfig(values.kubeconfig, values.context);

@@ -2,10 +2,9 @@ import { parseArgs } from 'node:util';
 import yaml from 'js-yaml';
 import { API_VERSION, CLUSTER_TARGET, parseClusterTarget, type ClusterTarget } from '../api/index.ts';
 import { PoolRegistry } from '../db/index.ts';
-import { TemplateError, compileTemplate } from '../render/index.ts';
 import { readAndRender, selectTargets, type RenderCluster } from '../sync/index.ts';
 import { SecretScrubber, createLogger } from '../telemetry/index.ts';
-import { CliError, EXIT, hubFromKubeconfig, parseClusterFlag, readDqrFile, settingsFromUrl } from './common.ts';
+import { CliError, EXIT, compileDqrTemplate, hubFromKubeconfig, parseClusterFlag, readDqrFile, settingsFromUrl } from './common.ts';
 
 export const renderHelp = `usage: rowcast render -f FILE --database-url URL [flags]
 
@@ -62,13 +61,7 @@ export async function renderCommand(argv: string[]): Promise<number> {
   if (values.file === undefined || values['database-url'] === undefined) throw new CliError(`-f and --database-url are required\n\n${renderHelp}`, EXIT.usage);
   const { dqr } = await readDqrFile(values.file, values.namespace);
   const namespace = dqr.metadata.namespace ?? 'default';
-  let template;
-  try {
-    template = compileTemplate(dqr.spec.template);
-  } catch (error) {
-    const where = error instanceof TemplateError && error.line !== undefined ? ` line ${error.line}` : '';
-    throw new CliError(`spec.template${where}: ${error instanceof Error ? error.message : String(error)}`, EXIT.usage);
-  }
+  const template = compileDqrTemplate(dqr);
   let clusters: RenderCluster[] = (values.cluster ?? []).map(parseClusterFlag).map((c) => ({ key: c.name, ...c }));
   if (values.kubeconfig !== undefined || values.context !== undefined) clusters = await hubClusters(values.kubeconfig, values.context, namespace, dqr.spec.targets);
   if (clusters.length === 0) {

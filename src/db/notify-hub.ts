@@ -1,3 +1,4 @@
+import { setTimeout as wait } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { backoffDelay, type BackoffPolicy } from '../runtime/index.ts';
@@ -238,7 +239,7 @@ export class NotifyHub {
       if (failures > 0) {
         const delay = backoffDelay(this.#reconnect, failures);
         this.#logger.debug('LISTEN connection retry scheduled', { database: listener.key, delayMs: delay, failures });
-        await sleep(delay, signal);
+        await wait(delay, undefined, { signal }).catch(() => undefined);
         if (retired()) break;
       }
       let client: pg.Client;
@@ -446,17 +447,6 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   });
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 function validateChannel(channel: string): void {
   const fail = (why: string): never => {

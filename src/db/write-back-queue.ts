@@ -1,3 +1,4 @@
+import { setTimeout as wait } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import PQueue from 'p-queue';
 import type pg from 'pg';
@@ -146,7 +147,7 @@ export class WriteBackQueue {
         }
         const delay = backoffDelay(this.#backoff, attempt);
         this.#logger.debug('status write-back retry scheduled', { pool: poolKey, object: objectKey, code, attempts: attempt, delayMs: delay, error: message });
-        await sleep(delay, signal);
+        await wait(delay, undefined, { signal }).catch(() => undefined);
       }
     }
   }
@@ -180,18 +181,6 @@ function hashOf(text: string, values: readonly unknown[]): string {
   return createHash('sha256').update(encoded).digest('base64url');
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts (the next attempt then sees it). */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 function positiveInteger(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined || value === 0) return fallback;

@@ -1,3 +1,4 @@
+import { setTimeout as wait } from 'node:timers/promises';
 import type { Logger } from '../telemetry/index.ts';
 
 /** coordination.k8s.io/v1 Lease, the parts leader election reads and writes. */
@@ -61,7 +62,7 @@ export class LeaderElector {
   async acquire(signal: AbortSignal): Promise<void> {
     this.options.logger.info('waiting for the leader Lease', { lease: `${this.options.namespace}/${this.options.name}`, identity: this.options.identity });
     while (!(await this.tryAcquireOrRenew())) {
-      await sleep(this.options.retryPeriodMs, signal);
+      await wait(this.options.retryPeriodMs, undefined, { signal });
     }
     this.setLeading(true);
     this.options.logger.info('acquired the leader Lease', { identity: this.options.identity });
@@ -71,7 +72,7 @@ export class LeaderElector {
   async hold(signal: AbortSignal): Promise<boolean> {
     let lastRenew = Date.now();
     for (;;) {
-      await sleep(this.options.retryPeriodMs, signal).catch(() => undefined);
+      await wait(this.options.retryPeriodMs, undefined, { signal }).catch(() => undefined);
       if (signal.aborted) return true;
       if (await this.tryAcquireOrRenew()) {
         lastRenew = Date.now();
@@ -131,22 +132,4 @@ export class LeaderElector {
       return false;
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason as Error);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason as Error);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
