@@ -54,7 +54,8 @@ test('one trace per sync: query and render, then per member its applies, with pg
     assert.ok(batch !== undefined);
     assert.equal(typeof batch.attributes['rowcast.queue_wait_max_ms'], 'number');
     const http = descendants(spans, member).filter((s) => s.attributes['http.request.method'] !== undefined);
-    assert.ok(http.some((s) => s.attributes['http.request.method'] === 'PATCH'), `applies are traced under their member: ${http.map((s) => s.name).join(',')}`);
+    assert.ok(http.some((s) => s.attributes['http.request.method'] === 'GET'), `the member's lists are traced under it: ${http.map((s) => s.name).join(',')}`);
+    assert.equal(descendants(spans, batch).length, 0, 'applies are one batch span, not one HTTP span each');
   }
 });
 

@@ -3,7 +3,7 @@ import { allowedPrunes, type ClusterTarget, type DatabaseQueryResource } from '.
 import type { Member } from '../clusters/index.ts';
 import { classifyDbError, readRows, writeLedger, type LedgerEntry } from '../db/index.ts';
 import { RowKeyError, ownerRefValue, renderRow, rowKeyOf, type CompiledTemplate, type OwnerIdentity } from '../render/index.ts';
-import { inSpan } from '../telemetry/index.ts';
+import { inBatchSpan, inSpan } from '../telemetry/index.ts';
 import { identityOf } from './identity.ts';
 import { pruneMember, syncMember, type PlannedChange, type PruneResult, type ResourceKey, type RowFailure } from './member-sync.ts';
 import type { DesiredObject, LiveObject } from './plan.ts';
@@ -259,7 +259,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
       prunable.map(async (result) => {
         const cluster = clusters.find((c) => c.member.name === result.cluster);
         if (cluster === undefined || result.pruneCandidates.length === 0) return;
-        const done = await inSpan('rowcast.prune', { 'rowcast.cluster': result.cluster, 'rowcast.objects': result.pruneCandidates.length }, () =>
+        const done = await inBatchSpan('rowcast.prune', { 'rowcast.cluster': result.cluster, 'rowcast.objects': result.pruneCandidates.length }, () =>
           pruneMember(cluster.member, result.pruneCandidates, input.signal),
         );
         pruned.set(result.cluster, done);

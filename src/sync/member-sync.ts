@@ -1,7 +1,7 @@
 import { ANNOTATIONS, OWNER_LABEL, allowsMemberNamespace, type ClusterTarget } from '../api/index.ts';
 import { MemberApi, type ApiResource, type Member } from '../clusters/index.ts';
 import { describeApiError } from '../runtime/index.ts';
-import { bindToCurrentContext, inSpan } from '../telemetry/index.ts';
+import { bindToCurrentContext, inBatchSpan } from '../telemetry/index.ts';
 import { describeObject, identityOf } from './identity.ts';
 import { planCluster, type DesiredObject, type LiveObject } from './plan.ts';
 
@@ -218,7 +218,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
     return result;
   }
 
-  await inSpan('rowcast.apply_batch', { 'rowcast.cluster': member.name, 'rowcast.objects': plan.create.length + plan.update.length }, async (span) => {
+  await inBatchSpan('rowcast.apply_batch', { 'rowcast.cluster': member.name, 'rowcast.objects': plan.create.length + plan.update.length }, async (span) => {
     await Promise.all(
       [...plan.create, ...plan.update].map(async (object) => {
         const entry = byIdentity.get(identityOf(object));

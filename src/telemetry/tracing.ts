@@ -1,4 +1,4 @@
-import { context, trace, SpanStatusCode, type Attributes, type Span } from '@opentelemetry/api';
+import { context, createContextKey, trace, SpanStatusCode, type Attributes, type Span } from '@opentelemetry/api';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace';
 
 export interface TracingOptions {
@@ -38,7 +38,7 @@ export async function startTracing(options: TracingOptions): Promise<Tracing> {
     serviceName: options.env['OTEL_SERVICE_NAME'] ?? 'rowcast',
     instrumentations: [
       new PgInstrumentation({ enhancedDatabaseReporting: false, requireParentSpan: true }),
-      new UndiciInstrumentation({ requireParentforSpans: true }),
+      new UndiciInstrumentation({ requireParentforSpans: true, ignoreRequestHook: () => context.active().getValue(perCallSpansOff) === true }),
     ],
     ...(options.spanProcessors === undefined ? {} : { spanProcessors: options.spanProcessors }),
     metricReaders: [],
@@ -49,6 +49,14 @@ export async function startTracing(options: TracingOptions): Promise<Tracing> {
 }
 
 const tracer = trace.getTracer('rowcast');
+
+/** Set inside a batch span: its thousands of calls get no HTTP span each (they would flood and overflow the exporter's queue). */
+const perCallSpansOff = createContextKey('rowcast.per-call-spans-off');
+
+/** Like inSpan, for a batch of many calls: one span for the batch, none per HTTP call inside it. */
+export function inBatchSpan<T>(name: string, attributes: Attributes, fn: (span: Span) => Promise<T>): Promise<T> {
+  return context.with(context.active().setValue(perCallSpansOff, true), () => inSpan(name, attributes, fn));
+}
 
 /** Runs fn in a span that ends with it, recording an error; a no-op span when tracing is off. */
 export function inSpan<T>(name: string, attributes: Attributes, fn: (span: Span) => Promise<T>): Promise<T> {
