@@ -1,15 +1,12 @@
 // First sync of N rows onto 2 members, then a no-op resync: wall time,
 // objects/s, writes sent (counted by the members' own apiservers), database
 // queries (pg_stat_statements) and the controller's memory.
-//   node --expose-gc bench/sync.ts [--rows 10000] [--qps 1000] [--burst 2000] [--concurrency 32]
+//   node --expose-gc bench/sync.ts [--rows 10000] [--qps 1000] [--burst 2000] [--concurrency 32] [--tracing]
+// --tracing runs the OpenTelemetry SDK (pg and undici instrumentations, a batch
+// processor) with an exporter that drops spans: the cost of tracing itself.
 import { parseArgs } from 'node:util';
-import pg from 'pg';
-import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } from '../src/api/index.ts';
-import { parseControllerOptions } from '../src/config/index.ts';
-import { HubController } from '../src/hub/index.ts';
-import { Metrics, SecretScrubber, createLogger } from '../src/telemetry/index.ts';
-import { startControlPlane } from '../test/harness/control-plane.ts';
-import { adminRequest, type ClusterInfo } from '../test/harness/kube-apiserver.ts';
+import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace';
+import { startTracing } from '../src/telemetry/index.ts';
 
 const { values } = parseArgs({
   options: {
@@ -17,8 +14,27 @@ const { values } = parseArgs({
     qps: { type: 'string', default: '1000' },
     burst: { type: 'string', default: '2000' },
     concurrency: { type: 'string', default: '32' },
+    tracing: { type: 'boolean', default: false },
   },
 });
+let exported = 0;
+const discard: SpanExporter = {
+  export: (spans: ReadableSpan[], done: (result: { code: number }) => void) => {
+    exported += spans.length;
+    done({ code: 0 });
+  },
+  shutdown: () => Promise.resolve(),
+};
+const tracing = values.tracing ? await startTracing({ env: {}, spanProcessors: [new BatchSpanProcessor({ exporter: discard })] }) : undefined;
+// Imported after tracing started, as rowcast controller does: pg is patched as it loads.
+const { default: pg } = await import('pg');
+const { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } = await import('../src/api/index.ts');
+const { parseControllerOptions } = await import('../src/config/index.ts');
+const { HubController } = await import('../src/hub/index.ts');
+const { Metrics, SecretScrubber, createLogger } = await import('../src/telemetry/index.ts');
+const { startControlPlane } = await import('../test/harness/control-plane.ts');
+const { adminRequest } = await import('../test/harness/kube-apiserver.ts');
+type ClusterInfo = import('../test/harness/kube-apiserver.ts').ClusterInfo;
 const rows = Number(values.rows);
 const namespace = 'bench';
 const log = (line: string): void => {
@@ -99,6 +115,7 @@ try {
   const before = await Promise.all(members.map(requestCounts));
   await admin.query('SELECT pg_stat_statements_reset()');
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   await post(hub, `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}`, {
     apiVersion: API_VERSION,
     kind: DATABASE_QUERY_RESOURCE.kind,
@@ -113,6 +130,8 @@ try {
   });
   while (syncs.length < 1) await new Promise((resolve) => setTimeout(resolve, 50));
   const firstSync = ((syncs[0]?.at ?? 0) - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const firstRequests = delta(sum(await Promise.all(members.map(requestCounts))), sum(before));
   const rssAfterFirst = process.memoryUsage().rss;
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -132,13 +151,15 @@ try {
   process.stdout.write(
     [
       `rows: ${rows} x ${members.length} members = ${objects} ConfigMaps (member rate limit ${values.qps} qps, burst ${values.burst}, concurrency ${values.concurrency})`,
-      `first sync: ${firstSync.toFixed(1)} s, ${(objects / firstSync).toFixed(0)} objects/s; configmap requests on the members: ${JSON.stringify(firstRequests)}`,
+      `first sync: ${firstSync.toFixed(1)} s, ${(objects / firstSync).toFixed(0)} objects/s, controller CPU ${cpuSeconds.toFixed(2)} s; configmap requests on the members: ${JSON.stringify(firstRequests)}`,
       `no-op resync: ${String(resyncLine?.['durationMs'])} ms, ${JSON.stringify(resyncLine?.['clusters'])}; configmap requests on the members: ${JSON.stringify(resyncRequests)} (writes: ${(resyncRequests['APPLY'] ?? 0) + (resyncRequests['PATCH'] ?? 0) + (resyncRequests['DELETE'] ?? 0)})`,
       `database: ${queries.rows.map((q) => `${q.calls} x ${q.query.replace(/\s+/g, ' ').slice(0, 60)}`).join('; ')}`,
+      `tracing: ${tracing === undefined ? 'off' : `on, ${exported} spans exported`}`,
       `controller process RSS after the first sync: ${(rssAfterFirst / 2 ** 20).toFixed(0)} MiB; now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB; heap retained after the first sync ${gc === undefined ? '(run with --expose-gc)' : `${(heapRetained / 2 ** 20).toFixed(0)} MiB`}`,
       '',
     ].join('\n'),
   );
 } finally {
   await plane.stop();
+  await tracing?.shutdown();
 }

@@ -7,6 +7,7 @@ import {
   configMaps,
   dqrStatus,
   eventually,
+  getHub,
   putDatabaseSecret,
   putDqr,
   registerMembers,
@@ -67,6 +68,10 @@ test('every row becomes a ConfigMap on both members, rendered per cluster, and t
     ['member-1', 3, 0],
     ['member-2', 3, 0],
   ]);
+  await eventually('the ClusterTarget counts what Rowcast manages there', async () => {
+    const ct = await getHub(env, `/apis/rowcast.dev/v1alpha1/namespaces/${env.namespace}/clustertargets/member-1`);
+    return (ct?.['status'] as { managedObjects?: number } | undefined)?.managedObjects === 3 ? true : undefined;
+  });
 });
 
 test('an unchanged resync sends no writes to the members', async () => {

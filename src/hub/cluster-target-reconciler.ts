@@ -94,7 +94,11 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string): Prom
         message: probe.message,
       },
     ],
-    { lastProbeTime: probe.probedAt.toISOString().replace(/\.\d{3}Z$/, 'Z'), ...(probe.serverVersion === undefined ? {} : { serverVersion: probe.serverVersion }) },
+    {
+      lastProbeTime: probe.probedAt.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      managedObjects: [...ctx.managed.values()].reduce((n, perMember) => n + (perMember.get(key) ?? 0), 0),
+      ...(probe.serverVersion === undefined ? {} : { serverVersion: probe.serverVersion }),
+    },
   );
   if (ensured.rebuilt) await ctx.statusWatches.forgetMember(key);
   if (ensured.rebuilt || probe.reachable !== wasReachable) enqueueAllDqrs(ctx);

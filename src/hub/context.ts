@@ -37,6 +37,8 @@ export interface HubContext {
   pendingTriggers: Map<string, { trigger: SyncTrigger; at: number }>;
   writeBacks: WriteBackQueue;
   statusWatches: StatusWatchRegistry;
+  /** Objects each DQR manages per member (ClusterTarget key), from its last sync: ClusterTarget status sums them. */
+  managed: Map<string, Map<string, number>>;
   /** Ledgers known to exist, as pool key + table. */
   ledgers: Set<string>;
   /** Each notify-mode DQR's LISTEN subscription, with what it was made for. */

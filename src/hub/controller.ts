@@ -122,6 +122,7 @@ export class HubController {
       writeBacks: new WriteBackQueue({ logger }),
       statusWatches: { ensure: () => Promise.resolve(), forgetMember: () => Promise.resolve(), stopAll: () => Promise.resolve(), keyColumns: new Map(), failures: new Map() },
       changes: new Map(),
+      managed: new Map(),
       ledgers: new Set(),
       pendingTriggers: new Map(),
       subscriptions: new Map(),

@@ -94,6 +94,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   const { namespace, name } = splitKey(key);
   const raw = ctx.informers.dqrs.get(name, namespace);
   if (raw === undefined) {
+    ctx.managed.delete(key);
     await releaseLease(ctx, key);
     await closeSubscription(ctx, key);
     ctx.queues.dqrs.forget(key);
@@ -246,6 +247,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   }
 
   const clean = outcome.clusters.every((c) => c.lastError === undefined);
+  ctx.managed.set(key, new Map(clusters.map(({ member }) => [member.key, outcome.clusters.find((c) => c.name === member.name)?.managed ?? 0])));
   ctx.statusWatches.keyColumns.set(key, outcome.keyColumns);
   if (dqr.spec.statusUpdateQueryTemplate !== undefined || ledger !== undefined) {
     for (const { member } of clusters) {
