@@ -120,7 +120,7 @@ test('a frozen member fails its probe within the timeout and its circuit opens; 
     assert.equal(queue.circuitOpen, true);
     const fast = performance.now();
     await assert.rejects(queue.run((signal) => hung.version(signal)), { name: 'MemberUnavailableError' });
-    assert.ok(performance.now() - fast < 100, 'an open circuit fails fast');
+    assert.ok(performance.now() - fast < 1000, 'an open circuit fails at once, not after the 1.5 s request timeout');
     assert.match(await healthy.version(), /^v1\./);
   } finally {
     process.kill(frozen.info.pid, 'SIGCONT');
