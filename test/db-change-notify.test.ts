@@ -1,32 +1,16 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import pg from 'pg';
-import { DbError, NotifyHub, withConnectionDefaults, type ConnectionSettings, type DbLogger, type NotifySignal } from '../src/db/index.ts';
+import { DbError, NotifyHub, type ConnectionSettings, type ConnectionSettingsInput, type NotifySignal } from '../src/db/index.ts';
 import { waitFor } from './harness/ports.ts';
 import { failOnLeaks, openTestEnv } from './harness/test-env.ts';
+import { dbSettings, recordingLogger } from './helpers/db.ts';
 
 const env = await openTestEnv('db-change-notify');
 failOnLeaks(env);
 
-interface LogEntry {
-  level: string;
-  msg: string;
-  fields: Record<string, unknown> | undefined;
-}
-
-function recordingLogger(): { logger: DbLogger; entries: LogEntry[] } {
-  const entries: LogEntry[] = [];
-  const at =
-    (level: string) =>
-    (msg: string, fields?: Record<string, unknown>): void => {
-      entries.push({ level, msg, fields });
-    };
-  return { entries, logger: { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') } };
-}
-
-function settings(overrides: Partial<Parameters<typeof withConnectionDefaults>[0]> = {}): ConnectionSettings {
-  const { host, port, database, user, password } = env.db;
-  return withConnectionDefaults({ host, port, database, user, password, sslmode: 'disable', ...overrides });
+function settings(overrides: Partial<ConnectionSettingsInput> = {}): ConnectionSettings {
+  return dbSettings(env.db, { sslmode: 'disable', ...overrides });
 }
 
 /** Records signals with their time; `wait` resolves once `count` have arrived. */

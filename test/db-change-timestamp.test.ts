@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { classifyDbError, DbError, maxTimestamp, PoolRegistry, withConnectionDefaults, type DbLogger, type PoolLease } from '../src/db/index.ts';
+import { classifyDbError, DbError, maxTimestamp, PoolRegistry, withConnectionDefaults, type PoolLease } from '../src/db/index.ts';
 import { failOnLeaks, openTestEnv } from './harness/test-env.ts';
+import { quietLogger, rejection } from './helpers/db.ts';
 
 const env = await openTestEnv('db-change-ts');
 failOnLeaks(env);
 
-const quiet: DbLogger = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
 
 // One pool for the file, leased in before() so failOnLeaks's per-test baseline holds only what a test leaves behind.
-const registry = new PoolRegistry({ logger: quiet });
+const registry = new PoolRegistry({ logger: quietLogger });
 let lease: PoolLease;
 
 before(async () => {
@@ -20,15 +20,6 @@ before(async () => {
 after(async () => {
   await registry.closeAll();
 });
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail('expected a rejection');
-}
 
 test('null for an empty table; moves with an insert and an update; not with a delete', async () => {
   assert.equal(await maxTimestamp(lease.pool, 'items', 'updated_at'), null);

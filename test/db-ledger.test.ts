@@ -10,19 +10,18 @@ import {
   updateLedgerStatus,
   withConnectionDefaults,
   writeLedger,
-  type DbLogger,
   type LedgerEntry,
   type LedgerKey,
   type PoolLease,
 } from '../src/db/index.ts';
 import { waitFor } from './harness/ports.ts';
 import { failOnLeaks, openTestEnv } from './harness/test-env.ts';
+import { quietLogger, rejection } from './helpers/db.ts';
 
 const env = await openTestEnv('db-ledger');
 failOnLeaks(env);
 
-const quiet: DbLogger = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
-const registry = new PoolRegistry({ logger: quiet });
+const registry = new PoolRegistry({ logger: quietLogger });
 let lease: PoolLease;
 
 before(() => {
@@ -32,15 +31,6 @@ before(() => {
 after(async () => {
   await registry.closeAll();
 });
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail('expected a rejection');
-}
 
 const appliedAt = new Date('2025-05-01T12:00:00.123Z');
 

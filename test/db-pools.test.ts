@@ -16,55 +16,23 @@ import {
   withConnectionDefaults,
   type ConnectionSettings,
   type ConnectionSettingsInput,
-  type DbLogger,
 } from '../src/db/index.ts';
 import { startPostgres, type RunningPostgres } from './harness/postgres.ts';
 import { freePort, waitFor } from './harness/ports.ts';
 import { failOnLeaks, openTestEnv } from './harness/test-env.ts';
+import { dbSettings, recordingLogger, rejection } from './helpers/db.ts';
 
 const env = await openTestEnv('db-pools');
 failOnLeaks(env);
 
-interface LogEntry {
-  level: string;
-  msg: string;
-  fields: Record<string, unknown> | undefined;
-}
-
-function recordingLogger(): { logger: DbLogger; entries: LogEntry[] } {
-  const entries: LogEntry[] = [];
-  const at =
-    (level: string) =>
-    (msg: string, fields?: Record<string, unknown>): void => {
-      entries.push({ level, msg, fields });
-    };
-  return { entries, logger: { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') } };
-}
-
 function settings(overrides: Partial<ConnectionSettingsInput> = {}): ConnectionSettings {
-  return withConnectionDefaults({
-    host: env.db.host,
-    port: env.db.port,
-    database: env.db.database,
-    user: env.db.user,
-    password: env.db.password,
-    ...overrides,
-  });
+  return dbSettings(env.db, overrides);
 }
 
 /** The first column of the first row. */
 async function one<T>(pool: pg.Pool, sql: string): Promise<T> {
   const { rows } = await pool.query<[T]>({ text: sql, rowMode: 'array' });
   return rows[0]?.[0] as T;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail('expected the promise to reject');
 }
 
 test('equal settings share one pool; the last release ends it', async () => {

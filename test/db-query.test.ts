@@ -5,29 +5,21 @@ import {
   classifyDbError,
   PoolRegistry,
   readRows,
-  withConnectionDefaults,
   type ConnectionSettings,
   type ConnectionSettingsInput,
   type PoolLease,
   type Row,
 } from '../src/db/index.ts';
 import { failOnLeaks, openTestEnv } from './harness/test-env.ts';
+import { dbSettings, quietLogger, rejection } from './helpers/db.ts';
 
 const env = await openTestEnv('db-query');
 failOnLeaks(env);
 
-const quietLogger = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
 const registry = new PoolRegistry({ logger: quietLogger });
 
 function settings(overrides: Partial<ConnectionSettingsInput> = {}): ConnectionSettings {
-  return withConnectionDefaults({
-    host: env.db.host,
-    port: env.db.port,
-    database: env.db.database,
-    user: env.db.user,
-    password: env.db.password,
-    ...overrides,
-  });
+  return dbSettings(env.db, overrides);
 }
 
 /** Every test ends its own pool, so the leak check sees no connection left behind. */
@@ -53,15 +45,6 @@ async function readAll(lease: PoolLease, sql: string, batchSize?: number): Promi
     batchSize === undefined ? {} : { batchSize },
   );
   return { rows, batches, ...summary };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail('expected the promise to reject');
 }
 
 async function itemCount(): Promise<number> {

@@ -9,30 +9,14 @@ import {
   WriteBackError,
   WriteBackQueue,
   type CompiledStatement,
-  type DbLogger,
   type PoolLease,
   type WriteBackQueueOptions,
 } from '../src/db/index.ts';
 import { failOnLeaks, openTestEnv } from './harness/test-env.ts';
+import { recordingLogger, rejection } from './helpers/db.ts';
 
 const env = await openTestEnv('db-writeback');
 failOnLeaks(env);
-
-interface LogEntry {
-  level: string;
-  msg: string;
-  fields: Record<string, unknown> | undefined;
-}
-
-function recordingLogger(): { logger: DbLogger; entries: LogEntry[] } {
-  const entries: LogEntry[] = [];
-  const at =
-    (level: string) =>
-    (msg: string, fields?: Record<string, unknown>): void => {
-      entries.push({ level, msg, fields });
-    };
-  return { entries, logger: { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') } };
-}
 
 const registry = new PoolRegistry({ logger: recordingLogger().logger });
 let lease: PoolLease;
@@ -92,15 +76,6 @@ async function updates(id: number): Promise<number> {
 async function lastValue(sequence: string): Promise<number> {
   const { rows } = await env.sql<{ n: string }>(`SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM ${sequence}`);
   return Number(rows[0]?.n);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail('expected a rejection');
 }
 
 const cluster = { name: 'eu-1', labels: { 'topology.kubernetes.io/region': 'eu-west' } };
