@@ -16,7 +16,7 @@ import { classifyDbError, compileStatusTemplate, ensureLedger, type PoolLease } 
 import { TemplateError, ownerLabelValue, type CompiledTemplate } from '../render/index.ts';
 import { TerminalError, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
-import { inSpan } from '../telemetry/index.ts';
+import { inSpan, type Logger } from '../telemetry/index.ts';
 import { connectionSettingsFromSecret, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { closeSubscription, decideSync, recordSyncRun, type SyncDecision } from './change-detection.ts';
 import { finalizeDqr } from './finalizer.ts';
@@ -58,6 +58,22 @@ function notSynced(reason: string, message: string, database: ConditionUpdate['s
     { type: CONDITION_TYPES.synced, status: 'False', reason, message },
     { type: CONDITION_TYPES.databaseConnected, status: database, reason: databaseReason, message },
   ];
+}
+
+/**
+ * A query against the DQR's database failed (the change-detection probe or
+ * the query itself): nothing was applied or pruned. A retryable error backs
+ * off through the work queue; a terminal one waits for the next poll, since a
+ * fix can come from the database as well as from the spec.
+ */
+async function queryFailed(report: Reporter, log: Logger, field: string, error: unknown, pollIntervalMs: number): Promise<ReconcileResult> {
+  const failure = classifyDbError(error);
+  const reason = failure.retryable ? REASONS.connectionFailed : REASONS.queryFailed;
+  const message = `${field}: ${failure.message}; nothing was applied or pruned`;
+  log.warn('query failed', { reason, message });
+  await report.conditions(notSynced(reason, message, failure.retryable ? 'False' : 'True'));
+  if (failure.retryable) throw new Error(message, { cause: error });
+  return { requeueAfterMs: pollIntervalMs };
 }
 
 /** The ClusterTargets of every namespace, parsed; ones that fail to parse are not targets. */
@@ -189,11 +205,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   try {
     decision = await decideSync(ctx, key, dqr, connection.settings, lease.pool, signal);
   } catch (error) {
-    const failure = classifyDbError(error);
-    const message = `spec.changeDetection: ${failure.message}; nothing was applied or pruned`;
-    await report.conditions(notSynced(failure.retryable ? REASONS.connectionFailed : REASONS.queryFailed, message, failure.retryable ? 'False' : 'True'));
-    if (failure.retryable) throw new Error(message, { cause: error });
-    return { requeueAfterMs: dqr.spec.pollIntervalMs };
+    return queryFailed(report, log, 'spec.changeDetection', error, dqr.spec.pollIntervalMs);
   }
   if (decision === undefined) {
     ctx.metrics.syncTriggers.labels('skipped').inc();
@@ -237,13 +249,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     });
   } catch (error) {
     recordSyncRun(ctx, key, dqr, decision, false);
-    const failure = classifyDbError(error);
-    const reason = failure.retryable ? REASONS.connectionFailed : REASONS.queryFailed;
-    const message = `spec.query: ${failure.message}; nothing was applied or pruned`;
-    log.warn('query failed', { reason, message });
-    await report.conditions(notSynced(reason, message, failure.retryable ? 'False' : 'True', reason));
-    if (failure.retryable) throw new Error(message, { cause: error });
-    return { requeueAfterMs: dqr.spec.pollIntervalMs };
+    return queryFailed(report, log, 'spec.query', error, dqr.spec.pollIntervalMs);
   }
 
   const clean = outcome.clusters.every((c) => c.lastError === undefined);
