@@ -5,20 +5,16 @@
 import { parseArgs } from 'node:util';
 import { Watch } from '@kubernetes/client-node';
 import pg from 'pg';
-import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, parseGoDuration } from '../src/api/index.ts';
+import { API_VERSION, DATABASE_QUERY_RESOURCE, parseGoDuration } from '../src/api/index.ts';
 import { MemberKubeConfig } from '../src/clusters/index.ts';
 import { parseControllerOptions } from '../src/config/index.ts';
 import { HubController } from '../src/hub/index.ts';
 import { Metrics, SecretScrubber, createLogger } from '../src/telemetry/index.ts';
 import { startControlPlane } from '../test/harness/control-plane.ts';
-import { adminRequest, type ClusterInfo } from '../test/harness/kube-apiserver.ts';
+import { post, registerFleet } from './fleet.ts';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000' }, updates: { type: 'string', default: '200' }, rest: { type: 'string', default: '30s' } } });
 const namespace = 'bench';
-const post = async (cluster: ClusterInfo, path: string, body: unknown): Promise<void> => {
-  const r = await adminRequest(cluster, 'POST', path, body, 30_000);
-  if (r.status >= 300) throw new Error(`POST ${path}: ${r.status} ${r.body}`);
-};
 
 const plane = await startControlPlane({ members: 2, log: (l) => process.stderr.write(`${l}\n`) });
 const { hub, members, postgres } = plane.state;
@@ -32,21 +28,7 @@ try {
   await admin.query(`ALTER TABLE items ADD PRIMARY KEY (id);
     CREATE FUNCTION items_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('items', ''); RETURN NULL; END $$;
     CREATE TRIGGER items_changed AFTER INSERT OR UPDATE OR DELETE ON items FOR EACH STATEMENT EXECUTE FUNCTION items_notify();`);
-  await post(hub, '/api/v1/namespaces', { metadata: { name: namespace } });
-  for (const member of members) {
-    await post(member, '/api/v1/namespaces', { metadata: { name: namespace } });
-    await post(hub, `/api/v1/namespaces/${namespace}/secrets`, { metadata: { name: member.name }, stringData: { kubeconfig: member.kubeconfig } });
-    await post(hub, `/apis/${API_VERSION}/namespaces/${namespace}/${CLUSTER_TARGET.plural}`, {
-      apiVersion: API_VERSION,
-      kind: CLUSTER_TARGET.kind,
-      metadata: { name: member.name },
-      spec: { kubeconfigSecretRef: { name: member.name, key: 'kubeconfig' }, rateLimit: { qps: 1000, burst: 2000, concurrency: 32 } },
-    });
-  }
-  await post(hub, `/api/v1/namespaces/${namespace}/secrets`, {
-    metadata: { name: 'db' },
-    stringData: { host: postgres.host, port: String(postgres.port), username: postgres.user, password: postgres.password, dbname: 'postgres', sslmode: 'disable' },
-  });
+  await registerFleet(plane.state, namespace, { qps: 1000, burst: 2000, concurrency: 32 });
   const parsed = parseControllerOptions(['--namespace', namespace, '--full-sync-interval', '1h'], {});
   if (!parsed.ok) throw new Error('options');
   const scrubber = new SecretScrubber();

@@ -28,23 +28,19 @@ const discard: SpanExporter = {
 const tracing = values.tracing ? await startTracing({ env: {}, spanProcessors: [new BatchSpanProcessor({ exporter: discard })] }) : undefined;
 // Imported after tracing started, as rowcast controller does: pg is patched as it loads.
 const { default: pg } = await import('pg');
-const { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } = await import('../src/api/index.ts');
+const { API_VERSION, DATABASE_QUERY_RESOURCE } = await import('../src/api/index.ts');
 const { parseControllerOptions } = await import('../src/config/index.ts');
 const { HubController } = await import('../src/hub/index.ts');
 const { Metrics, SecretScrubber, createLogger } = await import('../src/telemetry/index.ts');
 const { startControlPlane } = await import('../test/harness/control-plane.ts');
 const { adminRequest } = await import('../test/harness/kube-apiserver.ts');
+const { post, registerFleet } = await import('./fleet.ts');
 type ClusterInfo = import('../test/harness/kube-apiserver.ts').ClusterInfo;
 const rows = Number(values.rows);
 const namespace = 'bench';
 const log = (line: string): void => {
   process.stderr.write(`${line}\n`);
 };
-
-async function post(cluster: ClusterInfo, path: string, body: unknown): Promise<void> {
-  const response = await adminRequest(cluster, 'POST', path, body, 30_000);
-  if (response.status >= 300) throw new Error(`POST ${path}: ${response.status} ${response.body}`);
-}
 
 async function requestCounts(cluster: ClusterInfo): Promise<Record<string, number>> {
   const metrics = await adminRequest(cluster, 'GET', '/metrics', undefined, 30_000);
@@ -78,24 +74,7 @@ try {
   await admin.query(`CREATE TABLE users AS SELECT g AS id, 'user' || g || '@example.com' AS email, (g % 3)::text AS plan FROM generate_series(1, ${rows}) g`);
   await admin.query('ALTER TABLE users ADD PRIMARY KEY (id)');
 
-  await post(hub, '/api/v1/namespaces', { metadata: { name: namespace } });
-  for (const member of members) {
-    await post(member, '/api/v1/namespaces', { metadata: { name: namespace } });
-    await post(hub, `/api/v1/namespaces/${namespace}/secrets`, { metadata: { name: member.name }, stringData: { kubeconfig: member.kubeconfig } });
-    await post(hub, `/apis/${API_VERSION}/namespaces/${namespace}/${CLUSTER_TARGET.plural}`, {
-      apiVersion: API_VERSION,
-      kind: CLUSTER_TARGET.kind,
-      metadata: { name: member.name },
-      spec: {
-        kubeconfigSecretRef: { name: member.name, key: 'kubeconfig' },
-        rateLimit: { qps: Number(values.qps), burst: Number(values.burst), concurrency: Number(values.concurrency) },
-      },
-    });
-  }
-  await post(hub, `/api/v1/namespaces/${namespace}/secrets`, {
-    metadata: { name: 'db' },
-    stringData: { host: postgres.host, port: String(postgres.port), username: postgres.user, password: postgres.password, dbname: 'postgres', sslmode: 'disable' },
-  });
+  await registerFleet(plane.state, namespace, { qps: Number(values.qps), burst: Number(values.burst), concurrency: Number(values.concurrency) });
 
   const syncs: { at: number; line: Record<string, unknown> }[] = [];
   const scrubber = new SecretScrubber();
