@@ -1,3 +1,5 @@
+import { dollarQuoteEnd, isEscapeStringPrefix, isIdentChar, skipBlockComment, skipQuoted } from './sql-lexing.ts';
+
 /**
  * Where a statement's text is code and where it is quoted: the spans of
  * strings, quoted identifiers, dollar-quoted bodies and comments, and the
@@ -6,9 +8,9 @@
  * "$1", not a parameter) and a `$n` the user wrote that would collide with
  * ours.
  *
- * The lexical rules are PostgreSQL's, as split-statements.ts reads them
- * (standard_conforming_strings on); that file only needs statement ends, this
- * one needs positions, hence a separate pass.
+ * The lexical rules are sql-lexing.ts's, shared with split-statements.ts;
+ * that file only needs statement ends, this one needs positions, hence a
+ * separate pass.
  */
 export interface SqlRegions {
   /** [start, end) of every quoted or commented span. */
@@ -61,57 +63,4 @@ export function sqlRegions(sql: string): SqlRegions {
     }
   }
   return { quoted, parameters };
-}
-
-export function isIdentChar(c: string): boolean {
-  return /[A-Za-z0-9_$]/.test(c) || c.charCodeAt(0) >= 0x80;
-}
-
-function isEscapeStringPrefix(sql: string, quote: number): boolean {
-  const prefix = sql[quote - 1];
-  if (prefix !== 'E' && prefix !== 'e') return false;
-  const before = sql[quote - 2];
-  return before === undefined || !isIdentChar(before);
-}
-
-function skipQuoted(sql: string, from: number, quote: string, backslashEscapes: boolean): number {
-  let i = from;
-  while (i < sql.length) {
-    const c = sql[i];
-    if (backslashEscapes && c === '\\') i += 2;
-    else if (c === quote) {
-      if (sql[i + 1] === quote) i += 2;
-      else return i + 1;
-    } else i += 1;
-  }
-  return sql.length;
-}
-
-function skipBlockComment(sql: string, from: number): number {
-  let depth = 1;
-  let i = from;
-  while (i < sql.length) {
-    if (sql[i] === '/' && sql[i + 1] === '*') {
-      depth += 1;
-      i += 2;
-    } else if (sql[i] === '*' && sql[i + 1] === '/') {
-      depth -= 1;
-      i += 2;
-      if (depth === 0) return i;
-    } else i += 1;
-  }
-  return sql.length;
-}
-
-/** End of a `$$…$$` or `$tag$…$tag$` body starting at `at`, or undefined when `$` opens none. */
-function dollarQuoteEnd(sql: string, at: number): number | undefined {
-  let j = at + 1;
-  if (sql[j] !== '$') {
-    if (!/[A-Za-z_]/.test(sql[j] ?? '') && (sql.charCodeAt(j) || 0) < 0x80) return undefined;
-    while (j < sql.length && isIdentChar(sql[j] ?? '') && sql[j] !== '$') j += 1;
-    if (sql[j] !== '$') return undefined;
-  }
-  const tag = sql.slice(at, j + 1);
-  const end = sql.indexOf(tag, j + 1);
-  return end === -1 ? sql.length : end + tag.length;
 }

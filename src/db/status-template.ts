@@ -1,5 +1,6 @@
 import { splitStatements } from './split-statements.ts';
-import { isIdentChar, sqlRegions } from './sql-regions.ts';
+import { isIdentChar } from './sql-lexing.ts';
+import { sqlRegions } from './sql-regions.ts';
 
 /** `spec.statusUpdateQueryTemplate`, compiled: SQL text with `$n` placeholders and, for each, the path whose value binds to it. */
 export interface CompiledStatement {
