@@ -7,6 +7,7 @@ import { MemberApi, MemberKubeConfig, MemberQueue, MemberRegistry, probeMember }
 import { describeApiError } from '../src/runtime/index.ts';
 import { SecretScrubber } from '../src/telemetry/index.ts';
 import { failOnLeaks, openTestEnv } from './harness/test-env.ts';
+import { startStallProxy } from './helpers/stall-proxy.ts';
 
 const env = await openTestEnv('clusters-member');
 failOnLeaks(env);
@@ -126,5 +127,41 @@ test('a frozen member fails its probe within the timeout and its circuit opens; 
     process.kill(frozen.info.pid, 'SIGCONT');
     await queue.close();
     await Promise.all(apis.map((a) => a.close()));
+  }
+});
+
+test('a member that stops sending after the first chunk of a response fails the call with a retryable body timeout instead of hanging', async () => {
+  const big = 'x'.repeat(400_000);
+  for (const name of ['stall-a', 'stall-b', 'stall-c']) {
+    await member.core.createNamespacedConfigMap({ namespace: env.namespace, body: { metadata: { name, labels: { stall: 'yes' } }, data: { big } } });
+  }
+  const proxy = await startStallProxy(Number(new URL(member.kubeConfig.getCurrentCluster()?.server ?? '').port));
+  const kubeconfig = yaml.load(member.info.kubeconfig) as { clusters: { cluster: { server: string } }[] };
+  for (const entry of kubeconfig.clusters) entry.cluster.server = `https://127.0.0.1:${proxy.port}`;
+  const api = new MemberApi(new MemberKubeConfig(JSON.stringify(kubeconfig), { requestTimeoutMs: 2000 }));
+  try {
+    assert.match(await api.version(), /^v1\./, 'the proxy forwards until told to stall');
+    proxy.stallNextResponse();
+    const listing = api.list(`/api/v1/namespaces/${env.namespace}/configmaps`, 'stall=yes');
+    let bound: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      listing.then(
+        () => ({ settled: 'resolved' as const }),
+        (error: unknown) => ({ settled: 'rejected' as const, error }),
+      ),
+      new Promise<{ settled: 'hung' }>((resolve) => {
+        bound = setTimeout(() => resolve({ settled: 'hung' }), 30_000);
+      }),
+    ]);
+    clearTimeout(bound);
+    await proxy.stalled;
+    assert.equal(outcome.settled, 'rejected', `the list ${outcome.settled} while the member sent nothing after its first chunk`);
+    const failure = describeApiError(outcome.error);
+    assert.equal(failure.retryable, true);
+    assert.equal(failure.kind, 'unavailable');
+    assert.match(failure.message, /response body/);
+  } finally {
+    await api.close();
+    await proxy.close();
   }
 });

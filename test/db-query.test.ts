@@ -12,6 +12,7 @@ import {
 } from '../src/db/index.ts';
 import { failOnLeaks, openTestEnv } from './harness/test-env.ts';
 import { dbSettings, quietLogger, rejection } from './helpers/db.ts';
+import { startPgHoldProxy } from './helpers/pg-hold-proxy.ts';
 
 const env = await openTestEnv('db-query');
 failOnLeaks(env);
@@ -220,6 +221,66 @@ test('a connection terminated mid-read is retryable, and the pool recovers', asy
     assert.equal(classified.retryable, true, `${classified.code ?? ''} ${classified.message}`);
     assert.equal((await readAll(lease, 'SELECT 1 AS one')).rows[0]?.['one'], 1);
   });
+});
+
+/** Settles within `boundMs` or says it hung: a read that never settles must fail this test, not stall the run. */
+async function settleWithin(promise: Promise<unknown>, boundMs: number): Promise<{ settled: 'resolved' | 'hung' } | { settled: 'rejected'; error: unknown }> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise.then(
+        () => ({ settled: 'resolved' as const }),
+        (error: unknown) => ({ settled: 'rejected' as const, error }),
+      ),
+      new Promise<{ settled: 'hung' }>((resolve) => {
+        timer = setTimeout(() => resolve({ settled: 'hung' }), boundMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test('the reading backend terminated in the last round trip of a read (after its last rows) fails the read instead of hanging', async () => {
+  let cursorParsed = false;
+  const proxy = await startPgHoldProxy(env.db.port, (type, body) => {
+    if (type === 'P' && body.includes('end-of-read-marker')) cursorParsed = true;
+    return cursorParsed && type === 'C';
+  });
+  const batches: number[] = [];
+  const lease = registry.acquire(settings({ sslmode: 'disable', port: proxy.port }));
+  try {
+    const outcome = settleWithin(readRows(lease.pool, "SELECT id, name, 'end-of-read-marker' AS marker FROM items WHERE id <= 5", (rows) => {
+      batches.push(rows.length);
+    }), 30_000);
+    // The server has sent the rows and CommandComplete; the client's Close and Sync are held.
+    await proxy.holding;
+    const killed = await env.sql("SELECT pg_terminate_backend(pid, 5000) AS done FROM pg_stat_activity WHERE query LIKE '%end-of-read-marker%' AND pid <> pg_backend_pid()");
+    assert.equal(killed.rowCount, 1, 'the reading backend was found');
+    const settled = await outcome;
+    assert.equal(settled.settled, 'rejected', `the read ${settled.settled} after its backend was terminated`);
+    assert.equal(classifyDbError(settled.error).retryable, true);
+    assert.deepEqual(batches, [], 'rows of a read that failed were handed on');
+  } finally {
+    // The proxy goes first: closing it is what frees a read that hung.
+    await proxy.close();
+    await lease.release();
+  }
+});
+
+test('a COMMIT that the server never answers fails within the bound set by the statement timeout', async () => {
+  const proxy = await startPgHoldProxy(env.db.port, (type, body) => type === 'Q' && body.toString('utf8').startsWith('COMMIT'));
+  const lease = registry.acquire(settings({ sslmode: 'disable', port: proxy.port, pool: { statementTimeoutMs: 1000 } }));
+  try {
+    const outcome = await settleWithin(readRows(lease.pool, 'SELECT id FROM items WHERE id <= 3', () => undefined), 30_000);
+    assert.equal(outcome.settled, 'rejected', `the read ${outcome.settled} while its COMMIT got no answer`);
+    const classified = classifyDbError(outcome.error);
+    assert.equal(classified.retryable, true);
+    assert.match(classified.message, /COMMIT/);
+  } finally {
+    await proxy.close();
+    await lease.release();
+  }
 });
 
 test("the pool's statement timeout is honoured and retryable", async () => {

@@ -1,5 +1,5 @@
 import { KubeConfig } from '@kubernetes/client-node';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, errors, request, type Dispatcher } from 'undici';
 import type { RequestContext } from '@kubernetes/client-node';
 
 /** Thrown for an HTTP error answer; shaped like client-node's ApiException so runtime's describeApiError reads both. */
@@ -38,7 +38,8 @@ export interface MemberApiOptions {
  */
 export class MemberKubeConfig extends KubeConfig {
   private agent: Agent | undefined;
-  private readonly requestTimeoutMs: number;
+  /** Bounds the wait for response headers, and again for the body, of every call but a watch. */
+  readonly requestTimeoutMs: number;
   private readonly connections: number;
 
   /**
@@ -82,6 +83,7 @@ export class MemberKubeConfig extends KubeConfig {
         connections: this.connections,
         headersTimeout: this.requestTimeoutMs,
         // Watches stream for minutes; client-node's watch has its own inactivity timer.
+        // MemberApi.request sets its own body deadline on every other call.
         bodyTimeout: 0,
       });
     }
@@ -153,26 +155,45 @@ export class MemberApi {
     this.host = new URL(this.server).host;
   }
 
+  /**
+   * Every call here is a bounded one (watches go through client-node on the
+   * same Agent, whose bodyTimeout stays 0): headers within the request
+   * timeout, then the whole body within the request timeout again. A member
+   * that answers and then goes silent fails the call instead of holding its
+   * queue slot, and the DQR's key, forever.
+   */
   async request<T>(method: Dispatcher.HttpMethod, path: string, options: RequestOptions = {}): Promise<T> {
     const url = new URL(this.server + path);
     for (const [key, value] of Object.entries(options.query ?? {})) if (value !== undefined) url.searchParams.set(key, value);
     const headers: Record<string, string> = { ...(await this.kubeConfig.authHeaders()), Accept: options.accept ?? 'application/json' };
     if (options.body !== undefined) headers['Content-Type'] = options.contentType ?? 'application/json';
+    const bodyDeadline = new AbortController();
+    const signal = options.signal === undefined ? bodyDeadline.signal : AbortSignal.any([options.signal, bodyDeadline.signal]);
+    const timeoutMs = this.kubeConfig.requestTimeoutMs;
     let response: Dispatcher.ResponseData;
     try {
       response = await request(url, {
         method,
         headers,
         dispatcher: await this.kubeConfig.dispatcher(),
+        bodyTimeout: timeoutMs,
+        signal,
         ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
-        ...(options.signal === undefined ? {} : { signal: options.signal }),
       });
     } catch (error) {
       this.onResponse?.(this.host, method, '<error>');
       throw error;
     }
     this.onResponse?.(this.host, method, String(response.statusCode));
-    const text = await response.body.text();
+    const timer = setTimeout(() => {
+      bodyDeadline.abort(new errors.BodyTimeoutError(`${method} ${url.pathname}: response body not complete within ${timeoutMs} ms`));
+    }, timeoutMs);
+    let text: string;
+    try {
+      text = await response.body.text();
+    } finally {
+      clearTimeout(timer);
+    }
     if (response.statusCode >= 400) {
       const responseHeaders: Record<string, string> = {};
       for (const [key, value] of Object.entries(response.headers)) if (typeof value === 'string') responseHeaders[key] = value;

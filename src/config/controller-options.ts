@@ -46,7 +46,7 @@ const flags: readonly Flag[] = [
   { name: 'log-level', type: 'string', env: 'ROWCAST_LOG_LEVEL', default: 'info', help: 'debug, info, warn or error' },
   { name: 'workers', type: 'string', env: 'ROWCAST_WORKERS', default: '4', help: 'DatabaseQueryResources synced at once' },
   { name: 'probe-interval', type: 'string', env: 'ROWCAST_PROBE_INTERVAL', default: '30s', help: 'how often each member cluster is probed' },
-  { name: 'request-timeout', type: 'string', env: 'ROWCAST_REQUEST_TIMEOUT', default: '30s', help: 'longest wait for a member apiserver to answer' },
+  { name: 'request-timeout', type: 'string', env: 'ROWCAST_REQUEST_TIMEOUT', default: '30s', help: 'longest wait for a member apiserver to answer, and again for the whole response body (watches excepted)' },
   { name: 'batch-size', type: 'string', env: 'ROWCAST_BATCH_SIZE', default: '1000', help: 'rows read from the database per fetch' },
   { name: 'metrics-bind-address', type: 'string', env: 'ROWCAST_METRICS_BIND_ADDRESS', default: ':8080', help: 'address of /metrics, /healthz and /readyz; 0 turns them off' },
   { name: 'leader-elect', type: 'boolean', env: 'ROWCAST_LEADER_ELECT', default: false, help: 'run only while holding a Lease on the hub, so replicas can stand by' },

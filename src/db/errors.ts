@@ -14,6 +14,16 @@ export class DbError extends Error {
   }
 }
 
+/** The connection died or went silent in the middle of a statement: the server may be fine, so this is retried. */
+export class DbConnectionError extends Error {
+  readonly code = 'ROWCAST_CONNECTION_LOST';
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'DbConnectionError';
+  }
+}
+
 export interface DbErrorClassification {
   retryable: boolean;
   /** SQLSTATE for server errors, the Node/OpenSSL code for socket and TLS errors, or a DbError code. */
@@ -79,6 +89,7 @@ export function classifyDbError(error: unknown, options: ClassifyOptions = {}): 
   const withCode = (retryable: boolean): DbErrorClassification => (code === undefined ? { retryable, message } : { retryable, code, message });
 
   if (error instanceof DbError) return withCode(false);
+  if (error instanceof DbConnectionError) return withCode(true);
   if (error instanceof Error && error.name === 'AbortError') return { retryable: true, code: 'ABORT_ERR', message };
 
   // SQLSTATE: five characters, digits and upper-case letters.

@@ -8,7 +8,7 @@ export {
   type PoolSettings,
   type SslMode,
 } from './connection-settings.ts';
-export { classifyDbError, DbError, type ClassifyOptions, type DbErrorClassification } from './errors.ts';
+export { classifyDbError, DbConnectionError, DbError, type ClassifyOptions, type DbErrorClassification } from './errors.ts';
 export { PoolRegistry, type DbLogger, type PoolLease, type PoolRegistryOptions } from './pool-registry.ts';
 export { readRows, type BatchHandler, type QueryOptions, type QueryResultSummary, type Row } from './read-rows.ts';
 export { splitStatements } from './split-statements.ts';

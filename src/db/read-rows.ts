@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import Cursor from 'pg-cursor';
 import { cancelBackend } from './cancel.ts';
-import { DbError } from './errors.ts';
+import { DbConnectionError, DbError } from './errors.ts';
 import { splitStatements, stripLeadingComments } from './split-statements.ts';
 import { rowcastTypes } from './type-parsers.ts';
 
@@ -72,12 +72,7 @@ export async function readRows(pool: pg.Pool, sql: string, onBatch: BatchHandler
   const client = await abortable(pool.connect(), signal, (late) => {
     late.release();
   });
-  // A connection that dies while checked out emits 'error' on the client; without a listener that crashes Node.
-  let connectionError: Error | undefined;
-  const onClientError = (error: Error): void => {
-    connectionError ??= error;
-  };
-  client.on('error', onClientError);
+  const connection = new ConnectionWatch(client, replyBoundMs(pool));
   const cancel = (): void => {
     void cancelBackend(client, cleanupTimeoutMs);
   };
@@ -88,30 +83,29 @@ export async function readRows(pool: pg.Pool, sql: string, onBatch: BatchHandler
   const cursorState = { failed: false };
   let keepConnection = true;
   try {
-    await abortable(client.query(beginSql), signal);
+    await connection.reply(abortable(client.query(beginSql), signal), 'BEGIN');
     for (const [index, statement] of statements.entries()) {
       // Extended protocol: the server accepts exactly one statement, so a text this splitter misread cannot smuggle in a second.
       const config: pg.QueryConfig & { queryMode: 'extended' } = { text: statement, queryMode: 'extended' };
-      await abortable(client.query(config), signal);
+      await connection.reply(abortable(client.query(config), signal), `setup statement ${index + 1}`);
       if (client.getTransactionStatus() !== 'T') {
         throw new DbError('ROWCAST_TRANSACTION_ENDED', `setup statement ${index + 1} ended the read-only transaction: a query may not COMMIT or ROLLBACK`);
       }
       if (!transactionScoped.test(stripLeadingComments(statement))) keepConnection = false;
     }
     cursor = client.query(new Cursor<Row>(last, undefined, { types: rowcastTypes }));
-    const summary = await readCursor(cursor, batchSize, onBatch, signal, cursorState);
-    await abortable(client.query('COMMIT'), signal);
+    const summary = await readCursor(cursor, batchSize, onBatch, signal, cursorState, connection);
+    await connection.reply(abortable(client.query('COMMIT'), signal), 'COMMIT');
     client.release(keepConnection ? undefined : true);
     return summary;
   } catch (error) {
     const failure = error instanceof Error ? error : new Error(String(error));
-    if (connectionError === undefined && signal?.aborted !== true) await rollback(client, cursorState.failed ? undefined : cursor);
+    if (connection.failure === undefined && signal?.aborted !== true) await rollback(client, cursorState.failed ? undefined : cursor);
     client.release(failure);
     throw failure;
   } finally {
     signal?.removeEventListener('abort', cancel);
-    // pg-pool has its own listener for idle clients; ours would otherwise pile up across checkouts.
-    client.removeListener('error', onClientError);
+    connection.dispose();
   }
 }
 
@@ -121,12 +115,13 @@ async function readCursor(
   onBatch: BatchHandler,
   signal: AbortSignal | undefined,
   state: { failed: boolean },
+  connection: ConnectionWatch,
 ): Promise<QueryResultSummary> {
   let columns: string[] | undefined;
   let rowCount = 0;
   for (;;) {
     signal?.throwIfAborted();
-    const batch = await abortable(readBatch(cursor, batchSize), signal).catch((error: unknown) => {
+    const batch = await connection.reply(abortable(readBatch(cursor, batchSize), signal), 'a cursor read').catch((error: unknown) => {
       state.failed = true;
       throw error;
     });
@@ -137,8 +132,96 @@ async function readCursor(
     // A short batch means the server sent CommandComplete: the portal is closed already.
     if (batch.rows.length < batchSize) break;
   }
-  await cursor.close();
+  await connection.reply(cursor.close(), 'closing the cursor');
   return { columns, rowCount };
+}
+
+/**
+ * How long one round trip may wait for the server's answer. The server ends
+ * its own statement at statement_timeout; past that plus a grace, an answer
+ * is not coming (a silent network path) and the read fails. With no
+ * statement_timeout only the connection's own end or error, and TCP
+ * keepalive behind it, bound the wait.
+ */
+function replyBoundMs(pool: pg.Pool): number | undefined {
+  const timeout = (pool.options as { statement_timeout?: unknown }).statement_timeout;
+  return typeof timeout === 'number' && timeout > 0 ? timeout + cleanupTimeoutMs : undefined;
+}
+
+/**
+ * Races each round trip of a read against the connection's death and a bound.
+ * pg-cursor misses a connection that ends in the read's last round trip
+ * (after CommandComplete, before ReadyForQuery): its callback is never called,
+ * and the read would wait forever with its DQR's key.
+ */
+class ConnectionWatch {
+  /** Set on the client's first 'error' or 'end'; the connection is not reused after it. */
+  failure: Error | undefined;
+  private readonly client: pg.PoolClient;
+  private readonly boundMs: number | undefined;
+  private readonly waiting = new Set<(error: Error) => void>();
+  // A connection that dies while checked out emits 'error' on the client; without a listener that crashes Node.
+  private readonly onError = (error: Error): void => {
+    this.fail(new DbConnectionError('the database connection failed during the read', { cause: error }));
+  };
+  private readonly onEnd = (): void => {
+    this.fail(new DbConnectionError('the database connection closed during the read'));
+  };
+
+  constructor(client: pg.PoolClient, boundMs: number | undefined) {
+    this.client = client;
+    this.boundMs = boundMs;
+    client.on('error', this.onError);
+    client.on('end', this.onEnd);
+  }
+
+  /** Settles with `promise`, or rejects once the connection fails or the server has not answered `what` within the bound. */
+  reply<T>(promise: Promise<T>, what: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const settle = (): void => {
+        clearTimeout(timer);
+        this.waiting.delete(fail);
+      };
+      const fail = (error: Error): void => {
+        settle();
+        reject(error);
+      };
+      promise.then(
+        (value) => {
+          settle();
+          resolve(value);
+        },
+        (error: unknown) => {
+          settle();
+          reject(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+      if (this.failure !== undefined) {
+        fail(this.failure);
+        return;
+      }
+      this.waiting.add(fail);
+      if (this.boundMs !== undefined) {
+        const boundMs = this.boundMs;
+        timer = setTimeout(() => {
+          // A connection that went silent is not asked for a ROLLBACK either: it is destroyed.
+          this.fail(new DbConnectionError(`the database did not answer ${what} within ${boundMs} ms (statement timeout plus ${cleanupTimeoutMs} ms)`));
+        }, boundMs);
+      }
+    });
+  }
+
+  dispose(): void {
+    // pg-pool has its own listener for idle clients; ours would otherwise pile up across checkouts.
+    this.client.removeListener('error', this.onError);
+    this.client.removeListener('end', this.onEnd);
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    for (const waiter of [...this.waiting]) waiter(this.failure);
+  }
 }
 
 function readBatch(cursor: Cursor<Row>, batchSize: number): Promise<{ rows: Row[]; fields: pg.FieldDef[] }> {

@@ -58,7 +58,18 @@ export function describeApiError(error: unknown): ApiFailure {
     const err = error instanceof Error ? error : new Error(String(error));
     const net = networkCode(err);
     const timedOut = err.name === 'TimeoutError' || err.name === 'AbortError';
-    const message = net !== undefined ? `connection failed (${net})` : timedOut ? 'request timed out' : err.message === 'fetch failed' || err.message === 'terminated' ? 'connection failed' : err.message;
+    const message =
+      net === 'UND_ERR_BODY_TIMEOUT'
+        ? 'the member stopped sending: response body not complete within the request timeout'
+        : net === 'UND_ERR_HEADERS_TIMEOUT'
+          ? 'no response headers within the request timeout'
+          : net !== undefined
+            ? `connection failed (${net})`
+            : timedOut
+              ? 'request timed out'
+              : err.message === 'fetch failed' || err.message === 'terminated'
+                ? 'connection failed'
+                : err.message;
     return { kind: 'unavailable', message, causes: [], retryable: true };
   }
   const status = parseStatus(fields.body);
