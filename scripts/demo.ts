@@ -101,9 +101,12 @@ Change a row and watch it reach both members within the poll interval (5s):
     -c "INSERT INTO app_users (username, email, plan) VALUES ('hopper', 'grace.h@example.com', 'team')"
 
 Retire a user and see the prune guard: the example allows pruning 20% of its objects per sync,
-so the DQR reports PruneBlocked until a person confirms with the generation it names:
+so the DQR reports PruneBlocked and publishes status.pendingPrune until a person confirms
+that prune by its id (the sync runs at once, without waiting for a row to change):
   PGPASSWORD=demo-password psql -h ${postgres.host} -p ${postgres.port} -U app app -c "UPDATE app_users SET active = false WHERE username = 'linus'"
-  ${kubectl(hub)} -n ${namespace} annotate dqr user-configmaps rowcast.dev/confirm-prune=1
+  ${kubectl(hub)} -n ${namespace} get dqr user-configmaps -o jsonpath='{.status.pendingPrune}'
+  ${kubectl(hub)} -n ${namespace} annotate dqr user-configmaps --overwrite \\
+    rowcast.dev/confirm-prune="$(${kubectl(hub)} -n ${namespace} get dqr user-configmaps -o jsonpath='{.status.pendingPrune.id}')"
 
 Ctrl-C stops everything.`);
 

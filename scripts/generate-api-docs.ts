@@ -18,7 +18,7 @@ const ANNOTATION_DOCS: Readonly<Record<keyof typeof ANNOTATIONS, string>> = {
   rowKey: 'On every object Rowcast writes to a member: the key of the row it was rendered from.',
   hash: 'On every object Rowcast writes to a member: hash of the rendered object; an unchanged object is not sent again.',
   confirmPrune:
-    'Set by a person on a DatabaseQueryResource to let one sync prune past spec.pruneLimit. The value must be the DQR\'s current metadata.generation; the controller removes the annotation after that sync has pruned.',
+    'Set by a person on a DatabaseQueryResource to release one prune blocked by spec.pruneLimit. The value must equal status.pendingPrune.id, which names the exact objects of that prune: a larger or different prune gets another id and stays blocked. Setting it runs a sync at once (change detection does not wait for a row to change); the controller reads it live before pruning and removes it once a sync is within the limit or has used it.',
 };
 
 function isRecord(value: unknown): value is Json {

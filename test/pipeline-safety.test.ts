@@ -84,7 +84,11 @@ data: {}
 {{else}}${template()}{{/if}}`;
   await putDqr(env, 'mixed', { query: 'SELECT id, v FROM mixed ORDER BY id', template: dupTemplate });
   await waitNames(east, 'mixed', ['mixed-1', 'mixed-2']);
-  let status = await dqrStatus(env, 'mixed');
+  // The objects can appear before the sync that made them writes its status.
+  let status = await eventually('mixed reported', async () => {
+    const s = await dqrStatus(env, 'mixed');
+    return condition(s, 'Synced') === undefined ? undefined : s;
+  });
   assert.equal(condition(status, 'Synced')?.status, 'False');
   assert.equal(condition(status, 'Synced')?.reason, 'PartiallySynced');
   assert.deepEqual([...new Set(status.failingRows?.map((r) => r.rowKey))].sort(), ['3', '4']);
@@ -190,8 +194,8 @@ test('a prune above spec.pruneLimit waits for a person to confirm it', async () 
   await new Promise((resolve) => setTimeout(resolve, 1500));
   assert.equal((await names(east, 'limited')).length, 4, 'nothing pruned while blocked');
   const dqr = await getHub(env, dqrPath(env, 'limited'));
-  const generation = String((dqr?.['metadata'] as { generation: number }).generation);
-  await adminRequest(env.state.hub, 'PATCH', dqrPath(env, 'limited'), { metadata: { annotations: { 'rowcast.dev/confirm-prune': generation } } });
+  const id = (dqr?.['status'] as { pendingPrune: { id: string } }).pendingPrune.id;
+  await adminRequest(env.state.hub, 'PATCH', dqrPath(env, 'limited'), { metadata: { annotations: { 'rowcast.dev/confirm-prune': id } } });
   await waitNames(east, 'limited', ['limited-1']);
   await waitNames(west, 'limited', ['limited-1']);
   await eventually('confirmation removed', async () => {

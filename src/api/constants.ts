@@ -36,10 +36,10 @@ export const ANNOTATIONS = {
   hash: `${GROUP}/hash`,
   /**
    * Set on a DQR by a person to let a sync prune past `spec.pruneLimit`. The
-   * value must equal the DQR's current `metadata.generation` (as a decimal
-   * string), so a confirmation never carries over to an edited spec. The
-   * controller removes the annotation after the confirmed sync has pruned, so
-   * one confirmation releases one blocked sync, not every later one.
+   * value must equal `status.pendingPrune.id`, which names the exact objects
+   * of one blocked prune, so a confirmation never releases a different or a
+   * larger prune. The controller reads it live before pruning and removes it
+   * once a sync is within the limit or has used it.
    */
   confirmPrune: `${GROUP}/confirm-prune`,
 } as const;

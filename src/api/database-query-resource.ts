@@ -229,7 +229,7 @@ export const databaseQueryResourceSpecSchema: ObjectSchema = {
     pruneLimit: {
       type: 'int-or-string',
       description:
-        "The most of this DQR's objects one sync may prune: a percentage (\"50%\", of the objects it manages across all clusters, rounded down) or a count (10). A sync over the limit stops and waits for the rowcast.dev/confirm-prune annotation set to the DQR's metadata.generation. 0 or \"0%\" makes every prune wait.",
+        "The most of this DQR's objects one sync may prune: a percentage (\"50%\", rounded down, of the objects it managed before the sync on the clusters being pruned, and of each such cluster's own) or a count (10, across them and on each). A sync over the limit prunes nothing, publishes status.pendingPrune and waits for the rowcast.dev/confirm-prune annotation set to its id. 0 or \"0%\" makes every prune wait.",
       default: '50%',
       rules: [
         {
@@ -319,6 +319,36 @@ export const databaseQueryResourceStatusSchema: ObjectSchema = {
             type: 'string',
             description: 'The last error on this cluster, shortened.',
             maxLength: STATUS_LIMITS.errorMessageLength,
+          },
+        },
+      },
+    },
+    pendingPrune: {
+      type: 'object',
+      description:
+        'A prune over spec.pruneLimit that is waiting for a person: nothing was pruned. Setting the rowcast.dev/confirm-prune annotation to its id releases exactly this prune (the same objects); a sync within the limit removes it.',
+      required: ['id', 'wanted', 'allowed', 'managed'],
+      properties: {
+        id: { type: 'string', description: 'Names the set of objects this prune would delete; the confirmation must equal it.', maxLength: 64 },
+        wanted: countSchema('Objects the sync would prune.'),
+        allowed: countSchema('Objects spec.pruneLimit allows one sync to prune.'),
+        managed: countSchema('Objects the DQR managed before the sync, on the clusters it would prune (or on the one cluster named).'),
+        cluster: { type: 'string', description: 'Set when one cluster alone was over the limit; the counts are then that cluster\'s.', maxLength: 317 },
+        clusters: {
+          type: 'array',
+          description:
+            'What each cluster managed when this prune was first blocked. Until it is released or gone, the limit stays a share of these counts, not of the objects the blocked syncs created since.',
+          maxItems: STATUS_LIMITS.clusters,
+          listType: 'map',
+          listMapKeys: ['name'],
+          items: {
+            type: 'object',
+            description: 'One cluster\'s count.',
+            required: ['name', 'managed'],
+            properties: {
+              name: { type: 'string', description: 'The cluster reference.', maxLength: 317 },
+              managed: countSchema('Objects it managed.'),
+            },
           },
         },
       },
@@ -423,6 +453,15 @@ export interface FailingRow {
   readonly message: string;
 }
 
+export interface PendingPruneStatus {
+  readonly id: string;
+  readonly wanted: number;
+  readonly allowed: number;
+  readonly managed: number;
+  readonly cluster?: string;
+  readonly clusters?: readonly { readonly name: string; readonly managed: number }[];
+}
+
 export interface DatabaseQueryResourceStatus {
   readonly observedGeneration?: number;
   readonly conditions?: readonly Condition[];
@@ -432,6 +471,7 @@ export interface DatabaseQueryResourceStatus {
   readonly lastSyncTime?: string;
   readonly clusters?: readonly ClusterSyncStatus[];
   readonly failingRows?: readonly FailingRow[];
+  readonly pendingPrune?: PendingPruneStatus;
 }
 
 /** How many objects one sync may prune before it needs a confirmation. */

@@ -30,6 +30,7 @@ export {
   type DatabaseQueryResourceStatus,
   type DeletionPolicy,
   type FailingRow,
+  type PendingPruneStatus,
   type PruneLimit,
   type Targets,
 } from './database-query-resource.ts';

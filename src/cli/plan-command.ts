@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { createTwoFilesPatch } from 'diff';
 import yaml from 'js-yaml';
-import { ANNOTATIONS, API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, parseClusterTarget, type ClusterTarget } from '../api/index.ts';
+import { ANNOTATIONS, API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, parseClusterTarget, type ClusterTarget, type PendingPruneStatus } from '../api/index.ts';
 import { MemberRegistry, type MemberApi } from '../clusters/index.ts';
 import { PoolRegistry, type ConnectionSettings } from '../db/index.ts';
 import { ownerLabelValue } from '../render/index.ts';
@@ -77,8 +77,9 @@ function print(outcome: DqrSyncOutcome, limit: string): { changes: number; probl
   }
   for (const failure of outcome.failures.filter((f) => f.cluster === '')) out(`x row ${JSON.stringify(failure.rowKey)} (${failure.field}): ${failure.message}`);
   if (outcome.pruneBlocked !== undefined) {
-    const { wanted, allowed, managed } = outcome.pruneBlocked;
-    out(`prune BLOCKED: ${wanted} of ${managed} objects is more than spec.pruneLimit ${limit} allows (${allowed}); the controller would wait for rowcast.dev/confirm-prune`);
+    const { id, wanted, allowed, managed, cluster } = outcome.pruneBlocked;
+    const where = cluster === undefined ? '' : ` on cluster ${cluster}`;
+    out(`prune BLOCKED: ${wanted} of ${managed} objects${where} is more than spec.pruneLimit ${limit} allows (${allowed}); the controller would wait for ${ANNOTATIONS.confirmPrune}=${id}`);
   }
   const problems = outcome.failures.length + outcome.clusters.filter((c) => c.lastError !== undefined).length;
   out(`${outcome.rowCount} rows; ${changes} change(s); ${problems} problem(s)`);
@@ -115,7 +116,7 @@ export async function planCommand(argv: string[]): Promise<number> {
   const pools = new PoolRegistry({ logger });
   try {
     const hubId = values['hub-id'] ?? (await hub.request<{ metadata: { uid: string } }>('GET', '/api/v1/namespaces/kube-system')).metadata.uid;
-    const live = await getOrUndefined<{ metadata: { uid: string; generation?: number; annotations?: Record<string, string> }; status?: { managedResources?: string[] } }>(
+    const live = await getOrUndefined<{ metadata: { uid: string; generation?: number; annotations?: Record<string, string> }; status?: { managedResources?: string[]; pendingPrune?: PendingPruneStatus } }>(
       hub,
       `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}/${dqr.metadata.name}`,
     );
@@ -173,7 +174,8 @@ export async function planCommand(argv: string[]): Promise<number> {
         ownerLabel: ownerLabelValue({ hubId, namespace, name: dqr.metadata.name }),
         clusters,
         previousResources: live?.status?.managedResources ?? [],
-        pruneConfirmed: live?.metadata.annotations?.[ANNOTATIONS.confirmPrune] === String(live?.metadata.generation ?? ''),
+        pruneBaseline: live?.status?.pendingPrune?.clusters,
+        confirmation: () => Promise.resolve(live?.metadata.annotations?.[ANNOTATIONS.confirmPrune]),
         dryRun: true,
         signal: AbortSignal.timeout(10 * 60_000),
       });

@@ -51,9 +51,19 @@ export async function closeSubscription(ctx: HubContext, key: string): Promise<v
  * on the first sync of a generation, after a failure, on a notification or
  * reconnect, and at least every --full-sync-interval; in timestamp mode a poll
  * runs it only when max(timestampColumn) moved (one light query instead of the
- * whole result); notify mode keeps the poll as a safety net.
+ * whole result); notify mode keeps the poll as a safety net. A confirmation
+ * of the pending prune runs it at once.
  */
-export async function decideSync(ctx: HubContext, key: string, dqr: DatabaseQueryResource, settings: ConnectionSettings, pool: pg.Pool, signal: AbortSignal): Promise<SyncDecision | undefined> {
+export async function decideSync(
+  ctx: HubContext,
+  key: string,
+  dqr: DatabaseQueryResource,
+  settings: ConnectionSettings,
+  pool: pg.Pool,
+  signal: AbortSignal,
+  /** A person confirmed the pending prune: the sync that uses it runs now, whatever the data did. */
+  confirming = false,
+): Promise<SyncDecision | undefined> {
   const subscribed = ensureSubscription(ctx, key, dqr, settings);
   if (subscribed !== undefined) {
     // LISTEN confirmed before the full sync, or a change committed in between would be missed; bounded, as an unreachable database never confirms.
@@ -70,6 +80,7 @@ export async function decideSync(ctx: HubContext, key: string, dqr: DatabaseQuer
   const withMax = (decision: SyncDecision): SyncDecision => (max === undefined ? decision : { ...decision, max });
   if (state === undefined || state.generation !== dqr.metadata.generation) return withMax({ trigger: 'spec', seenAt: now });
   if (state.failed) return withMax({ trigger: 'retry', seenAt: now });
+  if (confirming) return withMax({ trigger: 'confirmation', seenAt: now });
   if (pending !== undefined) return withMax({ trigger: pending.trigger, seenAt: pending.at });
   if (mode.mode === 'none' || mode.mode === 'notify') return { trigger: 'poll', seenAt: now };
   if (max !== state.lastMax) return withMax({ trigger: 'timestamp', seenAt: now });

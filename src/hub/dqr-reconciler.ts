@@ -10,7 +10,7 @@ import {
   parseDatabaseQueryResource,
   type ClusterTarget,
   type Condition,
-  type DatabaseQueryResource,
+  type PendingPruneStatus,
 } from '../api/index.ts';
 import { classifyDbError, compileStatusTemplate, ensureLedger, type PoolLease } from '../db/index.ts';
 import { TemplateError, ownerLabelValue, type CompiledTemplate } from '../render/index.ts';
@@ -201,9 +201,11 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     else clusters.push({ target, member });
   }
 
+  const pendingPrune = raw.status?.['pendingPrune'] as PendingPruneStatus | undefined;
+  const confirmation = dqr.metadata.annotations[ANNOTATIONS.confirmPrune];
   let decision: SyncDecision | undefined;
   try {
-    decision = await decideSync(ctx, key, dqr, connection.settings, lease.pool, signal);
+    decision = await decideSync(ctx, key, dqr, connection.settings, lease.pool, signal, confirmation !== undefined && confirmation === pendingPrune?.id);
   } catch (error) {
     return queryFailed(report, log, 'spec.changeDetection', error, dqr.spec.pollIntervalMs);
   }
@@ -227,7 +229,6 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   }
 
   const previousResources = (raw.status?.['managedResources'] ?? []) as string[];
-  const pruneConfirmed = dqr.metadata.annotations[ANNOTATIONS.confirmPrune] === String(raw.metadata?.generation ?? '');
   let outcome: DqrSyncOutcome;
   try {
     outcome = await inSpan('rowcast.sync', { 'rowcast.dqr': key, 'rowcast.generation': raw.metadata?.generation ?? 0, 'rowcast.clusters': clusters.length }, async (span) => {
@@ -239,7 +240,13 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
         ownerLabel: ownerLabelValue({ hubId: ctx.hubId, namespace, name }),
         clusters,
         previousResources,
-        pruneConfirmed,
+        pruneBaseline: pendingPrune?.clusters,
+        // Unreadable is unconfirmed: the prune waits for the next sync.
+        confirmation: () =>
+          ctx.hub.request<HubObject>('GET', path, { signal }).then(
+            (live) => live.metadata?.annotations?.[ANNOTATIONS.confirmPrune],
+            () => undefined,
+          ),
         ...(ledger === undefined ? {} : { ledger: { table: ledger.table, everything: decision.trigger === 'spec' } }),
         batchSize: ctx.options.batchSize,
         signal,
@@ -267,9 +274,12 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     }
   }
   recordSyncRun(ctx, key, dqr, decision, clean);
-  await reportOutcome(report, dqr, outcome, refusals, selection.selected.length, decision.trigger, ctx.statusWatches.failures.get(key));
+  await reportOutcome(report, outcome, refusals, selection.selected.length, decision.trigger, ctx.statusWatches.failures.get(key), pendingPrune !== undefined);
   recordMetrics(ctx, namespace, name, outcome, startedAt - decision.seenAt);
-  if (outcome.confirmationUsed) await ctx.writer.patchMetadata(path, { annotations: { [ANNOTATIONS.confirmPrune]: null } });
+  // Within the limit (or confirmed and done): a confirmation left over would only wait to release some later prune.
+  if (outcome.pruneEvaluated && outcome.pruneBlocked === undefined && confirmation !== undefined) {
+    await ctx.writer.patchMetadata(path, { annotations: { [ANNOTATIONS.confirmPrune]: null } });
+  }
   log.info('synced', {
     rows: outcome.rowCount,
     clusters: outcome.clusters.map((c) => ({ name: c.name, applied: c.applied, unchanged: c.unchanged, pruned: c.pruned, failed: c.failed })),
@@ -301,12 +311,12 @@ function recordMetrics(ctx: HubContext, namespace: string, name: string, outcome
 /** Writes the outcome into status and Events. */
 async function reportOutcome(
   report: Reporter,
-  dqr: DatabaseQueryResource,
   outcome: DqrSyncOutcome,
   refusals: string[],
   selectedCount: number,
   trigger: string,
   writeBackFailure: string | undefined,
+  hadPendingPrune: boolean,
 ): Promise<void> {
   const clusterErrors = outcome.clusters.filter((c) => c.lastError !== undefined);
   const first = outcome.failures[0];
@@ -314,8 +324,9 @@ async function reportOutcome(
     `row ${JSON.stringify(f.rowKey)}${f.cluster === '' ? '' : ` on cluster ${f.cluster}`}${f.field === '' ? '' : ` (${f.field})`}: ${f.message}`;
   let synced: ConditionUpdate;
   if (outcome.pruneBlocked !== undefined) {
-    const { wanted, allowed, managed } = outcome.pruneBlocked;
-    const message = `would prune ${wanted} of ${managed} objects, more than spec.pruneLimit allows (${allowed}); nothing was pruned. To confirm, annotate the DatabaseQueryResource with ${ANNOTATIONS.confirmPrune}=${String(dqr.metadata.generation ?? '')}`;
+    const { id, wanted, allowed, managed, cluster } = outcome.pruneBlocked;
+    const where = cluster === undefined ? '' : ` on cluster ${cluster}`;
+    const message = `would prune ${wanted} of ${managed} objects${where}, more than spec.pruneLimit allows (${allowed}); nothing was pruned. To confirm this prune (status.pendingPrune), annotate the DatabaseQueryResource with ${ANNOTATIONS.confirmPrune}=${id}`;
     synced = { type: CONDITION_TYPES.synced, status: 'False', reason: REASONS.pruneBlocked, message };
     await report.warn(REASONS.pruneBlocked, message);
   } else if (clusterErrors.length > 0 || outcome.failures.length > 0 || refusals.length > 0) {
@@ -357,6 +368,8 @@ async function reportOutcome(
         ...(c.lastError === undefined ? {} : { lastError: truncateMessage(c.lastError) }),
       })),
       failingRows,
+      // A merge patch: null removes a pending prune this sync no longer has.
+      ...(outcome.pruneBlocked !== undefined ? { pendingPrune: outcome.pruneBlocked } : outcome.pruneEvaluated && hadPendingPrune ? { pendingPrune: null } : {}),
     },
   );
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { allowedPrunes, type ClusterTarget, type DatabaseQueryResource } from '../api/index.ts';
+import { type ClusterTarget, type DatabaseQueryResource } from '../api/index.ts';
 import type { Member } from '../clusters/index.ts';
 import { classifyDbError, readRows, writeLedger, type LedgerEntry } from '../db/index.ts';
 import { RowKeyError, ownerRefValue, renderRow, rowKeyOf, type CompiledTemplate, type OwnerIdentity } from '../render/index.ts';
@@ -7,6 +7,7 @@ import { inBatchSpan, inSpan } from '../telemetry/index.ts';
 import { identityOf } from './identity.ts';
 import { pruneMember, syncMember, type PlannedChange, type PruneResult, type ResourceKey, type RowFailure } from './member-sync.ts';
 import type { DesiredObject, LiveObject } from './plan.ts';
+import { decidePrune, type PendingPrune, type PruneDecision } from './prune-decision.ts';
 import { rowClusters } from './targets.ts';
 
 export interface SyncCluster {
@@ -23,8 +24,10 @@ export interface DqrSyncInput {
   clusters: readonly SyncCluster[];
   /** Kinds in use after the previous sync (from status). */
   previousResources: readonly ResourceKey[];
-  /** The prune-confirmation annotation names this generation. */
-  pruneConfirmed: boolean;
+  /** status.pendingPrune.clusters of the prune still pending, if any: the limit's share stays of those counts. */
+  pruneBaseline?: readonly { name: string; managed: number }[] | undefined;
+  /** Reads the prune-confirmation annotation live; asked only when a prune is over the limit. */
+  confirmation?: () => Promise<string | undefined>;
   /** Plan only: dry-run applies, no prunes; the changes come back in each cluster's outcome. */
   dryRun?: boolean;
   /** spec.ledger: record applied and pruned objects there; `everything` also records unchanged ones (a new generation, a new ledger). */
@@ -57,7 +60,9 @@ export interface DqrSyncOutcome {
   clusters: ClusterOutcome[];
   failures: RowFailure[];
   /** Pruning wanted more than spec.pruneLimit allows and was not confirmed: nothing was pruned. */
-  pruneBlocked: { wanted: number; allowed: number; managed: number } | undefined;
+  pruneBlocked: PendingPrune | undefined;
+  /** The prune limit was weighed (pruning on, every row keyed): no pruneBlocked then means nothing is pending. */
+  pruneEvaluated: boolean;
   /** A confirmed prune over the limit went through: the confirmation is used up. */
   confirmationUsed: boolean;
   resources: ResourceKey[];
@@ -246,23 +251,26 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   );
   for (const result of results) failures.push(...result.failures);
 
-  // The prune limit is a share of everything this DQR manages across its clusters.
-  const prunable = spec.prune && unkeyedRows === 0 ? results.filter((r) => r.error === undefined) : [];
-  const wanted = prunable.reduce((n, r) => n + r.pruneCandidates.length, 0);
-  const managed = results.reduce((n, r) => n + r.managed, 0);
-  const allowed = allowedPrunes(spec.pruneLimit, managed);
-  const overLimit = wanted > allowed;
-  const pruneBlocked = overLimit && !input.pruneConfirmed ? { wanted, allowed, managed } : undefined;
+  const decide = (confirmation: string | undefined): PruneDecision =>
+    decidePrune({
+      prune: spec.prune,
+      limit: spec.pruneLimit,
+      unkeyedRows,
+      clusters: results.map((r) => ({ cluster: r.cluster, managedBefore: r.managedBefore, candidates: r.pruneCandidates, failed: r.error !== undefined })),
+      confirmation,
+      baseline: input.pruneBaseline,
+    });
+  let decision = decide(undefined);
+  // Read live, not from the informer's copy: a confirmation is honoured only while it is still there.
+  if (decision.pending !== undefined && input.confirmation !== undefined) decision = decide(await input.confirmation());
   const pruned = new Map<string, PruneResult>();
-  if (pruneBlocked === undefined && input.dryRun !== true) {
+  if (input.dryRun !== true) {
     await Promise.all(
-      prunable.map(async (result) => {
-        const cluster = clusters.find((c) => c.member.name === result.cluster);
-        if (cluster === undefined || result.pruneCandidates.length === 0) return;
-        const done = await inBatchSpan('rowcast.prune', { 'rowcast.cluster': result.cluster, 'rowcast.objects': result.pruneCandidates.length }, () =>
-          pruneMember(cluster.member, result.pruneCandidates, input.signal),
-        );
-        pruned.set(result.cluster, done);
+      decision.prune.map(async ({ cluster: name, objects }) => {
+        const cluster = clusters.find((c) => c.member.name === name);
+        if (cluster === undefined) return;
+        const done = await inBatchSpan('rowcast.prune', { 'rowcast.cluster': name, 'rowcast.objects': objects.length }, () => pruneMember(cluster.member, objects, input.signal));
+        pruned.set(name, done);
       }),
     );
   }
@@ -314,13 +322,14 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
         lastError: r.error ?? p?.error,
         conflicts: r.failures.filter((f) => f.conflict).length,
         planned: r.planned,
-        pruneCandidates: prunable.includes(r) ? r.pruneCandidates : [],
+        pruneCandidates: [...(decision.evaluated && r.error === undefined ? r.pruneCandidates : [])],
         appliedAfterMs: appliedAfter.get(r.cluster) ?? 0,
       };
     }),
     failures,
-    pruneBlocked,
-    confirmationUsed: overLimit && input.pruneConfirmed && pruneBlocked === undefined,
+    pruneBlocked: decision.pending,
+    pruneEvaluated: decision.evaluated,
+    confirmationUsed: decision.confirmed,
     queryMs,
     keyColumns,
     resources: [...new Set([...results.flatMap((r) => r.resources), ...(results.some((r) => r.error !== undefined) ? input.previousResources : [])])].sort(),

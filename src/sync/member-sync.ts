@@ -62,8 +62,10 @@ export interface MemberSyncResult {
   pruneCandidates: LiveObject[];
   /** Owned objects of failed rows, kept. */
   kept: number;
-  /** Everything this member holds for the DQR after the sync (for the prune limit's share). */
+  /** Everything this member holds for the DQR after the sync. */
   managed: number;
+  /** What it held when listed, before this sync applied anything: the prune limit's share. */
+  managedBefore: number;
   resources: ResourceKey[];
   /** Set when the member could not be listed or failed as a whole: nothing may be pruned there. */
   error: string | undefined;
@@ -88,13 +90,14 @@ function objectPath(apiVersion: string, resource: ApiResource, namespace: string
 }
 
 function toLive(apiVersion: string, kind: string, item: Record<string, unknown>): LiveObject {
-  const metadata = (item['metadata'] ?? {}) as { name?: string; namespace?: string; uid?: string; annotations?: Record<string, string> };
+  const metadata = (item['metadata'] ?? {}) as { name?: string; namespace?: string; uid?: string; resourceVersion?: string; annotations?: Record<string, string> };
   return {
     apiVersion,
     kind,
     namespace: metadata.namespace,
     name: metadata.name ?? '',
     uid: metadata.uid ?? '',
+    resourceVersion: metadata.resourceVersion,
     hash: metadata.annotations?.[ANNOTATIONS.hash],
     rowKey: metadata.annotations?.[ANNOTATIONS.rowKey],
   };
@@ -134,6 +137,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
     pruneCandidates: [],
     kept: 0,
     managed: 0,
+    managedBefore: 0,
     resources: [],
     error: undefined,
   };
@@ -196,6 +200,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
     return result;
   }
   for (const key of new Set(owned.map((o) => resourceKey(o.apiVersion, o.kind)))) result.resources.push(key);
+  result.managedBefore = owned.length;
 
   const plan = planCluster(
     resolved.map((r) => r.object),

@@ -13,6 +13,8 @@ export interface LiveObject {
   namespace: string | undefined;
   name: string;
   uid: string;
+  /** As listed: a delete is sent only to the object as it was then. */
+  resourceVersion: string | undefined;
   hash: string | undefined;
   rowKey: string | undefined;
 }

@@ -5,7 +5,7 @@ export const APPLY_RESULTS = ['applied', 'unchanged', 'conflict', 'failed', 'thr
 export type ApplyResult = (typeof APPLY_RESULTS)[number];
 
 /** Why a DQR's query ran (or did not): first sync or spec change, poll, change detection, forced full sync, retry. */
-export const SYNC_TRIGGERS = ['spec', 'poll', 'timestamp', 'notify', 'reconnect', 'full', 'retry', 'skipped'] as const;
+export const SYNC_TRIGGERS = ['spec', 'poll', 'timestamp', 'notify', 'reconnect', 'full', 'retry', 'confirmation', 'skipped'] as const;
 export type SyncTrigger = (typeof SYNC_TRIGGERS)[number];
 
 /** controller-runtime's reconcile results; Rowcast's terminal errors count as error. */

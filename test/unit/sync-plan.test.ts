@@ -8,7 +8,7 @@ function desired(name: string, rowKey: string, hash: string, apiVersion = 'v1'):
 }
 
 function live(name: string, rowKey: string, hash: string, apiVersion = 'v1'): LiveObject {
-  return { apiVersion, kind: 'ConfigMap', name, namespace: 'ns', uid: `uid-${name}`, hash, rowKey };
+  return { apiVersion, kind: 'ConfigMap', name, namespace: 'ns', uid: `uid-${name}`, resourceVersion: '1', hash, rowKey };
 }
 
 test('planning sorts desired against live into create, update, unchanged, prune and kept', () => {

@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import { expectNoLeaks, openTestEnv, type LeakCount, type TestCluster } from './harness/test-env.ts';
+import { condition, configMaps, dqrPath, dqrStatus, eventually, getHub, putDatabaseSecret, putDqr, registerMembers, startController, type RunningController } from './helpers/hub-fixture.ts';
+import { adminRequest } from './harness/kube-apiserver.ts';
+
+const env = await openTestEnv('prune-safety');
+const [east, west] = env.members;
+assert.ok(east !== undefined && west !== undefined);
+let running: RunningController | undefined;
+let baseline: LeakCount | undefined;
+
+interface PendingPrune {
+  id: string;
+  wanted: number;
+  allowed: number;
+  managed: number;
+}
+
+function template(extra = ''): string {
+  return `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{metadata.name}}-{{row.id}}
+data:
+  v: {{quote row.v}}
+${extra}`;
+}
+
+async function names(cluster: TestCluster, prefix: string): Promise<string[]> {
+  return [...(await configMaps(cluster, env.namespace)).keys()].filter((n) => n.startsWith(`${prefix}-`)).sort();
+}
+
+async function waitCount(cluster: TestCluster, prefix: string, count: number): Promise<void> {
+  await eventually(`${count} ${prefix} objects on ${cluster.info.name}`, async () => ((await names(cluster, prefix)).length === count ? true : undefined), 60_000);
+}
+
+async function waitNames(cluster: TestCluster, prefix: string, want: string[]): Promise<void> {
+  await eventually(`${want.join(',')} on ${cluster.info.name}`, async () => (JSON.stringify(await names(cluster, prefix)) === JSON.stringify([...want].sort()) ? true : undefined));
+}
+
+async function pendingPrune(dqr: string): Promise<PendingPrune | undefined> {
+  return ((await getHub(env, dqrPath(env, dqr)))?.['status'] as { pendingPrune?: PendingPrune } | undefined)?.pendingPrune;
+}
+
+async function annotation(dqr: string): Promise<string | undefined> {
+  return ((await getHub(env, dqrPath(env, dqr)))?.['metadata'] as { annotations?: Record<string, string> }).annotations?.['rowcast.dev/confirm-prune'];
+}
+
+async function confirm(dqr: string, value: string): Promise<void> {
+  await adminRequest(env.state.hub, 'PATCH', dqrPath(env, dqr), { metadata: { annotations: { 'rowcast.dev/confirm-prune': value } } });
+}
+
+const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 2000));
+
+before(async () => {
+  await registerMembers(env);
+  await putDatabaseSecret(env);
+  baseline = await env.leaks();
+  running = await startController(env);
+});
+
+env.defer(async () => {
+  await running?.stop();
+  if (baseline !== undefined) await expectNoLeaks(env, baseline);
+});
+
+test('re-keying every row of a 100-row DQR is a prune over the limit: blocked, nothing deleted', async () => {
+  await env.sql('CREATE TABLE rekey (id int PRIMARY KEY, v text)');
+  await env.sql("INSERT INTO rekey SELECT g, 'v' || g FROM generate_series(1, 100) g");
+  await putDqr(env, 'rekey', { query: 'SELECT id, v FROM rekey ORDER BY id', template: template() });
+  await waitCount(east, 'rekey', 100);
+  await waitCount(west, 'rekey', 100);
+
+  await env.sql('UPDATE rekey SET id = id + 1000');
+  const blocked = await eventually('rekey blocked', async () => {
+    const c = condition(await dqrStatus(env, 'rekey'), 'Synced');
+    return c?.reason === 'PruneBlocked' ? c : undefined;
+  });
+  assert.match(blocked.message, /would prune 200 of 200 objects/);
+  const pending = await pendingPrune('rekey');
+  assert.deepEqual([pending?.wanted, pending?.allowed, pending?.managed], [200, 100, 200]);
+  // Syncs go on (every second): the 100 new objects they now list must not make the same prune look like 100 of 200.
+  await settle();
+  await settle();
+  assert.equal((await pendingPrune('rekey'))?.id, pending?.id);
+  for (const cluster of [east, west]) {
+    const held = await names(cluster, 'rekey');
+    assert.equal(held.length, 200, `the 100 originals are still on ${cluster.info.name} beside the 100 new ones`);
+    assert.ok(held.includes('rekey-1') && held.includes('rekey-1100'));
+  }
+});
+
+test('a confirmation must name status.pendingPrune.id; it runs at once in timestamp mode and is then cleared', async () => {
+  await env.sql(`CREATE TABLE stamped (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp())`);
+  await env.sql("INSERT INTO stamped (id, v) SELECT g, 'v' FROM generate_series(1, 4) g");
+  const spec = (where: string): Record<string, unknown> => ({
+    query: `SELECT id, v FROM stamped ${where} ORDER BY id`,
+    template: template(),
+    changeDetection: { mode: 'timestamp', tableName: 'stamped', timestampColumn: 'updated_at' },
+  });
+  await putDqr(env, 'stamped', spec(''));
+  await waitCount(east, 'stamped', 4);
+  await waitCount(west, 'stamped', 4);
+
+  // A new generation drops three rows: 6 of 8 objects, over 50%.
+  await putDqr(env, 'stamped', spec('WHERE id = 1'));
+  const pending = await eventually('pending prune published', () => pendingPrune('stamped'));
+  assert.deepEqual([pending.wanted, pending.allowed, pending.managed], [6, 4, 8]);
+  assert.match(condition(await dqrStatus(env, 'stamped'), 'Synced')?.message ?? '', new RegExp(`rowcast.dev/confirm-prune=${pending.id}`));
+
+  // The generation is no confirmation any more.
+  const generation = String(((await getHub(env, dqrPath(env, 'stamped')))?.['metadata'] as { generation: number }).generation);
+  await confirm('stamped', generation);
+  await settle();
+  assert.equal((await names(east, 'stamped')).length, 4, 'a value other than the id releases nothing');
+
+  // The id does, at once: no row changed, max(updated_at) did not move, the full sync is minutes away.
+  await confirm('stamped', pending.id);
+  await waitNames(east, 'stamped', ['stamped-1']);
+  await waitNames(west, 'stamped', ['stamped-1']);
+  await eventually('pendingPrune and the confirmation cleared', async () => ((await pendingPrune('stamped')) === undefined && (await annotation('stamped')) === undefined ? true : undefined));
+});
+
+test('a sync back within the limit clears the pending prune and a stale confirmation', async () => {
+  await env.sql('CREATE TABLE back (id int PRIMARY KEY, v text)');
+  await env.sql("INSERT INTO back SELECT g, 'v' FROM generate_series(1, 4) g");
+  await putDqr(env, 'back', { query: 'SELECT id, v FROM back ORDER BY id', template: template() });
+  await waitCount(east, 'back', 4);
+  await env.sql('CREATE TABLE back_saved AS SELECT * FROM back');
+  await env.sql('DELETE FROM back WHERE id > 1');
+  await eventually('pending prune published', () => pendingPrune('back'));
+  await confirm('back', 'not-the-id');
+  await env.sql('INSERT INTO back SELECT * FROM back_saved WHERE id > 1');
+  await eventually('pendingPrune and the stale confirmation cleared', async () => ((await pendingPrune('back')) === undefined && (await annotation('back')) === undefined ? true : undefined));
+  assert.equal((await names(west, 'back')).length, 4);
+  assert.equal(condition(await dqrStatus(env, 'back'), 'Synced')?.status, 'True');
+});
