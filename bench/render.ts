@@ -78,7 +78,7 @@ const base = {
   metadata: { name: 'users', namespace: 'team-a', labels: {}, annotations: {} },
   cluster: { name: 'eu-west-1', labels: { region: 'eu-west-1', tier: 'prod' } },
 };
-const owner = { hubId: 'hub-1', namespace: 'team-a', name: 'users', uid: '5b0f2d7c-4a6e-4c1e-9d7e-2f8a1b3c4d5e' };
+const owner = { hubId: 'hub-1', namespace: 'team-a', name: 'users', uid: '5b0f2d7c-4a6e-4c1e-9d7e-2f8a1b3c4d5e', target: 'fleet/member' };
 const contexts: RenderContext[] = data.map((row) => ({ ...base, row }));
 
 // Sanity check and output size.

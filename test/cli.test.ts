@@ -134,7 +134,8 @@ test('rowcast cluster add registers a member from a kubeconfig context, inlining
     yaml.dump({
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'far', cluster: { server: member.info.server, 'certificate-authority': 'ca.crt' } }],
+      // As localhost: the same server URL and CA as the registered member-2 would be refused as a duplicate.
+      clusters: [{ name: 'far', cluster: { server: member.info.server.replace('127.0.0.1', 'localhost'), 'certificate-authority': 'ca.crt' } }],
       users: [
         { name: 'far-admin', user: { 'client-certificate': 'admin.crt', 'client-key': 'admin.key' } },
         { name: 'plugin', user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: 'gke-gcloud-auth-plugin' } } },

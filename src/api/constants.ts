@@ -22,13 +22,14 @@ export const CATEGORY = 'rowcast';
 
 /**
  * Label on every object Rowcast writes to a member. Its value is a short hash
- * of hub id + DQR namespace/name, because owner references cannot cross
- * clusters and label values are capped at 63 characters. Pruning lists by it.
+ * of hub id + DQR namespace/name + the ClusterTarget it was rendered for,
+ * because owner references cannot cross clusters and label values are capped
+ * at 63 characters. Pruning lists by it (render/ownership.ts).
  */
 export const OWNER_LABEL = `${GROUP}/owner`;
 
 export const ANNOTATIONS = {
-  /** Hub id, namespace, name and uid of the owning DQR, in full. */
+  /** Hub id, namespace, name and uid of the owning DQR and its ClusterTarget, in full. */
   ownerRef: `${GROUP}/owner-ref`,
   /** The row key the object was rendered from. */
   rowKey: `${GROUP}/row-key`,
@@ -92,6 +93,8 @@ export const REASONS = {
   kubeconfigInvalid: 'KubeconfigInvalid',
   /** `spec.paused` is true. */
   paused: 'Paused',
+  /** An older ClusterTarget reaches the same apiserver (server and CA) with overlapping namespaces. */
+  duplicateCluster: 'DuplicateCluster',
   /** Objects are applied, but writing their status back to the database fails. */
   writeBackFailed: 'WriteBackFailed',
 } as const;

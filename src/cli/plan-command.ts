@@ -4,7 +4,6 @@ import yaml from 'js-yaml';
 import { ANNOTATIONS, API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, parseClusterTarget, type ClusterTarget, type PendingPruneStatus } from '../api/index.ts';
 import { MemberRegistry, type MemberApi } from '../clusters/index.ts';
 import { PoolRegistry, type ConnectionSettings } from '../db/index.ts';
-import { ownerLabelValue } from '../render/index.ts';
 import { readSecretKeys, type SecretLike } from '../runtime/index.ts';
 import { connectionSettingsFromSecret, describeObject, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { SecretScrubber, createLogger } from '../telemetry/index.ts';
@@ -171,7 +170,6 @@ export async function planCommand(argv: string[]): Promise<number> {
         pool: lease.pool,
         template,
         owner: { hubId, namespace, name: dqr.metadata.name, uid: live?.metadata.uid ?? '' },
-        ownerLabel: ownerLabelValue({ hubId, namespace, name: dqr.metadata.name }),
         clusters,
         previousResources: live?.status?.managedResources ?? [],
         pruneBaseline: live?.status?.pendingPrune?.clusters,

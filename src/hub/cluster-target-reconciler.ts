@@ -1,8 +1,8 @@
-import { API_VERSION, CLUSTER_TARGET, CONDITION_TYPES, REASONS, parseClusterTarget, type Condition } from '../api/index.ts';
-import { probeMember } from '../clusters/index.ts';
+import { API_VERSION, CLUSTER_TARGET, CONDITION_TYPES, REASONS, parseClusterTarget, type ClusterTarget, type Condition } from '../api/index.ts';
+import { probeMember, type Member } from '../clusters/index.ts';
 import { readSecretKeys, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, type ConditionUpdate } from '../status/index.ts';
-import { splitKey, type HubContext } from './context.ts';
+import { splitKey, type HubContext, type HubObject } from './context.ts';
 
 function resourcePath(namespace: string, name: string): string {
   return `/apis/${API_VERSION}/namespaces/${namespace}/${CLUSTER_TARGET.plural}/${name}`;
@@ -80,6 +80,16 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string): Prom
     enqueueAllDqrs(ctx);
     return notReady(refused ? REASONS.kubeconfigRefused : REASONS.kubeconfigInvalid, message);
   }
+  const duplicate = olderOverlap(ctx, raw, target, ensured.member);
+  if (duplicate !== undefined) {
+    await ctx.statusWatches.forgetMember(key);
+    await ctx.members.remove(key);
+    enqueueAllDqrs(ctx);
+    return notReady(
+      REASONS.duplicateCluster,
+      `reaches the same apiserver (${duplicate.server}, same CA) as ClusterTarget ${duplicate.key}, registered earlier, with overlapping spec.allowedNamespaces: two targets would each claim the other's objects; use ${duplicate.key}, or give each target its own namespaces`,
+    );
+  }
   ctx.metrics.initialiseCluster(name);
   const probe = await probeMember(ensured.member, Math.min(ctx.options.requestTimeoutMs, 10_000));
   ctx.metrics.memberReachable.labels(name).set(probe.reachable ? 1 : 0);
@@ -103,6 +113,51 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string): Prom
   if (ensured.rebuilt) await ctx.statusWatches.forgetMember(key);
   if (ensured.rebuilt || probe.reachable !== wasReachable) enqueueAllDqrs(ctx);
   return { requeueAfterMs: ctx.options.probeIntervalMs };
+}
+
+/** What identifies an apiserver to a client: its URL and the CA it is trusted by. */
+function endpointOf(member: Member): { server: string; ca: string } | undefined {
+  const cluster = member.api.kubeConfig.getCurrentCluster();
+  if (cluster === null) return undefined;
+  return { server: cluster.server, ca: cluster.caData ?? cluster.caFile ?? '' };
+}
+
+function namespacesOverlap(a: ClusterTarget, b: ClusterTarget): boolean {
+  const [x, y] = [a.spec.allowedNamespaces, b.spec.allowedNamespaces];
+  return x.length === 0 || y.length === 0 || x.some((n) => y.includes(n));
+}
+
+/** Registered earlier: by creation time, then by key, so two targets never both see the other as older. */
+function registeredBefore(a: HubObject, b: HubObject): boolean {
+  const time = (o: HubObject): number => new Date(String(o.metadata?.creationTimestamp ?? '')).getTime() || 0;
+  const keyOf = (o: HubObject): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+  return time(a) !== time(b) ? time(a) < time(b) : keyOf(a) < keyOf(b);
+}
+
+/**
+ * Another connected ClusterTarget that reaches the same apiserver (same
+ * server URL and CA) with namespaces overlapping this one's: the one
+ * registered earlier keeps the cluster, this one is refused. A newer one
+ * found here is asked to check again, so it learns it is the duplicate.
+ * Targets reaching one apiserver under different URLs are not caught here;
+ * ownership (per ClusterTarget) keeps them from pruning each other's objects.
+ */
+function olderOverlap(ctx: HubContext, raw: HubObject, target: ClusterTarget, member: Member): { key: string; server: string } | undefined {
+  const mine = endpointOf(member);
+  if (mine === undefined) return undefined;
+  let older: { key: string; server: string } | undefined;
+  for (const other of ctx.members.list()) {
+    if (other.key === member.key) continue;
+    const theirs = endpointOf(other);
+    if (theirs?.server !== mine.server || theirs.ca !== mine.ca) continue;
+    const { namespace, name } = splitKey(other.key);
+    const otherRaw = ctx.informers.clusterTargets.get(name, namespace);
+    const otherTarget = otherRaw === undefined ? undefined : parseClusterTarget(otherRaw);
+    if (otherRaw === undefined || otherTarget?.ok !== true || otherTarget.value.spec.paused || !namespacesOverlap(target, otherTarget.value)) continue;
+    if (registeredBefore(otherRaw, raw)) older ??= { key: other.key, server: mine.server };
+    else ctx.queues.clusterTargets.add(other.key);
+  }
+  return older;
 }
 
 export function enqueueAllDqrs(ctx: HubContext): void {

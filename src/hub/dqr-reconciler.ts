@@ -13,7 +13,7 @@ import {
   type PendingPruneStatus,
 } from '../api/index.ts';
 import { classifyDbError, compileStatusTemplate, ensureLedger, type PoolLease } from '../db/index.ts';
-import { TemplateError, ownerLabelValue, type CompiledTemplate } from '../render/index.ts';
+import { TemplateError, type CompiledTemplate } from '../render/index.ts';
 import { TerminalError, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
 import { inSpan, type Logger } from '../telemetry/index.ts';
@@ -237,7 +237,6 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
         pool: lease.pool,
         template,
         owner: { hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '' },
-        ownerLabel: ownerLabelValue({ hubId: ctx.hubId, namespace, name }),
         clusters,
         previousResources,
         pruneBaseline: pendingPrune?.clusters,

@@ -2,7 +2,7 @@ import { ANNOTATIONS, OWNER_LABEL, parseClusterTarget, parseDatabaseQueryResourc
 import { MemberApi } from '../clusters/index.ts';
 import { describeApiError } from '../runtime/index.ts';
 import { listOwned, pruneMember } from '../sync/index.ts';
-import { ownerLabelValue, ownerRefValue } from '../render/index.ts';
+import { ownerMatcher } from '../render/index.ts';
 import type { HubContext, HubObject } from './context.ts';
 
 export type FinalizeResult = { ok: true; objects: number } | { ok: false; message: string };
@@ -18,8 +18,6 @@ export async function finalizeDqr(ctx: HubContext, raw: HubObject, signal: Abort
   const name = raw.metadata?.name ?? '';
   const parsed = parseDatabaseQueryResource(raw);
   const policy = parsed.ok ? parsed.value.spec.deletionPolicy : 'Delete';
-  const ownerLabel = ownerLabelValue({ hubId: ctx.hubId, namespace, name });
-  const ownerRef = ownerRefValue({ hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '' });
   const resources = ((raw.status?.['managedResources'] ?? []) as string[]).map((key) => {
     const [apiVersion = '', kind = ''] = key.split('|');
     return { apiVersion, kind };
@@ -39,7 +37,7 @@ export async function finalizeDqr(ctx: HubContext, raw: HubObject, signal: Abort
     try {
       const kinds = [];
       for (const r of resources) kinds.push({ ...r, resource: await member.queue.run(() => member.api.resourceFor(r.apiVersion, r.kind), signal) });
-      const owned = await listOwned(member, target.value, kinds, ownerLabel, ownerRef, signal);
+      const owned = await listOwned(member, target.value, kinds, ownerMatcher({ hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '', target: key }), signal);
       objects += owned.length;
       if (policy === 'Delete') {
         const result = await pruneMember(member, owned, signal);

@@ -16,6 +16,7 @@
 // - Row keys: one column → its text; several → a JSON array of the values.
 // - Bodies have sorted keys (their JSON is the canonical form the hash covers).
 export type {
+  DqrOwner,
   OwnerIdentity,
   RenderContext,
   RenderFailure,
@@ -28,7 +29,7 @@ export { TemplateError } from './errors.ts';
 export { compileTemplate, type CompiledTemplate } from './template.ts';
 export { TemplateCache, type TemplateCacheOptions } from './template-cache.ts';
 export { renderRow, renderTemplate } from './render-row.ts';
-export { ownerLabelValue, ownerRefValue } from './ownership.ts';
+export { ownerLabelValue, ownerMatcher, ownerRefValue, type OwnerMatcher, type Ownership } from './ownership.ts';
 export { RowKeyError, rowKeyOf } from './row-key.ts';
 export { canonicalJson, contentHash } from './canonical-json.ts';
 export { HELPER_NAMES } from './helpers.ts';

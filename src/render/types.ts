@@ -9,11 +9,20 @@ export interface RenderContext {
 }
 
 /** The DQR that owns what a row renders to. */
-export interface OwnerIdentity {
+export interface DqrOwner {
   hubId: string;
   namespace: string;
   name: string;
   uid: string;
+}
+
+/**
+ * The DQR and the ClusterTarget (namespace/name) an object was rendered for:
+ * two ClusterTargets reaching one apiserver own what each applied, and never
+ * each other's.
+ */
+export interface OwnerIdentity extends DqrOwner {
+  target: string;
 }
 
 export interface RenderOptions {

@@ -2,13 +2,13 @@ import type pg from 'pg';
 import { type ClusterTarget, type DatabaseQueryResource } from '../api/index.ts';
 import type { Member } from '../clusters/index.ts';
 import { classifyDbError, readRows, writeLedger, type LedgerEntry } from '../db/index.ts';
-import { RowKeyError, ownerRefValue, renderRow, rowKeyOf, type CompiledTemplate, type OwnerIdentity } from '../render/index.ts';
+import { RowKeyError, renderRow, rowKeyOf, type CompiledTemplate, type DqrOwner } from '../render/index.ts';
 import { inBatchSpan, inSpan } from '../telemetry/index.ts';
 import { identityOf } from './identity.ts';
 import { pruneMember, syncMember, type PlannedChange, type PruneResult, type ResourceKey, type RowFailure } from './member-sync.ts';
 import type { DesiredObject, LiveObject } from './plan.ts';
 import { decidePrune, type PendingPrune, type PruneDecision } from './prune-decision.ts';
-import { rowClusters } from './targets.ts';
+import { rowClusters, targetKey } from './targets.ts';
 
 export interface SyncCluster {
   target: ClusterTarget;
@@ -19,8 +19,7 @@ export interface DqrSyncInput {
   dqr: DatabaseQueryResource;
   pool: pg.Pool;
   template: CompiledTemplate;
-  owner: OwnerIdentity;
-  ownerLabel: string;
+  owner: DqrOwner;
   clusters: readonly SyncCluster[];
   /** Kinds in use after the previous sync (from status). */
   previousResources: readonly ResourceKey[];
@@ -73,6 +72,7 @@ export interface DqrSyncOutcome {
 
 /** A cluster a row may render for: its name and labels are what templates see as `cluster`. */
 export interface RenderCluster {
+  /** The ClusterTarget's namespace/name: part of the owner stamped on what renders for it. */
   key: string;
   name: string;
   labels: Readonly<Record<string, string>>;
@@ -82,7 +82,7 @@ export interface RenderInput {
   dqr: DatabaseQueryResource;
   pool: pg.Pool;
   template: CompiledTemplate;
-  owner: OwnerIdentity;
+  owner: DqrOwner;
   clusters: readonly RenderCluster[];
   batchSize?: number;
   signal: AbortSignal;
@@ -151,7 +151,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
           const rendered = renderRow(
             input.template,
             { row, metadata, cluster: { name: cluster.name, labels: { ...cluster.labels } } },
-            { rowKey, defaultNamespace: namespace, owner: input.owner },
+            { rowKey, defaultNamespace: namespace, owner: { ...input.owner, target: cluster.key } },
           );
           if (rendered.ok) {
             desired.get(cluster.key)?.push(...rendered.objects.map((o) => ({ ...o, rowKey })));
@@ -217,7 +217,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
       pool: input.pool,
       template: input.template,
       owner: input.owner,
-      clusters: clusters.map(({ target, member }) => ({ key: member.key, name: target.metadata.name, labels: target.metadata.labels })),
+      clusters: clusters.map(({ target }) => ({ key: targetKey(target), name: target.metadata.name, labels: target.metadata.labels })),
       ...(input.batchSize === undefined ? {} : { batchSize: input.batchSize }),
       signal: input.signal,
     });
@@ -225,7 +225,6 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
     return rendered;
   });
 
-  const ownerRef = ownerRefValue(input.owner);
   const appliedAfter = new Map<string, number>();
   const results = await Promise.all(
     clusters.map(({ target, member }) =>
@@ -233,10 +232,9 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
         const result = await syncMember({
           member,
           target,
-          desired: desired.get(member.key) ?? [],
-          failedRows: failedRows.get(member.key) ?? new Set(),
-          ownerLabel: input.ownerLabel,
-          ownerRef,
+          desired: desired.get(targetKey(target)) ?? [],
+          failedRows: failedRows.get(targetKey(target)) ?? new Set(),
+          owner: { ...input.owner, target: targetKey(target) },
           fieldManager: `rowcast-${namespace}-${dqr.metadata.name}`.slice(0, 128),
           previousResources: input.previousResources,
           ...(input.dryRun === true ? { dryRun: true } : {}),

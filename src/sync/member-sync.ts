@@ -1,6 +1,7 @@
 import { ANNOTATIONS, OWNER_LABEL, allowsMemberNamespace, type ClusterTarget } from '../api/index.ts';
 import { MemberApi, type ApiResource, type Member } from '../clusters/index.ts';
 import { describeApiError } from '../runtime/index.ts';
+import { ownerMatcher, type OwnerIdentity, type OwnerMatcher } from '../render/index.ts';
 import { bindToCurrentContext, inBatchSpan } from '../telemetry/index.ts';
 import { describeObject, identityOf } from './identity.ts';
 import { planCluster, type DesiredObject, type LiveObject } from './plan.ts';
@@ -28,9 +29,8 @@ export interface MemberSyncInput {
   desired: readonly DesiredObject[];
   /** Rows that failed before reaching this cluster (render errors...): their objects are kept. */
   failedRows: ReadonlySet<string>;
-  ownerLabel: string;
-  /** The owner-ref annotation value this DQR stamps; an object listed by the label but naming another owner is not ours. */
-  ownerRef: string;
+  /** This DQR on this ClusterTarget: what it lists as its own (ownership.ts holds the rule). */
+  owner: OwnerIdentity;
   fieldManager: string;
   /** Plan only: applies are server-side dry runs, and what they would change is reported instead. */
   dryRun?: boolean;
@@ -89,7 +89,8 @@ function objectPath(apiVersion: string, resource: ApiResource, namespace: string
   return `${MemberApi.collectionPath(apiVersion, resource, namespace)}/${encodeURIComponent(name)}`;
 }
 
-function toLive(apiVersion: string, kind: string, item: Record<string, unknown>): LiveObject {
+/** A legacy stamp reads as "no hash": the plan updates the object, which stamps it for its ClusterTarget. */
+function toLive(apiVersion: string, kind: string, item: Record<string, unknown>, legacy: boolean): LiveObject {
   const metadata = (item['metadata'] ?? {}) as { name?: string; namespace?: string; uid?: string; resourceVersion?: string; annotations?: Record<string, string> };
   return {
     apiVersion,
@@ -98,7 +99,7 @@ function toLive(apiVersion: string, kind: string, item: Record<string, unknown>)
     name: metadata.name ?? '',
     uid: metadata.uid ?? '',
     resourceVersion: metadata.resourceVersion,
-    hash: metadata.annotations?.[ANNOTATIONS.hash],
+    hash: legacy ? undefined : metadata.annotations?.[ANNOTATIONS.hash],
     rowKey: metadata.annotations?.[ANNOTATIONS.rowKey],
   };
 }
@@ -194,7 +195,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
 
   let owned: LiveObject[];
   try {
-    owned = await listOwned(member, target, [...kinds.values()], input.ownerLabel, input.ownerRef, signal);
+    owned = await listOwned(member, target, [...kinds.values()], ownerMatcher(input.owner), signal);
   } catch (error) {
     result.error = `listing owned objects failed: ${describeApiError(error).message}`;
     return result;
@@ -233,7 +234,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
           // Not listed as ours yet there: someone else owns it. Report, never take.
           const labels = foreign.get(identityOf(object));
           if (labels !== undefined) {
-            const holder = labels[OWNER_LABEL] === undefined ? 'it is not managed by Rowcast' : 'it belongs to another DatabaseQueryResource';
+            const holder = labels[OWNER_LABEL] === undefined ? 'it is not managed by Rowcast' : 'it belongs to another DatabaseQueryResource or ClusterTarget';
             fail(object, 'metadata.name', `${describeObject(object)} already exists on cluster ${member.name} and ${holder}; left untouched`, true);
             return;
           }
@@ -321,16 +322,15 @@ async function existingObjects(
 }
 
 /**
- * What a DQR owns on a member, by its owner label, confirmed by the full
- * owner-ref annotation (the label is a short hash); with allowedNamespaces,
- * only in those namespaces. Metadata only.
+ * What a DQR owns on a member through one ClusterTarget, by its owner label,
+ * confirmed by the full owner-ref annotation (the label is a short hash);
+ * with allowedNamespaces, only in those namespaces. Metadata only.
  */
 export async function listOwned(
   member: Member,
   target: ClusterTarget,
   kinds: readonly { apiVersion: string; kind: string; resource: ApiResource | undefined }[],
-  ownerLabel: string,
-  ownerRef: string,
+  owner: OwnerMatcher,
   signal: AbortSignal,
 ): Promise<LiveObject[]> {
   const owned: LiveObject[] = [];
@@ -339,10 +339,11 @@ export async function listOwned(
     const scopes = resource.namespaced && target.spec.allowedNamespaces.length > 0 ? target.spec.allowedNamespaces : [undefined];
     for (const namespace of scopes) {
       const path = MemberApi.collectionPath(apiVersion, resource, namespace);
-      const items = await member.queue.run((s) => member.api.list(path, `${OWNER_LABEL}=${ownerLabel}`, s, true), signal);
+      const items = await member.queue.run((s) => member.api.list(path, owner.selector, s, true), signal);
       for (const item of items) {
-        const annotations = (item['metadata'] as { annotations?: Record<string, string> } | undefined)?.annotations;
-        if (annotations?.[ANNOTATIONS.ownerRef] === ownerRef) owned.push(toLive(apiVersion, kind, item));
+        const metadata = item['metadata'] as { labels?: Record<string, string>; annotations?: Record<string, string> } | undefined;
+        const owns = owner.match(metadata?.labels, metadata?.annotations);
+        if (owns !== undefined) owned.push(toLive(apiVersion, kind, item, owns === 'legacy'));
       }
     }
   }

@@ -35,7 +35,8 @@ export interface TargetSelection {
   refused: TargetRefusal[];
 }
 
-function keyOf(target: ClusterTarget): string {
+/** A ClusterTarget's key, namespace/name: how members, ownership and status name it. */
+export function targetKey(target: ClusterTarget): string {
   return `${target.metadata.namespace ?? ''}/${target.metadata.name}`;
 }
 
@@ -46,7 +47,7 @@ function keyOf(target: ClusterTarget): string {
  * from its allowedSourceNamespaces.
  */
 export function selectTargets(dqrNamespace: string, targets: Targets, all: readonly ClusterTarget[]): TargetSelection {
-  const byKey = new Map(all.map((t) => [keyOf(t), t]));
+  const byKey = new Map(all.map((t) => [targetKey(t), t]));
   const candidates = new Map<string, ClusterTarget>();
   const refused: TargetRefusal[] = [];
   for (const ref of targets.clusters) {
@@ -55,29 +56,29 @@ export function selectTargets(dqrNamespace: string, targets: Targets, all: reado
     if (target === undefined) {
       refused.push({ cluster: `${namespace}/${ref.name}`, reason: 'NotFound', message: `ClusterTarget ${namespace}/${ref.name} not found` });
     } else {
-      candidates.set(keyOf(target), target);
+      candidates.set(targetKey(target), target);
     }
   }
   const everyUsable = targets.clusters.length === 0 && targets.clusterSelector === undefined;
   for (const target of all) {
     const matched = everyUsable || (targets.clusterSelector !== undefined && matchesLabelSelector(targets.clusterSelector, target.metadata.labels));
-    if (matched && (everyUsable ? acceptsSourceNamespace(target, dqrNamespace) : true)) candidates.set(keyOf(target), target);
+    if (matched && (everyUsable ? acceptsSourceNamespace(target, dqrNamespace) : true)) candidates.set(targetKey(target), target);
   }
   const selected: ClusterTarget[] = [];
   for (const target of candidates.values()) {
     if (!acceptsSourceNamespace(target, dqrNamespace)) {
       refused.push({
-        cluster: keyOf(target),
+        cluster: targetKey(target),
         reason: 'SourceNamespaceNotAllowed',
-        message: `ClusterTarget ${keyOf(target)} does not accept DatabaseQueryResources from namespace ${dqrNamespace} (spec.allowedSourceNamespaces)`,
+        message: `ClusterTarget ${targetKey(target)} does not accept DatabaseQueryResources from namespace ${dqrNamespace} (spec.allowedSourceNamespaces)`,
       });
     } else if (target.spec.paused) {
-      refused.push({ cluster: keyOf(target), reason: 'Paused', message: `ClusterTarget ${keyOf(target)} is paused` });
+      refused.push({ cluster: targetKey(target), reason: 'Paused', message: `ClusterTarget ${targetKey(target)} is paused` });
     } else {
       selected.push(target);
     }
   }
-  selected.sort((a, b) => keyOf(a).localeCompare(keyOf(b)));
+  selected.sort((a, b) => targetKey(a).localeCompare(targetKey(b)));
   return { selected, refused };
 }
 

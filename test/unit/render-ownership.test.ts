@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import {
   canonicalJson,
   compileTemplate,
   contentHash,
   ownerLabelValue,
+  ownerMatcher,
   renderRow,
   type OwnerIdentity,
   type RenderedObject,
 } from '../../src/render/index.ts';
 
-const owner: OwnerIdentity = { hubId: 'hub-1', namespace: 'team-a', name: 'users', uid: '0b7e1c52-aaaa-bbbb-cccc-444455556666' };
+const owner: OwnerIdentity = { hubId: 'hub-1', namespace: 'team-a', name: 'users', uid: '0b7e1c52-aaaa-bbbb-cccc-444455556666', target: 'fleet/east' };
 
 function render(source: string, row: Record<string, unknown> = {}, who: OwnerIdentity = owner, rowKey = '42'): RenderedObject {
   const result = renderRow(
@@ -40,8 +42,9 @@ describe('ownership stamping', () => {
       namespace: 'team-a',
       name: 'users',
       uid: owner.uid,
+      target: 'fleet/east',
     });
-    assert.equal(annotations['rowcast.dev/owner-ref'], `{"hub":"hub-1","namespace":"team-a","name":"users","uid":"${owner.uid}"}`);
+    assert.equal(annotations['rowcast.dev/owner-ref'], `{"hub":"hub-1","namespace":"team-a","name":"users","uid":"${owner.uid}","target":"fleet/east"}`);
     assert.equal(annotations['rowcast.dev/row-key'], '42');
     assert.equal(annotations['rowcast.dev/hash'], object.hash);
   });
@@ -70,8 +73,8 @@ describe('ownership stamping', () => {
 
 describe('ownerLabelValue', () => {
   test('is a valid label value for the longest names', () => {
-    const long = { hubId: 'h'.repeat(253), namespace: 'n'.repeat(63), name: 'x'.repeat(253) };
-    for (const who of [owner, long, { hubId: '', namespace: '', name: '' }]) {
+    const long = { hubId: 'h'.repeat(253), namespace: 'n'.repeat(63), name: 'x'.repeat(253), target: `${'n'.repeat(63)}/${'t'.repeat(253)}` };
+    for (const who of [owner, long, { hubId: '', namespace: '', name: '', target: '' }]) {
       const value = ownerLabelValue(who);
       assert.match(value, /^[a-z0-9]{1,63}$/);
     }
@@ -81,20 +84,52 @@ describe('ownerLabelValue', () => {
     assert.equal(ownerLabelValue(owner), ownerLabelValue({ ...owner }));
     const values = new Set(
       [
-        { hubId: 'hub-1', namespace: 'team-a', name: 'users' },
-        { hubId: 'hub-2', namespace: 'team-a', name: 'users' },
-        { hubId: 'hub-1', namespace: 'team-b', name: 'users' },
-        { hubId: 'hub-1', namespace: 'team-a', name: 'users2' },
-        { hubId: 'hub-1', namespace: 'team', name: '-ausers' },
-        { hubId: 'hub-1team-a', namespace: '', name: 'users' },
+        { hubId: 'hub-1', namespace: 'team-a', name: 'users', target: 'fleet/east' },
+        { hubId: 'hub-2', namespace: 'team-a', name: 'users', target: 'fleet/east' },
+        { hubId: 'hub-1', namespace: 'team-b', name: 'users', target: 'fleet/east' },
+        { hubId: 'hub-1', namespace: 'team-a', name: 'users2', target: 'fleet/east' },
+        { hubId: 'hub-1', namespace: 'team', name: '-ausers', target: 'fleet/east' },
+        { hubId: 'hub-1team-a', namespace: '', name: 'users', target: 'fleet/east' },
+        { hubId: 'hub-1', namespace: 'team-a', name: 'users', target: 'fleet/west' },
+        { hubId: 'hub-1', namespace: 'team-a', name: 'users', target: 'fleet/east-again' },
       ].map(ownerLabelValue),
     );
-    assert.equal(values.size, 6);
+    assert.equal(values.size, 8);
   });
 
   test('does not depend on the uid: a recreated DQR still owns its objects', () => {
     const recreated: OwnerIdentity = { ...owner, uid: 'other' };
     assert.equal(ownerLabelValue(recreated), ownerLabelValue(owner));
+  });
+});
+
+describe('ownerMatcher', () => {
+  const stamped = (who: OwnerIdentity): { labels: Record<string, string>; annotations: Record<string, string> } => meta(render(CM, { v: 'x' }, who));
+
+  test('owns what it stamped for its ClusterTarget, and not what the same DQR stamped for another', () => {
+    const east = ownerMatcher(owner);
+    const mine = stamped(owner);
+    assert.equal(east.match(mine.labels, mine.annotations), 'current');
+    const west = stamped({ ...owner, target: 'fleet/west' });
+    assert.equal(east.match(west.labels, west.annotations), undefined);
+    const otherDqr = stamped({ ...owner, name: 'orders' });
+    assert.equal(east.match(otherDqr.labels, otherDqr.annotations), undefined);
+  });
+
+  test('owns what the previous version stamped (no ClusterTarget), on whichever target lists it', () => {
+    // The previous version's stamp, as it was written: label over hub, namespace, name; owner-ref without target.
+    const labels = { 'rowcast.dev/owner': createHash('sha256').update(JSON.stringify(['hub-1', 'team-a', 'users'])).digest('hex').slice(0, 32) };
+    const annotations = { 'rowcast.dev/owner-ref': JSON.stringify({ hub: 'hub-1', namespace: 'team-a', name: 'users', uid: owner.uid }) };
+    assert.equal(ownerMatcher(owner).match(labels, annotations), 'legacy');
+    assert.equal(ownerMatcher({ ...owner, target: 'fleet/west' }).match(labels, annotations), 'legacy');
+    assert.equal(ownerMatcher({ ...owner, uid: 'recreated' }).match(labels, annotations), undefined, 'another DQR of the same name');
+    assert.match(ownerMatcher(owner).selector, new RegExp(`^rowcast\\.dev/owner in \\(${ownerLabelValue(owner)},${labels['rowcast.dev/owner']}\\)$`));
+  });
+
+  test('a label that collides with another owner-ref is not ownership', () => {
+    const mine = stamped(owner);
+    const forged = { ...mine.annotations, 'rowcast.dev/owner-ref': JSON.stringify({ hub: 'hub-1', namespace: 'team-a', name: 'users', uid: 'x', target: 'fleet/east' }) };
+    assert.equal(ownerMatcher(owner).match(mine.labels, forged), undefined);
   });
 });
 

@@ -9,7 +9,7 @@ import {
   type RenderedObject,
 } from '../../src/render/index.ts';
 
-const owner = { hubId: 'hub-1', namespace: 'team-a', name: 'users', uid: '0b7e1c52-1111-2222-3333-444455556666' };
+const owner = { hubId: 'hub-1', namespace: 'team-a', name: 'users', uid: '0b7e1c52-1111-2222-3333-444455556666', target: 'fleet/c' };
 
 function context(row: Record<string, unknown>, cluster: RenderContext['cluster'] = { name: 'eu-1', labels: { region: 'eu' } }): RenderContext {
   return { row, metadata: { name: 'users', namespace: 'team-a', labels: { team: 'a' }, annotations: {} }, cluster };

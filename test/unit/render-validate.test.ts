@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { compileTemplate, renderRow, type RenderFailure, type RowRenderResult } from '../../src/render/index.ts';
 
-const owner = { hubId: 'hub-1', namespace: 'team-a', name: 'users', uid: 'uid-1' };
+const owner = { hubId: 'hub-1', namespace: 'team-a', name: 'users', uid: 'uid-1', target: 'fleet/c' };
 
 /** Renders a fixed output (the row carries the text) through the whole pipeline. */
 function run(output: string): RowRenderResult {
