@@ -44,7 +44,9 @@ async function controller(argv: string[]): Promise<number> {
   ]);
   const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
   const hubKubeconfig = options.kubeconfig === undefined ? 'in-cluster' : await readFile(options.kubeconfig, 'utf8');
-  const hub = new HubController({ options, logger, scrubber, metrics, hubKubeconfig });
+  const identity = `${hostname()}-${randomUUID().slice(0, 8)}`;
+  const userAgent = `rowcast (replica ${identity})`;
+  const hub = new HubController({ options, logger, scrubber, metrics, hubKubeconfig, userAgent });
   const stop = new AbortController();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
@@ -62,9 +64,12 @@ async function controller(argv: string[]): Promise<number> {
   let exitCode = 0;
   try {
     if (options.leaderElect) {
-      leaseApi = new MemberApi(new MemberKubeConfig(hubKubeconfig, { requestTimeoutMs: options.requestTimeoutMs }));
+      leaseApi = new MemberApi(new MemberKubeConfig(hubKubeconfig, { requestTimeoutMs: options.requestTimeoutMs, userAgent }));
       elector = new LeaderElector({
-        identity: `${hostname()}-${randomUUID().slice(0, 8)}`,
+        identity,
+        leaseDurationMs: options.leaseDurationMs,
+        renewDeadlineMs: options.renewDeadlineMs,
+        retryPeriodMs: options.retryPeriodMs,
         name: options.leaderElectionId,
         namespace: options.leaderElectionNamespace,
         store: hubLeaseStore(leaseApi, options.leaderElectionNamespace, options.leaderElectionId),

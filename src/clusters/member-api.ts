@@ -29,6 +29,8 @@ export interface MemberApiOptions {
   requestTimeoutMs: number;
   /** Watches and lists on this member share the same connections. */
   connections?: number;
+  /** Names this replica in the apiserver's audit log, so an operator can tell which one wrote. */
+  userAgent?: string;
 }
 
 /**
@@ -41,6 +43,7 @@ export class MemberKubeConfig extends KubeConfig {
   /** Bounds the wait for response headers, and again for the body, of every call but a watch. */
   readonly requestTimeoutMs: number;
   private readonly connections: number;
+  private readonly userAgent: string | undefined;
 
   /**
    * From kubeconfig text; with `in-cluster`, from the pod's service account;
@@ -57,10 +60,12 @@ export class MemberKubeConfig extends KubeConfig {
     }
     this.requestTimeoutMs = options.requestTimeoutMs;
     this.connections = options.connections ?? 16;
+    this.userAgent = options.userAgent;
   }
 
   override async applySecurityAuthentication(context: RequestContext): Promise<void> {
     await super.applySecurityAuthentication(context);
+    if (this.userAgent !== undefined) context.setHeaderParam('User-Agent', this.userAgent);
     context.setDispatcher(await this.dispatcher());
   }
 
@@ -97,6 +102,7 @@ export class MemberKubeConfig extends KubeConfig {
     const headers: Record<string, string> = {};
     for (const [key, value] of Object.entries(opts.headers ?? {})) headers[key] = String(value);
     if (opts.auth !== undefined) headers['Authorization'] = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
+    if (this.userAgent !== undefined) headers['User-Agent'] = this.userAgent;
     return headers;
   }
 

@@ -33,6 +33,7 @@ export interface MemberRegistryOptions {
   policy: KubeconfigPolicy;
   scrubber: SecretScrubber;
   requestTimeoutMs: number;
+  userAgent?: string;
   onQueueWait?: (member: string, waitMs: number) => void;
   onThrottled?: (member: string, retryAfterMs: number) => void;
   onResponse?: (host: string, method: string, code: string) => void;
@@ -104,7 +105,7 @@ export class MemberRegistry {
     }
     let api: MemberApi;
     try {
-      api = new MemberApi(new MemberKubeConfig(text, { requestTimeoutMs: this.options.requestTimeoutMs }), this.options.onResponse);
+      api = new MemberApi(new MemberKubeConfig(text, { requestTimeoutMs: this.options.requestTimeoutMs, ...(this.options.userAgent === undefined ? {} : { userAgent: this.options.userAgent }) }), this.options.onResponse);
     } catch (error) {
       await this.remove(spec.key);
       return { ok: false, problems: [{ field: '', message: `kubeconfig could not be loaded: ${this.options.scrubber.scrub(String(error))}` }] };

@@ -25,6 +25,12 @@ export interface ControllerOptions {
   readonly leaderElect: boolean;
   readonly leaderElectionNamespace: string;
   readonly leaderElectionId: string;
+  /** A standby takes the Lease once its holder has not renewed for this long. */
+  readonly leaseDurationMs: number;
+  /** The leader writes only while its last renewal is younger than this (by its own monotonic clock), and each renewal must finish within it. */
+  readonly renewDeadlineMs: number;
+  /** How often the Lease is renewed, or a standby tries to take it. */
+  readonly retryPeriodMs: number;
   /** With timestamp or notify change detection, the query still runs this often (deletes do not move max(updated_at)). */
   readonly fullSyncIntervalMs: number;
 }
@@ -52,6 +58,15 @@ const flags: readonly Flag[] = [
   { name: 'leader-elect', type: 'boolean', env: 'ROWCAST_LEADER_ELECT', default: false, help: 'run only while holding a Lease on the hub, so replicas can stand by' },
   { name: 'leader-election-namespace', type: 'string', env: 'POD_NAMESPACE', default: undefined, help: 'namespace of the leader Lease (default: --namespace, else default)' },
   { name: 'leader-election-id', type: 'string', env: 'ROWCAST_LEADER_ELECTION_ID', default: 'rowcast-controller', help: 'name of the leader Lease' },
+  { name: 'leader-election-lease-duration', type: 'string', env: 'ROWCAST_LEADER_ELECTION_LEASE_DURATION', default: '15s', help: 'a standby takes the Lease once the leader has not renewed it for this long' },
+  {
+    name: 'leader-election-renew-deadline',
+    type: 'string',
+    env: 'ROWCAST_LEADER_ELECTION_RENEW_DEADLINE',
+    default: '10s',
+    help: 'the leader stops writing (and exits) once it has not renewed the Lease for this long; shorter than the lease duration',
+  },
+  { name: 'leader-election-retry-period', type: 'string', env: 'ROWCAST_LEADER_ELECTION_RETRY_PERIOD', default: '2s', help: 'how often the Lease is renewed or tried; shorter than the renew deadline' },
   { name: 'full-sync-interval', type: 'string', env: 'ROWCAST_FULL_SYNC_INTERVAL', default: '10m', help: 'with change detection, run the full query at least this often (deletes move no timestamp)' },
   { name: 'shutdown-grace', type: 'string', env: 'ROWCAST_SHUTDOWN_GRACE', default: '30s', help: 'how long in-flight syncs may finish after SIGTERM before they are cancelled' },
 ];
@@ -126,7 +141,13 @@ export function parseControllerOptions(argv: readonly string[], env: Readonly<Re
       leaderElectionNamespace: text('leader-election-namespace') ?? text('namespace') ?? 'default',
       leaderElectionId: text('leader-election-id') ?? 'rowcast-controller',
       fullSyncIntervalMs: duration('full-sync-interval', text('full-sync-interval') ?? '10m'),
+      leaseDurationMs: duration('leader-election-lease-duration', text('leader-election-lease-duration') ?? '15s'),
+      renewDeadlineMs: duration('leader-election-renew-deadline', text('leader-election-renew-deadline') ?? '10s'),
+      retryPeriodMs: duration('leader-election-retry-period', text('leader-election-retry-period') ?? '2s'),
     };
+    // client-go's rule: the gap between the two is the margin by which a leader stops before a standby may start.
+    if (options.renewDeadlineMs >= options.leaseDurationMs) throw new Error('--leader-election-renew-deadline must be shorter than --leader-election-lease-duration');
+    if (options.retryPeriodMs >= options.renewDeadlineMs) throw new Error('--leader-election-retry-period must be shorter than --leader-election-renew-deadline');
     return { ok: true, options: Object.freeze(options) };
   } catch (error) {
     return { ok: false, help: false, error: error instanceof Error ? error.message : String(error) };

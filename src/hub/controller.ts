@@ -19,6 +19,8 @@ export interface HubControllerDeps {
   metrics: Metrics;
   /** Hub kubeconfig text, or 'in-cluster'. */
   hubKubeconfig: string;
+  /** Sent with every request to the hub and the members: the replica's identity, for audit logs. */
+  userAgent?: string;
 }
 
 /** Which DQRs and ClusterTargets read a Secret: a changed Secret requeues exactly those. */
@@ -61,7 +63,7 @@ export class HubController {
     const onResponse = (host: string, method: string, code: string): void => {
       metrics.restClientRequests.labels(host, method, code).inc();
     };
-    const hubConfig = new MemberKubeConfig(this.deps.hubKubeconfig, { requestTimeoutMs: options.requestTimeoutMs });
+    const hubConfig = new MemberKubeConfig(this.deps.hubKubeconfig, { requestTimeoutMs: options.requestTimeoutMs, ...(this.deps.userAgent === undefined ? {} : { userAgent: this.deps.userAgent }) });
     const hub = new MemberApi(hubConfig, onResponse);
     const hubKubeconfig = this.deps.hubKubeconfig === 'in-cluster' ? hubConfig.exportConfig() : this.deps.hubKubeconfig;
     const hubId = options.hubId ?? (await hub.request<{ metadata: { uid: string } }>('GET', '/api/v1/namespaces/kube-system')).metadata.uid;
@@ -110,6 +112,7 @@ export class HubController {
         policy: { allowExecAuth: options.allowExecAuth, allowFilePaths: options.allowKubeconfigFiles },
         scrubber,
         requestTimeoutMs: options.requestTimeoutMs,
+        ...(this.deps.userAgent === undefined ? {} : { userAgent: this.deps.userAgent }),
         onQueueWait: (cluster, ms) => metrics.memberQueueWait.labels(cluster).observe(ms / 1000),
         onThrottled: (cluster) => {
           metrics.memberThrottled.labels(cluster).inc();

@@ -103,14 +103,15 @@ function apiserverArgs(name: string, dir: string, port: number, etcdUrl: string)
   ];
 }
 
-export async function startApiserver(binary: string, name: string, runDir: string, etcdUrl: string): Promise<RunningApiserver> {
+/** `extraArgs`: flags of the caller's own (an audit log, say), after the harness's. */
+export async function startApiserver(binary: string, name: string, runDir: string, etcdUrl: string, extraArgs: readonly string[] = []): Promise<RunningApiserver> {
   const dir = join(runDir, name);
   await mkdir(dir, { recursive: true });
   const pki: ClusterPki = await createClusterPki(dir, name);
   const port = await freePort();
   const server = `https://127.0.0.1:${port}`;
   const logFile = join(dir, 'kube-apiserver.log');
-  const proc = new ManagedProcess({ name: `${name} kube-apiserver`, command: binary, args: apiserverArgs(name, dir, port, etcdUrl), logFile });
+  const proc = new ManagedProcess({ name: `${name} kube-apiserver`, command: binary, args: [...apiserverArgs(name, dir, port, etcdUrl), ...extraArgs], logFile });
   proc.start();
   const credentials: ClusterCredentials = { server, caCert: pki.caCert, adminCert: pki.adminCert, adminKey: pki.adminKey };
   const kubeconfig = kubeconfigYaml(name, credentials);

@@ -9,6 +9,7 @@ test('defaults, then environment, then flags; the result is frozen', () => {
   assert.equal(defaults.options.probeIntervalMs, 30_000);
   assert.equal(defaults.options.kubeconfig, undefined);
   assert.equal(defaults.options.allowExecAuth, false);
+  assert.deepEqual([defaults.options.leaseDurationMs, defaults.options.renewDeadlineMs, defaults.options.retryPeriodMs], [15_000, 10_000, 2_000]);
   assert.ok(Object.isFrozen(defaults.options));
   const fromEnv = parseControllerOptions(['--workers', '8'], { ROWCAST_WORKERS: '2', ROWCAST_PROBE_INTERVAL: '1m', ROWCAST_ALLOW_EXEC_AUTH: 'true', KUBECONFIG: '/k' });
   assert.ok(fromEnv.ok);
@@ -24,6 +25,8 @@ test('bad values are refused naming the flag; --help is not an error', () => {
     [['--probe-interval', 'soon'], /--probe-interval/],
     [['--log-level', 'loud'], /--log-level/],
     [['--no-such-flag'], /no-such-flag/],
+    [['--leader-election-renew-deadline', '15s'], /--leader-election-renew-deadline must be shorter than --leader-election-lease-duration/],
+    [['--leader-election-lease-duration', '4s', '--leader-election-renew-deadline', '3s', '--leader-election-retry-period', '3s'], /--leader-election-retry-period must be shorter/],
   ];
   for (const [argv, message] of cases) {
     const result = parseControllerOptions(argv, {});
