@@ -46,7 +46,8 @@ async function controller(argv: string[]): Promise<number> {
   const hubKubeconfig = options.kubeconfig === undefined ? 'in-cluster' : await readFile(options.kubeconfig, 'utf8');
   const identity = `${hostname()}-${randomUUID().slice(0, 8)}`;
   const userAgent = `rowcast (replica ${identity})`;
-  const hub = new HubController({ options, logger, scrubber, metrics, hubKubeconfig, userAgent });
+  let elector: LeaderElector | undefined;
+  const hub = new HubController({ options, logger, scrubber, metrics, hubKubeconfig, userAgent, fence: (dqrKey) => elector?.fence(dqrKey) });
   const stop = new AbortController();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
@@ -55,13 +56,16 @@ async function controller(argv: string[]): Promise<number> {
     });
   }
 
-  let elector: LeaderElector | undefined;
   let leaseApi: MemberApi | undefined;
   // A standby replica is ready to take over; only the leader waits for its caches.
   const ready = (): boolean => (elector !== undefined && !elector.isLeader ? true : hub.ready);
   const endpoints = options.metricsBindAddress === '0' ? undefined : await serveEndpoints({ bindAddress: options.metricsBindAddress, registry: metrics.registry, ready });
   if (endpoints !== undefined) logger.info('serving /metrics, /healthz and /readyz', { port: endpoints.port });
   let exitCode = 0;
+  let graceMs = options.shutdownGraceMs;
+  // Ends the renew loop, only once in-flight syncs are done: they write on the Lease until then.
+  const released = new AbortController();
+  let holding: Promise<boolean> | undefined;
   try {
     if (options.leaderElect) {
       leaseApi = new MemberApi(new MemberKubeConfig(hubKubeconfig, { requestTimeoutMs: options.requestTimeoutMs, userAgent }));
@@ -77,17 +81,20 @@ async function controller(argv: string[]): Promise<number> {
         onLeadershipChange: (leading) => metrics.leaderStatus.labels('rowcast').set(leading ? 1 : 0),
       });
       await elector.acquire(stop.signal);
+      // Renewing starts now, alongside a start-up that can outlast the lease (informer lists, members that do not answer).
+      holding = elector.hold(released.signal);
     } else {
       metrics.leaderStatus.labels('rowcast').set(1);
     }
-    await hub.start();
-    if (elector !== undefined) {
-      if (!(await elector.hold(stop.signal))) {
-        // Another replica may already be syncing: stop at once and let Kubernetes restart this one.
-        exitCode = 1;
-      }
-    } else {
-      await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
+    const ended = elector === undefined ? stop.signal : AbortSignal.any([stop.signal, elector.leadership]);
+    const starting = hub.start();
+    starting.catch(() => undefined);
+    await Promise.race([starting, aborted(ended)]);
+    await aborted(ended);
+    if (elector?.leadership.aborted === true) {
+      // Another replica may already be syncing: cancel in-flight syncs at once, as controller-runtime does, and let Kubernetes restart this one.
+      exitCode = 1;
+      graceMs = 0;
     }
   } catch (error) {
     if (!stop.signal.aborted) {
@@ -95,7 +102,9 @@ async function controller(argv: string[]): Promise<number> {
       exitCode = 1;
     }
   } finally {
-    await hub.stop();
+    await hub.stop(graceMs);
+    released.abort();
+    if (holding !== undefined && !(await holding)) exitCode = 1;
     await elector?.release();
     await leaseApi?.close();
     await endpoints?.close();
@@ -103,6 +112,13 @@ async function controller(argv: string[]): Promise<number> {
   }
   logger.info('stopped', { exitCode });
   return exitCode;
+}
+
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
 }
 
 /** Runs a CLI command; its expected failures print as one line, not a stack. */

@@ -4,7 +4,7 @@ import yaml from 'js-yaml';
 import { ANNOTATIONS, API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, parseClusterTarget, type ClusterTarget, type PendingPruneStatus } from '../api/index.ts';
 import { MemberRegistry, type MemberApi } from '../clusters/index.ts';
 import { PoolRegistry, type ConnectionSettings } from '../db/index.ts';
-import { readSecretKeys, type SecretLike } from '../runtime/index.ts';
+import { readSecretKeys, unfenced, type SecretLike } from '../runtime/index.ts';
 import { connectionSettingsFromSecret, describeObject, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { SecretScrubber, createLogger } from '../telemetry/index.ts';
 import { CliError, EXIT, compileDqrTemplate, hubFromKubeconfig, readDqrFile, settingsFromUrl } from './common.ts';
@@ -175,6 +175,8 @@ export async function planCommand(argv: string[]): Promise<number> {
         pruneBaseline: live?.status?.pendingPrune?.clusters,
         confirmation: () => Promise.resolve(live?.metadata.annotations?.[ANNOTATIONS.confirmPrune]),
         dryRun: true,
+        // A dry run writes nothing.
+        fence: unfenced,
         signal: AbortSignal.timeout(10 * 60_000),
       });
     } catch (error) {

@@ -72,8 +72,10 @@ const flags: readonly Flag[] = [
 ];
 
 export function controllerHelp(): string {
-  const lines = flags.map((f) => `  --${f.name}${f.type === 'string' ? ' VALUE' : ''}`.padEnd(34) + `${f.help}${f.default === undefined || f.default === false ? '' : ` (default ${String(f.default)})`}; env ${f.env}`);
-  return ['usage: rowcast controller [flags]', '', 'Runs the hub controller. Flags (each also settable by its environment variable):', ...lines, '  -h, --help'.padEnd(34) + 'this text'].join('\n');
+  const usage = (f: Flag): string => `  --${f.name}${f.type === 'string' ? ' VALUE' : ''}`;
+  const width = Math.max(...flags.map((f) => usage(f).length)) + 2;
+  const lines = flags.map((f) => usage(f).padEnd(width) + `${f.help}${f.default === undefined || f.default === false ? '' : ` (default ${String(f.default)})`}; env ${f.env}`);
+  return ['usage: rowcast controller [flags]', '', 'Runs the hub controller. Flags (each also settable by its environment variable):', ...lines, '  -h, --help'.padEnd(width) + 'this text'].join('\n');
 }
 
 export type OptionsResult = { ok: true; options: ControllerOptions } | { ok: false; help: true } | { ok: false; help: false; error: string };

@@ -3,7 +3,7 @@ import type { ControllerOptions } from '../config/index.ts';
 import type { Member, MemberApi, MemberRegistry } from '../clusters/index.ts';
 import type { NotifyHub, NotifySubscription, PoolLease, PoolRegistry, WriteBackQueue } from '../db/index.ts';
 import type { TemplateCache } from '../render/index.ts';
-import type { SupervisedInformer, WorkQueue } from '../runtime/index.ts';
+import type { Fence, SupervisedInformer, WorkQueue } from '../runtime/index.ts';
 import type { HubWriter } from '../status/index.ts';
 import type { Logger, Metrics, SecretScrubber, SyncTrigger } from '../telemetry/index.ts';
 
@@ -24,6 +24,8 @@ export interface HubContext {
   /** The hub's kubeconfig as text, for ClusterTargets with inCluster: true. */
   hubKubeconfig: string;
   hubId: string;
+  /** Asked immediately before every write for a DQR (member and hub): this process may have lost the right to write. */
+  fence: Fence;
   writer: HubWriter;
   members: MemberRegistry;
   pools: PoolRegistry;

@@ -4,7 +4,7 @@ import type { ControllerOptions } from '../config/index.ts';
 import { MemberApi, MemberKubeConfig, MemberRegistry } from '../clusters/index.ts';
 import { NotifyHub, PoolRegistry, WriteBackQueue } from '../db/index.ts';
 import { TemplateCache } from '../render/index.ts';
-import { SupervisedInformer, WorkQueue, describeApiError, type InformerEvent, type ReconcileOutcome } from '../runtime/index.ts';
+import { SupervisedInformer, WorkQueue, describeApiError, unfenced, type Fence, type InformerEvent, type ReconcileOutcome } from '../runtime/index.ts';
 import { HubWriter } from '../status/index.ts';
 import type { Logger, Metrics, SecretScrubber } from '../telemetry/index.ts';
 import { enqueueAllDqrs, reconcileClusterTarget } from './cluster-target-reconciler.ts';
@@ -21,6 +21,8 @@ export interface HubControllerDeps {
   hubKubeconfig: string;
   /** Sent with every request to the hub and the members: the replica's identity, for audit logs. */
   userAgent?: string;
+  /** Asked before every write for a DQR; absent: this process is the only writer. */
+  fence?: Fence;
 }
 
 /** Which DQRs and ClusterTargets read a Secret: a changed Secret requeues exactly those. */
@@ -48,6 +50,7 @@ function secretUsers(ctx: HubContext, namespace: string, name: string): { dqrs: 
 export class HubController {
   private readonly deps: HubControllerDeps;
   private ctx: HubContext | undefined;
+  private stopped = false;
 
   constructor(deps: HubControllerDeps) {
     this.deps = deps;
@@ -67,6 +70,11 @@ export class HubController {
     const hub = new MemberApi(hubConfig, onResponse);
     const hubKubeconfig = this.deps.hubKubeconfig === 'in-cluster' ? hubConfig.exportConfig() : this.deps.hubKubeconfig;
     const hubId = options.hubId ?? (await hub.request<{ metadata: { uid: string } }>('GET', '/api/v1/namespaces/kube-system')).metadata.uid;
+    // Stopped (leadership lost) while asking: nothing may start now.
+    if (this.stopped) {
+      await hub.close();
+      return;
+    }
     const scope = options.namespace === undefined ? '' : `/namespaces/${options.namespace}`;
     const listPath = (group: string, plural: string): string => (group === '' ? `/api/v1${scope}/${plural}` : `/apis/${group}${scope}/${plural}`);
     const informer = (name: string, path: string, onEvent: (event: InformerEvent, object: HubObject) => void): SupervisedInformer<HubObject> =>
@@ -107,6 +115,7 @@ export class HubController {
       hub,
       hubKubeconfig,
       hubId,
+      fence: this.deps.fence ?? unfenced,
       writer: new HubWriter(hub, scrubber, { onEventError: (error) => logger.warn('event not recorded', { reason: describeApiError(error).message }) }),
       members: new MemberRegistry({
         policy: { allowExecAuth: options.allowExecAuth, allowFilePaths: options.allowKubeconfigFiles },
@@ -167,13 +176,15 @@ export class HubController {
     logger.info('hub controller started', { dqrs: ctx.informers.dqrs.list().length, clusterTargets: ctx.informers.clusterTargets.list().length });
   }
 
-  async stop(): Promise<void> {
+  /** `graceMs`: how long in-flight syncs may go on before their signal aborts; 0 when leadership is lost. */
+  async stop(graceMs = this.deps.options.shutdownGraceMs): Promise<void> {
+    this.stopped = true;
     const ctx = this.ctx;
     if (ctx === undefined) return;
     await Promise.all(Object.values(ctx.informers).map((i) => i.stop()));
     await ctx.statusWatches.stopAll();
     // In-flight syncs finish (applies and prunes are not left half done) unless they take too long.
-    await Promise.all([ctx.queues.dqrs.shutdown(this.deps.options.shutdownGraceMs), ctx.queues.clusterTargets.shutdown(this.deps.options.shutdownGraceMs)]);
+    await Promise.all([ctx.queues.dqrs.shutdown(graceMs), ctx.queues.clusterTargets.shutdown(graceMs)]);
     await ctx.members.closeAll();
     await ctx.notify.closeAll();
     await ctx.writeBacks.closeAll();

@@ -14,7 +14,7 @@ import {
 } from '../api/index.ts';
 import { classifyDbError, compileStatusTemplate, ensureLedger, type PoolLease } from '../db/index.ts';
 import { TemplateError, type CompiledTemplate } from '../render/index.ts';
-import { TerminalError, type ReconcileResult } from '../runtime/index.ts';
+import { FencedError, TerminalError, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
 import { inSpan, type Logger } from '../telemetry/index.ts';
 import { connectionSettingsFromSecret, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
@@ -32,6 +32,7 @@ interface Reporter {
 }
 
 function reporter(ctx: HubContext, raw: HubObject, namespace: string, name: string): Reporter {
+  const key = `${namespace}/${name}`;
   let previous = (raw.status?.['conditions'] ?? []) as Condition[];
   const generation = raw.metadata?.generation;
   const ref = { apiVersion: API_VERSION, kind: DATABASE_QUERY_RESOURCE.kind, namespace, name, uid: raw.metadata?.uid };
@@ -40,6 +41,7 @@ function reporter(ctx: HubContext, raw: HubObject, namespace: string, name: stri
       const conditions = setConditions(previous, updates, generation, new Date());
       const ready = updates.find((u) => u.type === CONDITION_TYPES.ready);
       if (ready !== undefined) ctx.metrics.dqrReady.labels(namespace, name).set(ready.status === 'True' ? 1 : 0);
+      ctx.fence(key);
       await ctx.writer.patchStatus(dqrPath(namespace, name), { observedGeneration: generation, conditions, ...extra });
       for (const type of [CONDITION_TYPES.ready, CONDITION_TYPES.databaseConnected]) {
         const changed = transitioned(previous, conditions, type);
@@ -86,9 +88,10 @@ function clusterTargets(ctx: HubContext): ClusterTarget[] {
   return targets;
 }
 
-async function ensureFinalizer(ctx: HubContext, raw: HubObject, path: string): Promise<void> {
+async function ensureFinalizer(ctx: HubContext, key: string, raw: HubObject, path: string): Promise<void> {
   const finalizers = raw.metadata?.finalizers ?? [];
   if (finalizers.includes(FINALIZER)) return;
+  ctx.fence(key);
   // resourceVersion makes the patch fail rather than drop another controller's finalizer.
   await ctx.writer.patchMetadata(path, { finalizers: [...finalizers, FINALIZER], resourceVersion: raw.metadata?.resourceVersion });
 }
@@ -129,6 +132,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
       await report.conditions([{ type: CONDITION_TYPES.ready, status: 'False', reason: REASONS.deleting, message: done.message }]);
       return { requeueAfterMs: 5000 };
     }
+    ctx.fence(key);
     await ctx.writer.patchMetadata(path, {
       finalizers: (raw.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
       resourceVersion: raw.metadata.resourceVersion,
@@ -146,7 +150,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     throw new TerminalError(`invalid spec: ${message}`);
   }
   const dqr = parsed.value;
-  await ensureFinalizer(ctx, raw, path);
+  await ensureFinalizer(ctx, key, raw, path);
 
   let template: CompiledTemplate;
   try {
@@ -248,12 +252,15 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
           ),
         ...(ledger === undefined ? {} : { ledger: { table: ledger.table, everything: decision.trigger === 'spec' } }),
         batchSize: ctx.options.batchSize,
+        fence: ctx.fence,
         signal,
       });
       span.setAttributes({ 'rowcast.rows': result.rowCount, 'rowcast.failures': result.failures.length, 'rowcast.prune_blocked': result.pruneBlocked !== undefined });
       return result;
     });
   } catch (error) {
+    // Not the leader any more: the new one reports; this process stops.
+    if (error instanceof FencedError) throw error;
     recordSyncRun(ctx, key, dqr, decision, false);
     return queryFailed(report, log, 'spec.query', error, dqr.spec.pollIntervalMs);
   }
@@ -277,6 +284,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   recordMetrics(ctx, namespace, name, outcome, startedAt - decision.seenAt);
   // Within the limit (or confirmed and done): a confirmation left over would only wait to release some later prune.
   if (outcome.pruneEvaluated && outcome.pruneBlocked === undefined && confirmation !== undefined) {
+    ctx.fence(key);
     await ctx.writer.patchMetadata(path, { annotations: { [ANNOTATIONS.confirmPrune]: null } });
   }
   log.info('synced', {

@@ -1,6 +1,6 @@
 import { ANNOTATIONS, OWNER_LABEL, parseClusterTarget, parseDatabaseQueryResource } from '../api/index.ts';
 import { MemberApi } from '../clusters/index.ts';
-import { describeApiError } from '../runtime/index.ts';
+import { FencedError, describeApiError } from '../runtime/index.ts';
 import { listOwned, pruneMember } from '../sync/index.ts';
 import { ownerMatcher } from '../render/index.ts';
 import type { HubContext, HubObject } from './context.ts';
@@ -24,6 +24,7 @@ export async function finalizeDqr(ctx: HubContext, raw: HubObject, signal: Abort
   });
   const hadObjectsOn = new Set(((raw.status?.['clusters'] ?? []) as { name: string }[]).map((c) => c.name));
   const problems: string[] = [];
+  const fence = (): void => ctx.fence(`${namespace}/${name}`);
   let objects = 0;
   for (const targetRaw of ctx.informers.clusterTargets.list()) {
     const target = parseClusterTarget(targetRaw);
@@ -40,7 +41,7 @@ export async function finalizeDqr(ctx: HubContext, raw: HubObject, signal: Abort
       const owned = await listOwned(member, target.value, kinds, ownerMatcher({ hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '', target: key }), signal);
       objects += owned.length;
       if (policy === 'Delete') {
-        const result = await pruneMember(member, owned, signal);
+        const result = await pruneMember(member, owned, fence, signal);
         if (result.error !== undefined) problems.push(`cluster ${member.name}: ${result.error}`);
       } else {
         for (const object of owned) {
@@ -48,10 +49,14 @@ export async function finalizeDqr(ctx: HubContext, raw: HubObject, signal: Abort
           if (resource === undefined) continue;
           const path = `${MemberApi.collectionPath(object.apiVersion, resource, resource.namespaced ? object.namespace : undefined)}/${encodeURIComponent(object.name)}`;
           const unmark = { metadata: { labels: { [OWNER_LABEL]: null }, annotations: { [ANNOTATIONS.ownerRef]: null, [ANNOTATIONS.rowKey]: null, [ANNOTATIONS.hash]: null } } };
-          await member.queue.run((s) => member.api.request('PATCH', path, { body: unmark, contentType: 'application/merge-patch+json', signal: s }), signal);
+          await member.queue.run((s) => {
+            fence();
+            return member.api.request('PATCH', path, { body: unmark, contentType: 'application/merge-patch+json', signal: s });
+          }, signal);
         }
       }
     } catch (error) {
+      if (error instanceof FencedError) throw error;
       problems.push(`cluster ${member.name}: ${describeApiError(error).message}`);
     }
   }

@@ -133,6 +133,12 @@ export class StatusWatches implements StatusWatchRegistry {
     }
     if (owner.hub !== this.ctx.hubId || owner.namespace === undefined || owner.name === undefined) return;
     const dqrKey = `${owner.namespace}/${owner.name}`;
+    // A replica that lost the Lease writes nothing back: the new leader's own watches see the same change.
+    try {
+      this.ctx.fence(dqrKey);
+    } catch {
+      return;
+    }
     const raw = this.ctx.informers.dqrs.get(owner.name, owner.namespace);
     const lease = this.ctx.leases.get(dqrKey);
     if (raw === undefined || lease === undefined) return;

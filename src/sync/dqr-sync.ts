@@ -3,6 +3,7 @@ import { type ClusterTarget, type DatabaseQueryResource } from '../api/index.ts'
 import type { Member } from '../clusters/index.ts';
 import { classifyDbError, readRows, writeLedger, type LedgerEntry } from '../db/index.ts';
 import { RowKeyError, renderRow, rowKeyOf, type CompiledTemplate, type DqrOwner } from '../render/index.ts';
+import type { Fence } from '../runtime/index.ts';
 import { inBatchSpan, inSpan } from '../telemetry/index.ts';
 import { identityOf } from './identity.ts';
 import { pruneMember, syncMember, type PlannedChange, type PruneResult, type ResourceKey, type RowFailure } from './member-sync.ts';
@@ -32,6 +33,8 @@ export interface DqrSyncInput {
   /** spec.ledger: record applied and pruned objects there; `everything` also records unchanged ones (a new generation, a new ledger). */
   ledger?: { table: string; everything: boolean };
   batchSize?: number;
+  /** Asked before every apply, prune and ledger write for this DQR. */
+  fence: Fence;
   signal: AbortSignal;
 }
 
@@ -225,6 +228,8 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
     return rendered;
   });
 
+  const dqrKey = `${namespace}/${dqr.metadata.name}`;
+  const fence = (): void => input.fence(dqrKey);
   const appliedAfter = new Map<string, number>();
   const results = await Promise.all(
     clusters.map(({ target, member }) =>
@@ -237,6 +242,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
           owner: { ...input.owner, target: targetKey(target) },
           fieldManager: `rowcast-${namespace}-${dqr.metadata.name}`.slice(0, 128),
           previousResources: input.previousResources,
+          fence,
           ...(input.dryRun === true ? { dryRun: true } : {}),
           signal: input.signal,
         });
@@ -267,7 +273,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
       decision.prune.map(async ({ cluster: name, objects }) => {
         const cluster = clusters.find((c) => c.member.name === name);
         if (cluster === undefined) return;
-        const done = await inBatchSpan('rowcast.prune', { 'rowcast.cluster': name, 'rowcast.objects': objects.length }, () => pruneMember(cluster.member, objects, input.signal));
+        const done = await inBatchSpan('rowcast.prune', { 'rowcast.cluster': name, 'rowcast.objects': objects.length }, () => pruneMember(cluster.member, objects, fence, input.signal));
         pruned.set(name, done);
       }),
     );
@@ -275,7 +281,6 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
 
   if (input.ledger !== undefined && input.dryRun !== true) {
     const ledger = input.ledger;
-    const dqrKey = `${namespace}/${dqr.metadata.name}`;
     const generation = dqr.metadata.generation ?? 0;
     await Promise.all(
       results.map(async (r) => {
@@ -295,6 +300,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
         const upserts = [...r.appliedObjects, ...(ledger.everything ? r.unchangedObjects : [])].map(entry);
         const deletes = (pruned.get(r.cluster)?.prunedObjects ?? []).map((o) => ({ dqr: dqrKey, cluster: r.cluster, kind: o.kind, namespace: o.namespace ?? '', name: o.name }));
         if (upserts.length === 0 && deletes.length === 0) return;
+        fence();
         try {
           // One transaction per cluster per sync: a reader never sees half of it.
           await inSpan('rowcast.ledger', { 'rowcast.cluster': r.cluster, 'rowcast.objects': upserts.length + deletes.length }, () => writeLedger(input.pool, ledger.table, { upserts, deletes }));

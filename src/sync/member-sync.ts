@@ -1,6 +1,6 @@
 import { ANNOTATIONS, OWNER_LABEL, allowsMemberNamespace, type ClusterTarget } from '../api/index.ts';
 import { MemberApi, type ApiResource, type Member } from '../clusters/index.ts';
-import { describeApiError } from '../runtime/index.ts';
+import { FencedError, describeApiError } from '../runtime/index.ts';
 import { ownerMatcher, type OwnerIdentity, type OwnerMatcher } from '../render/index.ts';
 import { bindToCurrentContext, inBatchSpan } from '../telemetry/index.ts';
 import { describeObject, identityOf } from './identity.ts';
@@ -34,6 +34,8 @@ export interface MemberSyncInput {
   fieldManager: string;
   /** Plan only: applies are server-side dry runs, and what they would change is reported instead. */
   dryRun?: boolean;
+  /** The DQR's Fence, bound to its key: called as each apply leaves the member's queue, it throws if this process may no longer write. */
+  fence: () => void;
   /** Kinds applied by earlier syncs, listed so that objects of kinds no row renders any more are pruned too. */
   previousResources: readonly ResourceKey[];
   signal: AbortSignal;
@@ -245,11 +247,15 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
             result.planned.push({ action: isCreate ? 'create' : 'update', object, live, planned });
             return;
           }
-          await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s }));
+          await run((s) => {
+            input.fence();
+            return member.api.apply(entry.body, path, input.fieldManager, { signal: s });
+          });
           result.applied++;
           result.appliedObjects.push(object);
           if (isCreate) created++;
         } catch (error) {
+          if (error instanceof FencedError) throw error;
           const failure = describeApiError(error);
           if (failure.retryable) {
             unavailable ??= failure.message;
@@ -356,8 +362,14 @@ export interface PruneResult {
   error: string | undefined;
 }
 
-/** Deletes owned objects no row wants, each only as the object that was listed (uid precondition). */
-export async function pruneMember(member: Member, objects: readonly LiveObject[], signal: AbortSignal): Promise<PruneResult> {
+/**
+ * Deletes owned objects no row wants, each only as the object that was listed
+ * (uid precondition). `fence` is the DQR's Fence bound to its key: asked before
+ * the batch and again as each delete leaves the member's queue; it throws, and
+ * so does this, once this process may no longer write.
+ */
+export async function pruneMember(member: Member, objects: readonly LiveObject[], fence: () => void, signal: AbortSignal): Promise<PruneResult> {
+  fence();
   let pruned = 0;
   const prunedObjects: LiveObject[] = [];
   let error: string | undefined;
@@ -367,10 +379,14 @@ export async function pruneMember(member: Member, objects: readonly LiveObject[]
         const resource = await member.queue.run(() => member.api.resourceFor(object.apiVersion, object.kind), signal);
         if (resource === undefined) return;
         const path = objectPath(object.apiVersion, resource, resource.namespaced ? object.namespace : undefined, object.name);
-        await member.queue.run((s) => member.api.delete(path, object.uid, s), signal);
+        await member.queue.run((s) => {
+          fence();
+          return member.api.delete(path, object.uid, s);
+        }, signal);
         pruned++;
         prunedObjects.push(object);
       } catch (cause) {
+        if (cause instanceof FencedError) throw cause;
         error ??= `pruning ${describeObject(object)} failed: ${describeApiError(cause).message}`;
       }
     }),
