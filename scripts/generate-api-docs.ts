@@ -231,6 +231,32 @@ function metadataSection(): string {
   return ['## Labels, annotations and finalizer', '| Key | Kind | Meaning |\n|---|---|---|\n' + rows.join('\n'), ...ownership].join('\n\n');
 }
 
+/** How `{{...}}` output is escaped: the contract a template author writes against (src/render/escape.ts, output-context.ts). */
+function escapingSection(): string {
+  return `## Escaping in templates
+
+A row value is a value: whatever its text, it cannot start a line, a key, a document or a flow item of the output, so a row cannot add objects or fields to what the template renders (the tenant whose name is \`"hello\\n---\\nkind: ClusterRoleBinding…"\` gets a ConfigMap holding exactly that text, and nothing else). Every \`{{expr}}\` is escaped for the place it is written in, which Rowcast reads from the template's own text around it:
+
+| Where \`{{x}}\` stands | What is written | Example: x is \`a: "b"\` |
+|---|---|---|
+| Inside double quotes (YAML or JSON): \`key: "{{x}}"\`, \`{"key": "{{x}}"}\` | The value JSON-escaped, without the quotes: it reads back exactly. \`\\uXXXX\` is also used for \`, [ ] { }\`, a \`#\` after a space, a \`:\` before one, DEL, C1 controls, U+2028, U+2029, U+FEFF, U+FFFE, U+FFFF | \`key: "a\\u003a \\"b\\""\` |
+| Inside single quotes: \`key: '{{x}}'\` | The value with \`'\` doubled; a value holding a line break or a control character fails the row (single quotes cannot hold it) | \`key: 'a: "b"'\` |
+| Unquoted: \`key: {{x}}\`, \`{{x}}: v\`, \`- {{x}}\`, \`{a: {{x}}}\` | A plain word (letters, digits, \`_ . / + = ~ @ -\`, inner spaces, inner \`:\` not before a space) as it is, so YAML gives it its own type: \`3\` is a number, \`true\` a boolean, \`web-1\` a string. Anything else as a double-quoted string (escaped as above), which reads back exactly. Empty text and NULL write nothing (\`key: {{x}}\` is then null; write \`"{{x}}"\` for an empty string) | \`key: "a\\u003a \\"b\\""\` |
+| Inside a block scalar (\`\\|\`, \`>\`) | The text as it is, continuation lines at the indentation of the line it stands on; a value that would leave the block (a \`\\r\`, a control character, a first line starting with spaces) fails the row | \`script: \\|\` then \`  echo {{x}}\` |
+| \`{{{x}}}\` | The text as it is: **raw**, for a template that means to write YAML from a column (then everything that column's writers control is trusted) | \`a: "b"\` |
+
+Write a value alone (\`key: {{x}}\`) or inside quotes (\`key: "prefix-{{x}}"\`). Unquoted inside a longer scalar (\`name: user-{{x}}\`) a word stays as it is; anything else stays inert but becomes quoted text inside the scalar (a name then fails validation rather than changing meaning). A block (\`{{#if}}\`, \`{{#each}}\`) must close every quote it opens: \`{{#if a}}"{{/if}}\` is refused when the DQR is read.
+
+Helpers that write YAML return it already safe, and it is written as it is, except inside quotes, where it is text like anything else:
+
+- \`quote x\` / \`squote x\`: a double- / single-quoted string of any value (squote falls back to double quotes for what single quotes cannot hold): \`image: {{quote row.image}}\` is the same as \`image: "{{row.image}}"\`.
+- \`toJson x\`: compact JSON (YAML-safe: DEL, C1, U+2028/9, U+FEFF escaped). \`toYaml x\`: block YAML that reads back as the same value under any YAML schema. Both turn any column (json, arrays, text) into structure whose strings are escaped: \`labels:{{nindent 4 (toYaml row.labels)}}\`.
+- \`indent n x\` / \`nindent n x\`: YAML from toYaml/toJson is indented as YAML. Text (a row value) is indented for a block scalar, where it stays: \`script: |-{{nindent 4 row.script}}\` keeps every line of the script inside the block (the row fails if n is not beyond the key's column). Elsewhere indented text is one quoted scalar: \`key:{{nindent 4 row.v}}\` is \`key: "…"\` on the next line.
+- Every other helper (lower, default, join, date, b64dec…) returns text, escaped as above.
+
+Values keep every code point. What the row holds is what the member stores: C0 controls, DEL, C1 controls, U+2028/U+2029, U+FEFF, noncharacters, NBSP, astral characters. Rowcast sends every apply body as JSON with DEL, the C1 controls, U+2028, U+2029, U+FEFF, U+FFFE and U+FFFF written as \`\\uXXXX\`, because the apiserver reads an apply body with a YAML decoder that refuses some of them raw (\`yaml: control characters are not allowed\`) and folds the others. PostgreSQL text holds neither NUL nor lone surrogates, so neither can reach a template from a row.`;
+}
+
 /** docs/api.md for these CRDs (by default the ones src/api builds). */
 export function renderApiDocs(crds: readonly { readonly crd: Record<string, unknown> }[] = customResourceDefinitions()): string {
   const kinds = crds.map(({ crd }) => crd);
@@ -242,9 +268,9 @@ export function renderApiDocs(crds: readonly { readonly crd: Record<string, unkn
     kinds.map((crd) => {
       const kind = String(record(record(crd['spec'], 'spec')['names'], 'names')['kind']);
       return `- [${kind}](#${kind.toLowerCase()})`;
-    }).join('\n') + '\n- [Labels, annotations and finalizer](#labels-annotations-and-finalizer)',
+    }).join('\n') + '\n- [Escaping in templates](#escaping-in-templates)\n- [Labels, annotations and finalizer](#labels-annotations-and-finalizer)',
   ];
-  return `${HEADER}\n${[...intro, ...kinds.map(kindSection), metadataSection()].join('\n\n')}\n`;
+  return `${HEADER}\n${[...intro, ...kinds.map(kindSection), escapingSection(), metadataSection()].join('\n\n')}\n`;
 }
 
 if (import.meta.main) {

@@ -183,7 +183,7 @@ export const databaseQueryResourceSpecSchema: ObjectSchema = {
     template: {
       type: 'string',
       description:
-        'Handlebars template producing YAML or JSON: one or more Kubernetes objects per row. Context: row (column name to value), metadata (this DQR\'s name, namespace, labels, annotations), cluster (the target\'s name and labels), so a row can render differently per cluster. No HTML escaping; a missing field is an error, not an empty string.',
+        'Handlebars template producing YAML or JSON: one or more Kubernetes objects per row. Context: row (column name to value), metadata (this DQR\'s name, namespace, labels, annotations), cluster (the target\'s name and labels), so a row can render differently per cluster. Every {{expr}} is escaped for where it stands (inside quotes, unquoted, in a block scalar) so a row value stays one value and cannot add objects or fields; {{{expr}}} is raw (see Escaping in templates in docs/api.md). No HTML escaping; a missing field is an error, not an empty string.',
       minLength: 1,
       maxLength: 262144,
     },

@@ -1,7 +1,10 @@
 import { Buffer } from 'node:buffer';
+import Handlebars from 'handlebars';
 import { dump } from 'js-yaml';
 import { sha256Hex } from './canonical-json.ts';
 import { HelperError, MissingFieldError, type TemplateLocation } from './errors.ts';
+import { NOT_SINGLE_QUOTABLE, blockText, doubleQuotedContent, escapeForYaml, jsonQuote, plainScalar, singleQuotedContent } from './escape.ts';
+import type { OutputContext } from './output-context.ts';
 import { plainValue } from './plain-value.ts';
 
 /** What Handlebars passes as a helper's last argument (the parts we read). */
@@ -35,13 +38,6 @@ export type HandlebarsHelper = (...args: unknown[]) => unknown;
  */
 export const OUTPUT_HELPER = '__rowcastOutput';
 
-// Characters JSON leaves raw that a YAML stream may not contain (js-yaml's
-// PATTERN_NON_PRINTABLE) or treats as line breaks (YAML 1.1 readers).
-const YAML_UNSAFE_IN_JSON = /[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/g;
-// What a YAML single-quoted scalar cannot carry verbatim: line breaks fold,
-// non-printables and lone surrogates are refused.
-const NOT_SINGLE_QUOTABLE =
-  /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 const MAX_INDENT = 1000;
@@ -59,6 +55,45 @@ function kindOf(value: unknown): string {
   return `a ${typeof value}`;
 }
 
+/**
+ * What indent and nindent make of text that is not already YAML (a row
+ * value): where it lands decides how it is written (see writeOutput).
+ */
+class IndentedText {
+  readonly width: number;
+  readonly newline: boolean;
+  readonly text: string;
+
+  constructor(width: number, newline: boolean, text: string) {
+    this.width = width;
+    this.newline = newline;
+    this.text = text;
+  }
+
+  toString(): string {
+    return (this.newline ? '\n' : '') + indentLines(this.width, this.text);
+  }
+
+  #prefix(): string {
+    return (this.newline ? '\n' : '') + ' '.repeat(this.width);
+  }
+
+  /** Outside a block scalar the text is one scalar, quoted when it is not a word. */
+  plain(): string {
+    return this.#prefix() + plainScalar(this.text);
+  }
+
+  inBlock(context: Extract<OutputContext, { kind: 'block' }>): string {
+    return blockText(this.text, {
+      prefix: this.#prefix(),
+      firstColumn: this.newline ? this.width : context.column + this.width,
+      restColumn: this.width,
+      parent: context.parent,
+      contentIndent: context.contentIndent,
+    });
+  }
+}
+
 /** Scalars as text; null and undefined as ''; collections refused. */
 export function text(value: unknown): string {
   switch (typeof value) {
@@ -74,6 +109,7 @@ export function text(value: unknown): string {
       break;
   }
   if (value === null) return '';
+  if (value instanceof Handlebars.SafeString || value instanceof IndentedText) return value.toString();
   if (value instanceof Date) return isoDate(value);
   // bytea columns: base64 is the only text form that keeps every byte.
   if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
@@ -83,22 +119,6 @@ export function text(value: unknown): string {
 function isoDate(value: Date): string {
   if (Number.isNaN(value.getTime())) throw new Error('invalid date');
   return value.toISOString();
-}
-
-/** JSON string literal that is also a valid YAML double-quoted scalar. */
-export function jsonQuote(value: string): string {
-  // Most values need no escaping at all: skip the engine call and the regex.
-  let json = false;
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c >= 0x7f) return escapeForYaml(JSON.stringify(value));
-    if (c < 0x20 || c === 0x22 || c === 0x5c) json = true;
-  }
-  return json ? JSON.stringify(value) : `"${value}"`;
-}
-
-function escapeForYaml(json: string): string {
-  return json.replace(YAML_UNSAFE_IN_JSON, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function truthy(value: unknown): boolean {
@@ -121,6 +141,12 @@ function indentLines(width: number, value: string): string {
     .split('\n')
     .map((line) => (line === '' || line === '\r' ? line : pad + line))
     .join('\n');
+}
+
+/** YAML from a structure helper stays YAML, indented; any other text stays a value. */
+function indented(width: number, newline: boolean, value: unknown): Handlebars.SafeString | IndentedText {
+  if (value instanceof Handlebars.SafeString) return new Handlebars.SafeString((newline ? '\n' : '') + indentLines(width, value.toString()));
+  return new IndentedText(width, newline, text(value));
 }
 
 // YYYY-MM-DD, optionally with a time and a UTC offset; no offset means UTC.
@@ -225,24 +251,24 @@ const impls: Record<string, HelperSpec> = {
     max: 2,
     run: (value, fallback) => (value === null || value === undefined || value === '' ? fallback : value),
   },
-  quote: unary('quote value', (value) => jsonQuote(text(value))),
+  quote: unary('quote value', (value) => new Handlebars.SafeString(jsonQuote(text(value)))),
   squote: unary('squote value', (value) => {
     const string = text(value);
     // A single-quoted scalar would fold the line break into a space: the
     // double-quoted form keeps the value exact.
-    if (NOT_SINGLE_QUOTABLE.test(string)) return jsonQuote(string);
-    return `'${string.replaceAll("'", "''")}'`;
+    if (NOT_SINGLE_QUOTABLE.test(string)) return new Handlebars.SafeString(jsonQuote(string));
+    return new Handlebars.SafeString(`'${string.replaceAll("'", "''")}'`);
   }),
   toJson: unary('toJson value', (value) => {
     const json = JSON.stringify(plainValue(value)) as string | undefined;
-    return json === undefined ? 'null' : escapeForYaml(json);
+    return new Handlebars.SafeString(json === undefined ? 'null' : escapeForYaml(json));
   }),
   toYaml: unary('toYaml value', (value) => {
     const plain = plainValue(value);
     // The default dump schema quotes every string another YAML reader could
     // take for something else (yes, 2024-01-01, 0o7...), so the text reads
     // back as the same value under any schema.
-    return dump(plain === undefined ? null : plain, { noRefs: true, lineWidth: -1 }).replace(/\n$/, '');
+    return new Handlebars.SafeString(dump(plain === undefined ? null : plain, { noRefs: true, lineWidth: -1 }).replace(/\n$/, ''));
   }),
   b64enc: unary('b64enc value', (value) => Buffer.from(text(value), 'utf8').toString('base64')),
   b64dec: unary('b64dec value', (value) => {
@@ -267,13 +293,8 @@ const impls: Record<string, HelperSpec> = {
       return formatDate(parseDate(value), format);
     },
   },
-  indent: { usage: 'indent width value', min: 2, max: 2, run: (width, value) => indentLines(count(width), text(value)) },
-  nindent: {
-    usage: 'nindent width value',
-    min: 2,
-    max: 2,
-    run: (width, value) => '\n' + indentLines(count(width), text(value)),
-  },
+  indent: { usage: 'indent width value', min: 2, max: 2, run: (width, value) => indented(count(width), false, value) },
+  nindent: { usage: 'nindent width value', min: 2, max: 2, run: (width, value) => indented(count(width), true, value) },
   join: {
     usage: 'join list [separator]',
     min: 1,
@@ -319,11 +340,60 @@ const impls: Record<string, HelperSpec> = {
   not: unary('not value', (value) => !truthy(value)),
 };
 
-// Called for every `{{...}}`, with exactly these arguments (the compiler adds
-// them), so it skips the generic wrapper.
-function output(value: unknown, source: unknown, options: HelperCallOptions): string {
+const PLAIN: OutputContext = { kind: 'plain' };
+
+/**
+ * The helper the compiler wraps around every `{{...}}`, called with exactly
+ * (value, source text, index of its OutputContext, options): it writes the
+ * value escaped for where it lands. SafeStrings (the structure helpers'
+ * results) are YAML already and go out as they are, except inside quotes,
+ * where everything is text.
+ */
+function outputHelper(contexts: readonly OutputContext[]): HandlebarsHelper {
+  return (value: unknown, source: unknown, index: unknown, options: unknown): string => {
+    const context = (typeof index === 'number' ? contexts[index] : undefined) ?? PLAIN;
+    const what = typeof source === 'string' ? source : 'value';
+    const callOptions = options as HelperCallOptions;
+    try {
+      return writeOutput(value, context, what, callOptions);
+    } catch (error) {
+      if (error instanceof HelperError || error instanceof MissingFieldError) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      throw new HelperError(what, `"${what}": ${message}`, locationOf(callOptions));
+    }
+  };
+}
+
+function writeOutput(value: unknown, context: OutputContext, what: string, options: HelperCallOptions): string {
+  if (value instanceof Handlebars.SafeString || value instanceof IndentedText) {
+    if (context.kind === 'dq') return doubleQuotedContent(value.toString());
+    if (context.kind === 'sq') return singleQuotedContent(value.toString());
+    if (value instanceof Handlebars.SafeString || context.kind === 'raw') return value.toString();
+    return context.kind === 'block' ? value.inBlock(context) : value.plain();
+  }
+  const string = outputText(value, what, options);
+  switch (context.kind) {
+    case 'raw':
+      return string;
+    case 'dq':
+      return doubleQuotedContent(string);
+    case 'sq':
+      return singleQuotedContent(string);
+    case 'plain':
+      return plainScalar(string);
+    case 'block':
+      return blockText(string, {
+        prefix: '',
+        firstColumn: context.column,
+        restColumn: context.lineIndent,
+        parent: context.parent,
+        contentIndent: context.contentIndent,
+      });
+  }
+}
+
+function outputText(value: unknown, what: string, options: HelperCallOptions): string {
   if (typeof value === 'string') return value;
-  const what = typeof source === 'string' ? source : 'value';
   if (value === undefined) {
     throw new MissingFieldError(what, `"${what}" is not defined`, locationOf(options));
   }
@@ -371,9 +441,9 @@ function wrap(name: string, spec: HelperSpec): HandlebarsHelper {
   };
 }
 
-/** The named helpers (those of HELPER_NAMES; others are ignored) and the output helper. */
-export function helperTable(names: Iterable<string>): Record<string, HandlebarsHelper> {
-  const table: Record<string, HandlebarsHelper> = { [OUTPUT_HELPER]: output as HandlebarsHelper };
+/** The named helpers (those of HELPER_NAMES; others are ignored) and the output helper for these output contexts. */
+export function helperTable(names: Iterable<string>, contexts: readonly OutputContext[]): Record<string, HandlebarsHelper> {
+  const table: Record<string, HandlebarsHelper> = { [OUTPUT_HELPER]: outputHelper(contexts) };
   for (const name of names) {
     const spec = Object.hasOwn(impls, name) ? impls[name] : undefined;
     if (spec !== undefined) table[name] = wrap(name, spec);

@@ -2,7 +2,11 @@
 // Pure: no I/O, no environment; the clock only through the `now` helper.
 //
 // Choices a template author sees:
-// - Handlebars with noEscape and strict: a path that resolves to nothing is
+// - `{{expr}}` is escaped for where it stands in the YAML/JSON (inside "…",
+//   inside '…', unquoted, in a block scalar): a row value stays one value.
+//   Structure helpers return SafeStrings; `{{{expr}}}` is raw. See
+//   "Escaping in templates" in docs/api.md.
+// - Handlebars, strict (no HTML escaping): a path that resolves to nothing is
 //   an error naming it (also inside helper arguments and #if/#each), NULL is
 //   empty text; `lookup` reads a field that may be absent. Printing a mapping
 //   or list is an error (use toJson, toYaml or join). Partials, decorators and

@@ -1,6 +1,7 @@
 import Handlebars from 'handlebars';
 import { HelperError, MissingFieldError, TemplateError, type TemplateLocation } from './errors.ts';
 import { HELPER_NAMES, OUTPUT_HELPER, helperTable } from './helpers.ts';
+import { outputContexts, type OutputContext } from './output-context.ts';
 
 type Env = ReturnType<typeof Handlebars.create>;
 type Node = hbs.AST.Node;
@@ -10,7 +11,9 @@ type Call = hbs.AST.MustacheStatement | hbs.AST.BlockStatement | hbs.AST.SubExpr
 type Render = (context: unknown, options: { data: Record<string, unknown> }) => string;
 
 const COMPILE_OPTIONS = {
-  // The output is YAML or JSON, never HTML: quote/toJson/toYaml escape for that.
+  // The output is YAML or JSON, never HTML: OUTPUT_HELPER escapes every
+  // `{{...}}` for where it lands in them, and Handlebars' HTML escape must
+  // not touch the result.
   noEscape: true,
   strict: true,
   // A misspelt helper is a compile error, not a lookup of a missing field.
@@ -28,11 +31,11 @@ const COMPILE_OPTIONS = {
  * template calls besides Handlebars' own (which call each other): Handlebars
  * re-wraps every registered helper on every render, a cost paid per row.
  */
-function templateEnv(used: ReadonlySet<string>): Env {
+function templateEnv(used: ReadonlySet<string>, contexts: readonly OutputContext[]): Env {
   const created = Handlebars.create();
   // log writes to the console: a pure module has no business doing I/O.
   created.unregisterHelper('log');
-  created.registerHelper(helperTable(used));
+  created.registerHelper(helperTable(used, contexts));
   return created;
 }
 
@@ -108,9 +111,15 @@ export function compileTemplate(source: string): CompiledTemplate {
   }
   const paths = new Map<string, string>();
   const helpers = new Set<string>();
+  const contexts: OutputContext[] = [];
   try {
-    prepare(ast, paths, helpers);
-    const hb = templateEnv(helpers);
+    // Whitespace control applied, as the template is written out.
+    const located = outputContexts(Handlebars.parse(source));
+    prepare(ast, paths, helpers, (mustache) => {
+      contexts.push(located.get(`${mustache.loc.start.line}:${mustache.loc.start.column}`) ?? { kind: mustache.escaped ? 'plain' : 'raw' });
+      return contexts.length - 1;
+    });
+    const hb = templateEnv(helpers, contexts);
     const render = hb.compile(ast, COMPILE_OPTIONS) as unknown as Render & { _setup(options: object): void };
     // Handlebars compiles lazily on the first render; force it here so every
     // template error surfaces now, once per template, not once per row.
@@ -162,11 +171,16 @@ function label(node: Node): string {
  * Adjusts the parsed template before compiling:
  * - every path argument becomes a strict lookup, as Handlebars already does for
  *   `{{a.b}}` alone, so `{{lower row.nmae}}` or `{{#if row.nmae}}` fails too;
- * - every `{{...}}` output goes through OUTPUT_HELPER;
+ * - every `{{...}}` output goes through OUTPUT_HELPER, told where it lands;
  * - partials and decorators are refused (none exist here);
  * and records each path's location so a strict failure can name the full path.
  */
-function prepare(program: Program, paths: Map<string, string>, helpers: Set<string>): void {
+function prepare(
+  program: Program,
+  paths: Map<string, string>,
+  helpers: Set<string>,
+  contextIndex: (mustache: hbs.AST.MustacheStatement) => number,
+): void {
   const visitArgs = (call: Call): void => {
     if (isPath(call.path) && call.path.parts.length === 1 && !call.path.data) helpers.add(call.path.original);
     const hash = call.hash as hbs.AST.Hash | undefined;
@@ -188,7 +202,7 @@ function prepare(program: Program, paths: Map<string, string>, helpers: Set<stri
         case 'MustacheStatement': {
           const mustache = statement as hbs.AST.MustacheStatement;
           visitArgs(mustache);
-          wrapOutput(mustache);
+          wrapOutput(mustache, contextIndex(mustache));
           // The inner call, if any, was visited above as the mustache itself.
           const value = mustache.params[0];
           if (value !== undefined && isPath(value)) {
@@ -220,8 +234,8 @@ function prepare(program: Program, paths: Map<string, string>, helpers: Set<stri
   visitProgram(program);
 }
 
-/** `{{x}}` → `{{__rowcastOutput x "x"}}`, `{{f a}}` → `{{__rowcastOutput (f a) "(f ...)"}}`. */
-function wrapOutput(mustache: hbs.AST.MustacheStatement): void {
+/** `{{x}}` → `{{__rowcastOutput x "x" N}}`, `{{f a}}` → `{{__rowcastOutput (f a) "(f ...)" N}}`, N its OutputContext's index. */
+function wrapOutput(mustache: hbs.AST.MustacheStatement, contextIndex: number): void {
   const { path, params, loc } = mustache;
   const hash = mustache.hash as hbs.AST.Hash | undefined;
   const isHelperCall = params.length > 0 || (hash !== undefined && hash.pairs.length > 0) || (isPath(path) && isHelperName(path));
@@ -229,9 +243,10 @@ function wrapOutput(mustache: hbs.AST.MustacheStatement): void {
     ? ({ type: 'SubExpression', path, params, hash, loc } as hbs.AST.SubExpression)
     : path;
   const source: hbs.AST.StringLiteral = { type: 'StringLiteral', value: label(inner), original: label(inner), loc };
+  const index: hbs.AST.NumberLiteral = { type: 'NumberLiteral', value: contextIndex, original: contextIndex, loc };
   const wrapper: Path = { type: 'PathExpression', data: false, depth: 0, parts: [OUTPUT_HELPER], original: OUTPUT_HELPER, loc };
   // The hash (if any) moved into the inner call; Handlebars reads a missing one as empty.
-  Object.assign(mustache, { path: wrapper, params: [inner, source], hash: undefined });
+  Object.assign(mustache, { path: wrapper, params: [inner, source, index], hash: undefined });
 }
 
 function isHelperName(path: Path): boolean {

@@ -72,7 +72,7 @@ export function renderExamples(): Record<string, unknown[]> {
           metadata: { name: dqr.metadata.name, namespace: 'examples', labels: {}, annotations: {} },
           cluster,
         };
-        const result = renderRow(template, context, { rowKey: String(row[dqr.spec.rowKey[0] ?? '']), defaultNamespace: 'examples', owner });
+        const result = renderRow(template, context, { rowKey: String(row[dqr.spec.rowKey?.[0] ?? '']), defaultNamespace: 'examples', owner });
         if (!result.ok) throw new Error(`examples/${name}.yaml: ${result.failure.field}: ${result.failure.message}`);
         bodies.push(...result.objects.map((object) => unstamped(object.body)));
       }

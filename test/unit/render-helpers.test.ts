@@ -133,7 +133,7 @@ describe('quoting helpers', () => {
 describe('encoding helpers', () => {
   test('b64enc and b64dec round trip UTF-8', () => {
     assert.equal(render('{{b64enc row.v}}', { v: 'héllo' }), Buffer.from('héllo').toString('base64'));
-    assert.equal(render('{{b64dec (b64enc row.v)}}', { v: AWKWARD }), AWKWARD);
+    assert.equal(render('{{{b64dec (b64enc row.v)}}}', { v: AWKWARD }), AWKWARD);
     assert.equal(render('{{b64dec "aGk"}}'), 'hi', 'padding is optional');
     assert.equal(render('{{b64dec "_-8"}}'.replace('_-8', Buffer.from('\u00ff\u00fe').toString('base64url'))), '\u00ff\u00fe');
   });
@@ -188,8 +188,10 @@ describe('time helpers', () => {
 
 describe('layout helpers', () => {
   test('indent pads every non-empty line; nindent starts with a newline', () => {
-    assert.equal(render('{{indent 2 row.v}}', { v: 'a\n\nb' }), '  a\n\n  b');
-    assert.equal(render('x:{{nindent 4 row.v}}', { v: 'a\nb' }), 'x:\n    a\n    b');
+    assert.equal(render('{{{indent 2 row.v}}}', { v: 'a\n\nb' }), '  a\n\n  b');
+    assert.equal(render('x:{{{nindent 4 row.v}}}', { v: 'a\nb' }), 'x:\n    a\n    b');
+    assert.equal(render('x: |{{nindent 4 row.v}}', { v: 'a\nb' }), 'x: |\n    a\n    b', 'in a block scalar');
+    assert.equal(render('x:{{nindent 4 row.v}}', { v: 'a\nb' }), 'x:\n    "a\\nb"', 'elsewhere one quoted scalar');
     assert.equal(render('{{indent "3" "a"}}'), '   a', 'a numeric string width is accepted');
   });
 
@@ -199,8 +201,8 @@ describe('layout helpers', () => {
   });
 
   test('join and split', () => {
-    assert.equal(render('{{join row.v ", "}}', { v: ['a', 1, null, true] }), 'a, 1, , true');
-    assert.equal(render('{{join row.v}}', { v: ['a', 'b'] }), 'a,b', 'the separator defaults to ","');
+    assert.equal(render('{{{join row.v ", "}}}', { v: ['a', 1, null, true] }), 'a, 1, , true');
+    assert.equal(render('{{{join row.v}}}', { v: ['a', 'b'] }), 'a,b', 'the separator defaults to ","');
     assert.equal(render('{{#each (split row.v ";")}}[{{this}}]{{/each}}', { v: 'a;b;;c' }), '[a][b][][c]');
     assert.equal(render('{{#each (split row.v)}}[{{this}}]{{else}}none{{/each}}', { v: '' }), 'none');
     assert.equal(render('{{join (split row.v "-") "+"}}', { v: 'x-y' }), 'x+y');

@@ -7,7 +7,7 @@ const owner = { hubId: 'hub-1', namespace: 'team-a', name: 'users', uid: 'uid-1'
 /** Renders a fixed output (the row carries the text) through the whole pipeline. */
 function run(output: string): RowRenderResult {
   return renderRow(
-    compileTemplate('{{row.text}}'),
+    compileTemplate('{{{row.text}}}'),
     {
       row: { text: output },
       metadata: { name: 'users', namespace: 'team-a', labels: {}, annotations: {} },

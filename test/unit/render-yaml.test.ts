@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { CORE_SCHEMA, loadAll } from 'js-yaml';
 import { compileTemplate, renderRow, type RowRenderResult } from '../../src/render/index.ts';
 
-const template = compileTemplate('{{row.text}}');
+const template = compileTemplate('{{{row.text}}}');
 const owner = { hubId: 'hub', namespace: 'ns', name: 'dqr', uid: 'uid', target: 'fleet/c' };
 
 function render(text: string): RowRenderResult {
