@@ -54,3 +54,45 @@ test('a row value holding a second document reaches the member as one value, and
   const owned = [...(await configMaps(east, env.namespace)).keys()].filter((name) => name.startsWith('hostile'));
   assert.deepEqual(owned, ['hostile-1'], 'exactly one object');
 });
+
+/** One value per class of code point (PostgreSQL text holds no NUL and no lone surrogate). */
+const CLASSES: Record<string, string> = {
+  c0: Array.from({ length: 31 }, (_, i) => String.fromCharCode(i + 1)).join(''),
+  crlf: 'a\r\nb\rc\n',
+  del: 'del\u007f',
+  c1: Array.from({ length: 32 }, (_, i) => String.fromCharCode(0x80 + i)).join(''),
+  nel: 'next\u0085line',
+  separators: 'line\u2028para\u2029end',
+  bom: '\ufeffbom',
+  nonchars: 'x\ufffe\uffffy',
+  nbsp: 'no\u00a0break',
+  latin1: '\u00a1\u00bf\u00e9\u00ff',
+  bidi: 'rtl\u202eoverride\u200dzwj',
+  private: '\ue000\uf8ff',
+  astral: '🚀𝄞\u{10ffff}\u{1f600}',
+  quotes: `'"\\\``,
+  yaml: ': - ? # & * ! | > % @ , [ ] { } ---',
+  spaces: '  lead and trail  ',
+};
+
+test('every class of code point round-trips exactly from row to member object', async () => {
+  await env.sql('CREATE TABLE points (id text PRIMARY KEY, v text)');
+  for (const [id, v] of Object.entries(CLASSES)) await env.sql('INSERT INTO points VALUES ($1, $2)', [id, v]);
+  await putDqr(env, 'points', {
+    query: 'SELECT id, v FROM points',
+    template:
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: points-{{row.id}}\ndata:\n  plain: {{row.v}}\n  quoted: "{{row.v}}"\n  helper: {{quote row.v}}\n  yaml:{{nindent 4 (toYaml row.v)}}\n',
+  });
+  // Every row either arrives or is refused: then compare them all at once, so a failure shows every class.
+  const ids = Object.keys(CLASSES);
+  const actual = await eventually('every row applied or refused', async () => {
+    const [maps, status] = await Promise.all([configMaps(east, env.namespace), dqrStatus(env, 'points')]);
+    const out: Record<string, unknown> = {};
+    for (const id of ids) {
+      const refused = status.failingRows?.find((r) => r.rowKey === id);
+      out[id] = maps.get(`points-${id}`) ?? (refused === undefined ? undefined : `refused: ${refused.message}`);
+    }
+    return Object.values(out).every((v) => v !== undefined) ? out : undefined;
+  }, 30_000);
+  assert.deepEqual(actual, Object.fromEntries(ids.map((id) => [id, { plain: CLASSES[id], quoted: CLASSES[id], helper: CLASSES[id], yaml: CLASSES[id] }])));
+});

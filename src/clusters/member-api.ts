@@ -113,6 +113,17 @@ export class MemberKubeConfig extends KubeConfig {
   }
 }
 
+// JSON leaves these raw, but the apiserver reads apply bodies
+// (application/apply-patch+yaml) with a YAML decoder, which refuses DEL, C1
+// controls, U+FEFF, U+FFFE and U+FFFF ("control characters are not allowed")
+// and, being YAML 1.1, folds U+2028 and U+2029 as line breaks.
+const RAW_IN_JSON_REFUSED_BY_YAML = /[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/g;
+
+/** JSON that every apiserver decoder (JSON or YAML) reads back as exactly this value. */
+function jsonBody(body: unknown): string {
+  return JSON.stringify(body).replace(RAW_IN_JSON_REFUSED_BY_YAML, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 export interface ApiResource {
   name: string;
   namespaced: boolean;
@@ -184,7 +195,7 @@ export class MemberApi {
         dispatcher: await this.kubeConfig.dispatcher(),
         bodyTimeout: timeoutMs,
         signal,
-        ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+        ...(options.body === undefined ? {} : { body: jsonBody(options.body) }),
       });
     } catch (error) {
       this.onResponse?.(this.host, method, '<error>');
