@@ -136,3 +136,117 @@ test('a sync back within the limit clears the pending prune and a stale confirma
   assert.equal((await names(west, 'back')).length, 4);
   assert.equal(condition(await dqrStatus(env, 'back'), 'Synced')?.status, 'True');
 });
+
+test('a row whose object moves to a namespace missing on the members fails there alone and keeps its object', async () => {
+  await env.sql('CREATE TABLE moved (id int PRIMARY KEY, ns text)');
+  await env.sql('INSERT INTO moved VALUES (1, $1), (2, $1)', [env.namespace]);
+  const moved = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: moved-{{row.id}}
+  namespace: {{row.ns}}
+data: {}
+`;
+  await putDqr(env, 'moved', { query: 'SELECT id, ns FROM moved ORDER BY id', template: moved, pruneLimit: '100%' });
+  await waitNames(east, 'moved', ['moved-1', 'moved-2']);
+  await waitNames(west, 'moved', ['moved-1', 'moved-2']);
+
+  await env.sql("UPDATE moved SET ns = 'no-such-namespace' WHERE id = 1");
+  const status = await eventually('row 1 failing on both members', async () => {
+    const s = await dqrStatus(env, 'moved');
+    const rows = s.failingRows?.filter((r) => r.rowKey === '1') ?? [];
+    return rows.length === 2 ? s : undefined;
+  });
+  await settle();
+  for (const cluster of [east, west]) assert.deepEqual(await names(cluster, 'moved'), ['moved-1', 'moved-2'], `the old object of row 1 is kept on ${cluster.info.name}`);
+  for (const row of status.failingRows ?? []) {
+    assert.equal(row.rowKey, '1');
+    assert.ok(row.cluster === 'member-1' || row.cluster === 'member-2', JSON.stringify(row));
+    assert.equal(row.field, 'metadata.namespace', JSON.stringify(row));
+  }
+  assert.ok(status.clusters?.every((c) => c.lastError === undefined), 'a row refused by the member is no failure of the member');
+});
+
+test('a row refused for its content (HTTP 500 on binaryData) fails alone: a row deleted meanwhile is still pruned', async () => {
+  await env.sql('CREATE TABLE bin (id int PRIMARY KEY, b text)');
+  await env.sql("INSERT INTO bin VALUES (1, 'aGVsbG8='), (2, 'aGVsbG8='), (3, 'aGVsbG8=')");
+  const binary = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: binary-{{row.id}}
+binaryData:
+  b: {{row.b}}
+`;
+  await putDqr(env, 'binary', { query: 'SELECT id, b FROM bin ORDER BY id', template: binary, pruneLimit: '100%' });
+  await waitNames(east, 'binary', ['binary-1', 'binary-2', 'binary-3']);
+  await waitNames(west, 'binary', ['binary-1', 'binary-2', 'binary-3']);
+
+  await env.sql("UPDATE bin SET b = 'not base64!' WHERE id = 1");
+  await env.sql('DELETE FROM bin WHERE id = 3');
+  await waitNames(east, 'binary', ['binary-1', 'binary-2']);
+  await waitNames(west, 'binary', ['binary-1', 'binary-2']);
+  const status = await eventually('row 1 failing on both members', async () => {
+    const s = await dqrStatus(env, 'binary');
+    return (s.failingRows?.filter((r) => r.rowKey === '1').length ?? 0) === 2 ? s : undefined;
+  });
+  for (const row of status.failingRows ?? []) {
+    assert.equal(row.rowKey, '1');
+    assert.ok(row.cluster === 'member-1' || row.cluster === 'member-2', JSON.stringify(row));
+    assert.match(row.field ?? '', /binaryData/, JSON.stringify(row));
+  }
+  assert.ok(status.clusters?.every((c) => c.lastError === undefined), JSON.stringify(status.clusters));
+  const kept = await east.core.readNamespacedConfigMap({ name: 'binary-1', namespace: env.namespace });
+  assert.equal(Buffer.from(kept.binaryData?.['b'] ?? '', 'base64').toString(), 'hello', 'row 1 keeps its object as it was');
+});
+
+test('rowClusterColumn: namespace/name works; NULL, unknown names, other types and arrays cast to text fail their row and keep its objects', async () => {
+  await env.sql('CREATE TABLE placed (id int PRIMARY KEY, at jsonb)');
+  const initial: [number, unknown][] = [
+    [1, 'member-1'],
+    [2, 'member-2'],
+    [3, ['member-1', 'member-2']],
+    [4, `${env.namespace}/member-1`],
+    [5, 'member-1'],
+    [6, 'member-1,member-2'],
+    [7, 'member-2'],
+  ];
+  for (const [id, at] of initial) await env.sql('INSERT INTO placed VALUES ($1, $2::jsonb)', [id, JSON.stringify(at)]);
+  await putDqr(env, 'placed', { query: 'SELECT id, at, id AS v FROM placed ORDER BY id', template: template(), targets: { rowClusterColumn: 'at' }, pruneLimit: '100%' });
+  await waitNames(east, 'placed', ['placed-1', 'placed-3', 'placed-4', 'placed-5', 'placed-6']);
+  await waitNames(west, 'placed', ['placed-2', 'placed-3', 'placed-6', 'placed-7']);
+
+  await env.sql('UPDATE placed SET at = NULL WHERE id = 1');
+  await env.sql(`UPDATE placed SET at = '"member-9"' WHERE id = 2`);
+  await env.sql(`UPDATE placed SET at = '"{member-1,member-2}"' WHERE id = 3`);
+  await env.sql(`UPDATE placed SET at = '42' WHERE id = 5`);
+  await env.sql(`UPDATE placed SET at = '["member-1", 2]' WHERE id = 6`);
+  await env.sql('DELETE FROM placed WHERE id = 7');
+  // The deleted row is pruned: the sync ran and pruned, yet kept every object of the rows it could not place.
+  await waitNames(west, 'placed', ['placed-2', 'placed-3', 'placed-6']);
+  await settle();
+  assert.deepEqual(await names(east, 'placed'), ['placed-1', 'placed-3', 'placed-4', 'placed-5', 'placed-6']);
+  assert.deepEqual(await names(west, 'placed'), ['placed-2', 'placed-3', 'placed-6']);
+  const status = await dqrStatus(env, 'placed');
+  assert.deepEqual([...new Set(status.failingRows?.map((r) => r.rowKey))].sort(), ['1', '2', '3', '5', '6']);
+  assert.ok(status.failingRows?.every((r) => r.field === 'row.at'), JSON.stringify(status.failingRows));
+  assert.equal(condition(status, 'Synced')?.status, 'False');
+});
+
+test('rowClusterColumn naming a column the query lacks fails the whole query shape: nothing applied or pruned, the condition says why', async () => {
+  await env.sql('CREATE TABLE shaped (id int PRIMARY KEY, at text, v text)');
+  await env.sql("INSERT INTO shaped VALUES (1, 'member-1', 'a'), (2, 'member-2', 'b')");
+  await putDqr(env, 'shaped', { query: 'SELECT id, at, v FROM shaped ORDER BY id', template: template(), targets: { rowClusterColumn: 'at' }, pruneLimit: '100%' });
+  await waitNames(east, 'shaped', ['shaped-1']);
+  await waitNames(west, 'shaped', ['shaped-2']);
+
+  await putDqr(env, 'shaped', { query: 'SELECT id, at, v FROM shaped ORDER BY id', template: template(), targets: { rowClusterColumn: 'cluster' }, pruneLimit: '100%' });
+  const synced = await eventually('shape failure reported', async () => {
+    const s = await dqrStatus(env, 'shaped');
+    const c = condition(s, 'Synced');
+    return s.observedGeneration === 2 && c?.status === 'False' ? c : undefined;
+  });
+  assert.match(synced.message, /spec\.targets\.rowClusterColumn: the query returns no column "cluster"/);
+  await settle();
+  assert.deepEqual(await names(east, 'shaped'), ['shaped-1']);
+  assert.deepEqual(await names(west, 'shaped'), ['shaped-2']);
+});

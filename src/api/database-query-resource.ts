@@ -205,7 +205,7 @@ export const databaseQueryResourceSpecSchema: ObjectSchema = {
         rowClusterColumn: {
           type: 'string',
           description:
-            'A column naming the clusters of its own row: one cluster reference as in clusters, or an array of them. When clusters or clusterSelector is also set, a row can only pick among the clusters they select.',
+            'A column naming the clusters of its own row: one cluster reference as in clusters (a name in this namespace, or namespace/name), a comma-separated list of them, or an array of them; an empty string or array names none. When clusters or clusterSelector is also set, a row can only pick among the clusters they select. A value that cannot be read (NULL, another type, an array cast to text such as "{a,b}", a cluster this DQR does not select) fails the row, whose objects are kept everywhere; a query without this column fails as a whole (nothing is applied or pruned).',
           minLength: 1,
           maxLength: 63,
         },
@@ -367,7 +367,8 @@ export const databaseQueryResourceStatusSchema: ObjectSchema = {
           cluster: { type: 'string', description: 'The cluster it failed on, when it failed on one.', maxLength: 317 },
           field: {
             type: 'string',
-            description: 'The template location or manifest field at fault, when known.',
+            description:
+              "The template location or manifest field at fault. For an object a member refused: the field its answer names, else the namespace it lacks, else metadata.name (the object as a whole).",
             maxLength: 1024,
           },
           message: { type: 'string', description: 'What went wrong.', maxLength: STATUS_LIMITS.errorMessageLength },

@@ -17,7 +17,7 @@ import { TemplateError, type CompiledTemplate } from '../render/index.ts';
 import { FencedError, TerminalError, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
 import { inSpan, type Logger } from '../telemetry/index.ts';
-import { connectionSettingsFromSecret, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
+import { QueryShapeError, connectionSettingsFromSecret, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { closeSubscription, decideSync, recordSyncRun, type SyncDecision } from './change-detection.ts';
 import { finalizeDqr } from './finalizer.ts';
 import { splitKey, type HubContext, type HubObject } from './context.ts';
@@ -71,7 +71,7 @@ function notSynced(reason: string, message: string, database: ConditionUpdate['s
 async function queryFailed(report: Reporter, log: Logger, field: string, error: unknown, pollIntervalMs: number): Promise<ReconcileResult> {
   const failure = classifyDbError(error);
   const reason = failure.retryable ? REASONS.connectionFailed : REASONS.queryFailed;
-  const message = `${field}: ${failure.message}; nothing was applied or pruned`;
+  const message = `${field === '' ? '' : `${field}: `}${failure.message}; nothing was applied or pruned`;
   log.warn('query failed', { reason, message });
   await report.conditions(notSynced(reason, message, failure.retryable ? 'False' : 'True'));
   if (failure.retryable) throw new Error(message, { cause: error });
@@ -198,11 +198,15 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
 
   const selection = selectTargets(namespace, dqr.spec.targets, clusterTargets(ctx));
   const clusters: SyncCluster[] = [];
+  const unavailableClusters: string[] = [];
   const refusals = selection.refused.map((r) => r.message);
   for (const target of selection.selected) {
-    const member = ctx.members.get(`${target.metadata.namespace ?? ''}/${target.metadata.name}`);
-    if (member === undefined) refusals.push(`ClusterTarget ${target.metadata.namespace ?? ''}/${target.metadata.name} is not connected (see its Ready condition)`);
-    else clusters.push({ target, member });
+    const targetKey = `${target.metadata.namespace ?? ''}/${target.metadata.name}`;
+    const member = ctx.members.get(targetKey);
+    if (member === undefined) {
+      refusals.push(`ClusterTarget ${targetKey} is not connected (see its Ready condition)`);
+      unavailableClusters.push(targetKey);
+    } else clusters.push({ target, member });
   }
 
   const pendingPrune = raw.status?.['pendingPrune'] as PendingPruneStatus | undefined;
@@ -242,6 +246,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
         template,
         owner: { hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '' },
         clusters,
+        unavailableClusters,
         previousResources,
         pruneBaseline: pendingPrune?.clusters,
         // Unreadable is unconfirmed: the prune waits for the next sync.
@@ -262,7 +267,8 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     // Not the leader any more: the new one reports; this process stops.
     if (error instanceof FencedError) throw error;
     recordSyncRun(ctx, key, dqr, decision, false);
-    return queryFailed(report, log, 'spec.query', error, dqr.spec.pollIntervalMs);
+    // A shape error names its own field.
+    return queryFailed(report, log, error instanceof QueryShapeError ? '' : 'spec.query', error, dqr.spec.pollIntervalMs);
   }
 
   const clean = outcome.clusters.every((c) => c.lastError === undefined);

@@ -8,6 +8,8 @@ export interface ApiFailure {
   /** Built from the parsed Status, never from the exception's message (which embeds headers and body). */
   message: string;
   causes: { field: string; message: string }[];
+  /** The Status details' kind and name: what the server could not find, for a 404. */
+  details?: { kind?: string | undefined; name?: string | undefined };
   retryAfterMs?: number;
   /** Waiting may help (the server or network); terminal errors need a change of input. */
   retryable: boolean;
@@ -16,7 +18,7 @@ export interface ApiFailure {
 interface StatusBody {
   reason?: string;
   message?: string;
-  details?: { causes?: { field?: string; message?: string }[]; retryAfterSeconds?: number };
+  details?: { kind?: string; name?: string; causes?: { field?: string; message?: string }[]; retryAfterSeconds?: number };
 }
 
 function parseStatus(body: unknown): StatusBody {
@@ -45,6 +47,9 @@ function networkCode(error: Error): string | undefined {
   }
   return undefined;
 }
+
+/** The 500s an apiserver answers about the object sent, not about itself. */
+const contentError = /^(failed to create typed patch object|failed to convert new object|unable to convert unstructured object)|error decoding from json|illegal base64 data/;
 
 /**
  * Sorts an error from @kubernetes/client-node (ApiException with .code and a
@@ -79,6 +84,7 @@ export function describeApiError(error: unknown): ApiFailure {
     ...(status.reason === undefined ? {} : { reason: status.reason }),
     message: status.message ?? `HTTP ${code}`,
     causes,
+    ...(status.details?.kind === undefined && status.details?.name === undefined ? {} : { details: { kind: status.details.kind, name: status.details.name } }),
   };
   const retryAfterHeader = Number(headerValue(fields.headers, 'retry-after'));
   const retryAfterSeconds = Number.isFinite(retryAfterHeader) && retryAfterHeader > 0 ? retryAfterHeader : status.details?.retryAfterSeconds;
@@ -101,8 +107,9 @@ export function describeApiError(error: unknown): ApiFailure {
       return { ...base, ...retryAfter, kind: 'throttled', retryable: true };
     case 500:
       // Server-side apply answers a body that does not fit the kind's schema
-      // (a template's typo) with a 500, not a 422: it is bad input all the same.
-      if (status.message?.startsWith('failed to create typed patch object') === true) return { ...base, kind: 'invalid', retryable: false };
+      // (a template's typo) or cannot be converted (binaryData that is not
+      // base64) with a 500, not a 422: it is bad input all the same.
+      if (contentError.test(status.message ?? '')) return { ...base, kind: 'invalid', retryable: false };
       return { ...base, ...retryAfter, kind: 'unavailable', retryable: true };
     default:
       return code >= 500 ? { ...base, ...retryAfter, kind: 'unavailable', retryable: true } : { ...base, kind: 'other', retryable: false };

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { type ClusterTarget, type DatabaseQueryResource } from '../api/index.ts';
 import type { Member } from '../clusters/index.ts';
-import { classifyDbError, readRows, writeLedger, type LedgerEntry } from '../db/index.ts';
+import { DbError, classifyDbError, readRows, writeLedger, type LedgerEntry } from '../db/index.ts';
 import { RowKeyError, renderRow, rowKeyOf, type CompiledTemplate, type DqrOwner } from '../render/index.ts';
 import type { Fence } from '../runtime/index.ts';
 import { inBatchSpan, inSpan } from '../telemetry/index.ts';
@@ -22,6 +22,8 @@ export interface DqrSyncInput {
   template: CompiledTemplate;
   owner: DqrOwner;
   clusters: readonly SyncCluster[];
+  /** Keys of selected clusters with no connected member: rows may still name them. */
+  unavailableClusters?: readonly string[];
   /** Kinds in use after the previous sync (from status). */
   previousResources: readonly ResourceKey[];
   /** status.pendingPrune.clusters of the prune still pending, if any: the limit's share stays of those counts. */
@@ -87,6 +89,8 @@ export interface RenderInput {
   template: CompiledTemplate;
   owner: DqrOwner;
   clusters: readonly RenderCluster[];
+  /** Keys of clusters the DQR selects but cannot write to now: a row may name them (it renders for none). */
+  unavailableClusters?: readonly string[];
   batchSize?: number;
   signal: AbortSignal;
 }
@@ -106,6 +110,21 @@ export interface RenderedRows {
 }
 
 /**
+ * The query's result does not have the shape the spec needs: no row can be
+ * read, so nothing is applied or pruned. Terminal, like a SQL error: it
+ * waits for a change of the query or the spec.
+ */
+export class QueryShapeError extends DbError {
+  readonly field: string;
+
+  constructor(field: string, message: string) {
+    super('ROWCAST_QUERY_SHAPE', `${field}: ${message}`);
+    this.name = 'QueryShapeError';
+    this.field = field;
+  }
+}
+
+/**
  * Reads every row (an error here throws: it never means "no rows") and
  * renders each for each cluster it targets. A row that fails is recorded
  * and the others go on; two rows rendering the same object on one cluster
@@ -122,6 +141,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
   let unkeyedRows = 0;
   let keyColumnsSeen: string[] = [...(spec.rowKey ?? [])];
   const metadata = { name: dqr.metadata.name, namespace, labels: { ...dqr.metadata.labels }, annotations: { ...dqr.metadata.annotations } };
+  const rowClusterChoices = [...clusters, ...(input.unavailableClusters ?? []).map((key) => ({ key }))];
 
   const summary = await readRows(
     input.pool,
@@ -129,6 +149,10 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
     (rows, columns) => {
       const keyColumns = spec.rowKey ?? columns.slice(0, 1);
       keyColumnsSeen = [...keyColumns];
+      const clusterColumn = spec.targets.rowClusterColumn;
+      if (clusterColumn !== undefined && !columns.includes(clusterColumn)) {
+        throw new QueryShapeError('spec.targets.rowClusterColumn', `the query returns no column ${JSON.stringify(clusterColumn)} (it returns ${columns.join(', ')})`);
+      }
       for (const row of rows) {
         let rowKey: string;
         try {
@@ -141,16 +165,16 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
         }
         let wanted: Set<string> | undefined;
         if (spec.targets.rowClusterColumn !== undefined) {
-          const picked = rowClusters(row[spec.targets.rowClusterColumn]);
+          const picked = rowClusters(row[spec.targets.rowClusterColumn], rowClusterChoices, namespace);
           if (!(picked instanceof Set)) {
             for (const c of clusters) failedRows.get(c.key)?.add(rowKey);
-            failures.push({ rowKey, cluster: '', field: `row.${spec.targets.rowClusterColumn}`, message: picked.error, conflict: false });
+            failures.push({ rowKey, cluster: '', field: `row.${spec.targets.rowClusterColumn}`, message: `spec.targets.rowClusterColumn ${picked.error}`, conflict: false });
             continue;
           }
           wanted = picked;
         }
         for (const cluster of clusters) {
-          if (wanted !== undefined && !wanted.has(cluster.name)) continue;
+          if (wanted !== undefined && !wanted.has(cluster.key)) continue;
           const rendered = renderRow(
             input.template,
             { row, metadata, cluster: { name: cluster.name, labels: { ...cluster.labels } } },
@@ -221,6 +245,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
       template: input.template,
       owner: input.owner,
       clusters: clusters.map(({ target }) => ({ key: targetKey(target), name: target.metadata.name, labels: target.metadata.labels })),
+      ...(input.unavailableClusters === undefined ? {} : { unavailableClusters: input.unavailableClusters }),
       ...(input.batchSize === undefined ? {} : { batchSize: input.batchSize }),
       signal: input.signal,
     });

@@ -1,4 +1,4 @@
-export { readAndRender, syncDqr, type ClusterOutcome, type DqrSyncInput, type DqrSyncOutcome, type RenderCluster, type RenderedRows, type RenderInput, type SyncCluster } from './dqr-sync.ts';
+export { QueryShapeError, readAndRender, syncDqr, type ClusterOutcome, type DqrSyncInput, type DqrSyncOutcome, type RenderCluster, type RenderedRows, type RenderInput, type SyncCluster } from './dqr-sync.ts';
 export { describeObject, groupOf, identityOf } from './identity.ts';
 export { listOwned, pruneMember, resourceKey, syncMember, type MemberSyncInput, type MemberSyncResult, type PlannedChange, type PruneResult, type ResourceKey, type RowFailure } from './member-sync.ts';
 export { decidePrune, type PendingPrune, type PruneClusterInput, type PruneDecision, type PruneDecisionInput } from './prune-decision.ts';

@@ -1,6 +1,6 @@
 import { ANNOTATIONS, OWNER_LABEL, allowsMemberNamespace, type ClusterTarget } from '../api/index.ts';
 import { MemberApi, type ApiResource, type Member } from '../clusters/index.ts';
-import { FencedError, describeApiError } from '../runtime/index.ts';
+import { FencedError, describeApiError, type ApiFailure } from '../runtime/index.ts';
 import { ownerMatcher, type OwnerIdentity, type OwnerMatcher } from '../render/index.ts';
 import { bindToCurrentContext, inBatchSpan } from '../telemetry/index.ts';
 import { describeObject, identityOf } from './identity.ts';
@@ -257,25 +257,70 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
         } catch (error) {
           if (error instanceof FencedError) throw error;
           const failure = describeApiError(error);
-          if (failure.retryable) {
+          const field = failedField(failure, entry.body);
+          if (isMemberFailure(failure)) {
             unavailable ??= failure.message;
-            fail(object, '', `apply of ${describeObject(object)} failed: ${failure.message}`);
+            fail(object, field, `apply of ${describeObject(object)} failed: ${failure.message}`);
           } else if (failure.kind === 'conflict') {
-            const fields = failure.causes.map((c) => c.field).filter((f) => f !== '');
-            fail(object, fields[0] ?? '', `${describeObject(object)}: fields managed by another manager: ${failure.message}`, true);
+            fail(object, field, `${describeObject(object)}: fields managed by another manager: ${failure.message}`, true);
           } else {
-            const cause = failure.causes[0];
-            fail(object, cause?.field ?? '', `${describeObject(object)} was refused: ${failure.message}`);
+            fail(object, field, `${describeObject(object)} was refused: ${failure.message}`);
           }
         }
       }),
     );
     span.setAttributes({ 'rowcast.applied': result.applied, 'rowcast.queue_wait_total_ms': Math.round(waits.total), 'rowcast.queue_wait_max_ms': Math.round(waits.max) });
   });
+  // A row refused here (its new object in a namespace the member lacks, a
+  // value the member cannot convert...) is not a row that is gone: every
+  // object it has on this member stays.
+  const refusedRows = new Set(result.failures.map((f) => f.rowKey));
+  const keptNow = result.pruneCandidates.filter((o) => o.rowKey !== undefined && refusedRows.has(o.rowKey));
+  if (keptNow.length > 0) {
+    result.pruneCandidates = result.pruneCandidates.filter((o) => !keptNow.includes(o));
+    result.kept += keptNow.length;
+  }
   result.managed = owned.length + created;
   for (const key of new Set(resolved.map((r) => resourceKey(r.object.apiVersion, r.object.kind)))) if (!result.resources.includes(key)) result.resources.push(key);
   if (unavailable !== undefined) result.error = `cluster ${member.name} failed during apply: ${unavailable}`;
   return result;
+}
+
+/**
+ * Whether an apply failure is the member's own (unreachable, throttled past
+ * its retries, its credentials refused, a 5xx not about the object sent):
+ * then nothing may be pruned there. Any other answer is about the object
+ * and fails only its row.
+ */
+function isMemberFailure(failure: ApiFailure): boolean {
+  if (failure.code === undefined) return true;
+  if (failure.code === 429 || failure.code === 401) return true;
+  return failure.code >= 500 && failure.kind !== 'invalid';
+}
+
+/**
+ * The field an apply failure names: the Status causes' first field, the
+ * namespace when that is what the member lacks, the field of a value it could
+ * not decode; else metadata.name, the object as a whole.
+ */
+function failedField(failure: ApiFailure, body: Record<string, unknown>): string {
+  const cause = failure.causes.find((c) => c.field !== '');
+  if (cause !== undefined) return cause.field.replace(/^\./, '');
+  if (failure.code === 404 && failure.details?.kind === 'namespaces') return 'metadata.namespace';
+  const typed = /\): \.([\w.[\]-]+): /.exec(failure.message);
+  if (typed?.[1] !== undefined) return typed[1];
+  if (/illegal base64/.test(failure.message)) {
+    for (const map of body['kind'] === 'Secret' ? ['data'] : ['binaryData']) {
+      const values = body[map];
+      if (typeof values !== 'object' || values === null) continue;
+      for (const [key, value] of Object.entries(values)) if (typeof value === 'string' && !isBase64(value)) return `${map}.${key}`;
+    }
+  }
+  return 'metadata.name';
+}
+
+function isBase64(value: string): boolean {
+  return /^[A-Za-z0-9+/]*={0,2}$/.test(value) && value.length % 4 === 0;
 }
 
 /** Past this many creates in one collection, one metadata list is cheaper than a GET each. */

@@ -83,13 +83,39 @@ export function selectTargets(dqrNamespace: string, targets: Targets, all: reado
 }
 
 /**
- * The clusters a row asks for through spec.targets.rowClusterColumn: a name, a
- * comma-separated list, or an array of names. Names match a ClusterTarget's
- * name; undefined means the column is not in use and every selected cluster applies.
+ * The clusters a row asks for through spec.targets.rowClusterColumn, as keys
+ * of `clusters`: a reference (a name in the DQR's namespace, or
+ * namespace/name), a comma-separated list of them, or an array. An empty
+ * string or array names none, on purpose. Anything else that cannot be read
+ * (NULL, another type, an array cast to text, a reference to no cluster of
+ * this DQR) is an error: the row fails and keeps its objects, since reading
+ * it as "no cluster" would prune them everywhere.
  */
-export function rowClusters(value: unknown): Set<string> | { error: string } {
-  if (value === null || value === undefined) return new Set();
-  const names = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : undefined;
-  if (names === undefined) return { error: `expected a cluster name, a comma-separated list or an array, got ${typeof value}` };
-  return new Set(names.map((n) => String(n).trim()).filter((n) => n !== ''));
+export function rowClusters(value: unknown, clusters: readonly { key: string }[], dqrNamespace: string): Set<string> | { error: string } {
+  if (value === null || value === undefined) return { error: 'is NULL; name the clusters, or an empty string or array for none' };
+  let references: string[];
+  if (typeof value === 'string') {
+    if (/^\{.*\}$/s.test(value.trim())) return { error: `${JSON.stringify(value)} looks like an array cast to text; select the array itself or a comma-separated list` };
+    references = value.split(',');
+  } else if (Array.isArray(value)) {
+    const wrong = value.findIndex((item) => typeof item !== 'string');
+    if (wrong >= 0) return { error: `item ${wrong} is ${describeType(value[wrong])}, not a cluster reference` };
+    references = value as string[];
+  } else {
+    return { error: `expected a cluster reference, a comma-separated list or an array of them, got ${describeType(value)}` };
+  }
+  const keys = new Set(clusters.map((c) => c.key));
+  const picked = new Set<string>();
+  for (const reference of references.map((r) => r.trim()).filter((r) => r !== '')) {
+    const key = reference.includes('/') ? reference : keys.has(`${dqrNamespace}/${reference}`) ? `${dqrNamespace}/${reference}` : reference;
+    if (!keys.has(key)) return { error: `names cluster ${JSON.stringify(reference)}, which is not one of this DQR's clusters (${[...keys].slice(0, 5).join(', ')})` };
+    picked.add(key);
+  }
+  return picked;
+}
+
+function describeType(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }

@@ -90,9 +90,37 @@ test('targets: by name, by selector, and tenancy refusals named, never skipped s
   );
 });
 
-test('a row picks its clusters from a name, a comma-separated list or an array', () => {
-  assert.deepEqual([...(rowClusters('east, west') as Set<string>)], ['east', 'west']);
-  assert.deepEqual([...(rowClusters(['east']) as Set<string>)], ['east']);
-  assert.deepEqual([...(rowClusters(null) as Set<string>)], []);
-  assert.ok('error' in rowClusters(42));
+test('a row picks its clusters from a name, namespace/name, a comma-separated list or an array', () => {
+  const clusters = [{ key: 'team/east' }, { key: 'team/west' }, { key: 'shared/central' }];
+  const pick = (value: unknown): string[] | string => {
+    const picked = rowClusters(value, clusters, 'team');
+    return picked instanceof Set ? [...picked] : picked.error;
+  };
+  assert.deepEqual(pick('east, west'), ['team/east', 'team/west']);
+  assert.deepEqual(pick(['east']), ['team/east']);
+  assert.deepEqual(pick('team/west'), ['team/west'], 'the documented namespace/name form');
+  assert.deepEqual(pick(['shared/central', 'east']), ['shared/central', 'team/east']);
+  assert.deepEqual(pick(''), [], 'an empty string names no cluster, on purpose');
+  assert.deepEqual(pick([]), []);
+});
+
+test('a rowClusterColumn value that cannot be read is an error, never "no cluster"', () => {
+  const clusters = [{ key: 'team/east' }, { key: 'team/west' }];
+  const error = (value: unknown): string => {
+    const picked = rowClusters(value, clusters, 'team');
+    assert.ok(!(picked instanceof Set), `${JSON.stringify(value)} was read as ${JSON.stringify(picked instanceof Set ? [...picked] : picked)}`);
+    return picked.error;
+  };
+  assert.match(error(null), /NULL/);
+  assert.match(error(undefined), /NULL/);
+  assert.match(error('north'), /"north".*not one of/);
+  assert.match(error('central'), /not one of/, 'a name resolves in the DQR namespace only');
+  assert.match(error(42), /number/);
+  assert.match(error({ east: true }), /object/);
+  assert.match(error(['east', 7]), /item 1 is a number/);
+  assert.match(error('{east,west}'), /array cast to text/);
+});
+
+test('a cluster given by plain name (rowcast render --cluster) is found by that name', () => {
+  assert.deepEqual([...(rowClusters('local', [{ key: 'local' }], 'team') as Set<string>)], ['local']);
 });
