@@ -17,6 +17,8 @@ const ANNOTATION_DOCS: Readonly<Record<keyof typeof ANNOTATIONS, string>> = {
   ownerRef: 'On every object Rowcast writes to a member: hub id, namespace, name and uid of the owning DatabaseQueryResource, and `target`, the ClusterTarget (namespace/name) it was applied through.',
   rowKey: 'On every object Rowcast writes to a member: the key of the row it was rendered from.',
   hash: 'On every object Rowcast writes to a member: hash of the rendered object; an unchanged object is not sent again.',
+  orphanUnreachable:
+    'Set to "true" by a person on a DatabaseQueryResource being deleted whose finalizer waits for clusters it cannot reach (an unreachable, removed or paused ClusterTarget; its Ready condition, reason Deleting, names them): what is on those clusters is left as it is, still marked, and the finalizer is released.',
   confirmPrune:
     'Set by a person on a DatabaseQueryResource to release one prune blocked by spec.pruneLimit. The value must equal status.pendingPrune.id, which names the exact objects of that prune: a larger or different prune gets another id and stays blocked. Setting it runs a sync at once (change detection does not wait for a row to change); the controller reads it live before pruning and removes it once a sync is within the limit or has used it.',
 };
@@ -220,7 +222,7 @@ function metadataSection(): string {
   const rows = [
     `| ${code(OWNER_LABEL)} | label | On every object Rowcast writes to a member: a short hash of hub id, DQR namespace/name and the ClusterTarget (namespace/name) it was rendered for (label values are limited to 63 characters). Pruning lists by it. |`,
     ...(Object.keys(ANNOTATIONS) as (keyof typeof ANNOTATIONS)[]).map((key) => `| ${code(ANNOTATIONS[key])} | annotation | ${cell(ANNOTATION_DOCS[key])} |`),
-    `| ${code(FINALIZER)} | finalizer | Held on every DatabaseQueryResource until its member objects are deleted or orphaned (spec.deletionPolicy). |`,
+    `| ${code(FINALIZER)} | finalizer | Held on every DatabaseQueryResource until its member objects are deleted or orphaned (spec.deletionPolicy), on the clusters it wrote to (status.clusters) and no other. spec.deletionPolicy is read on its own, so a spec this controller cannot otherwise parse still says what to do; a value it does not know keeps the finalizer, and the Ready condition (reason Deleting) says why. A paused ClusterTarget is never touched; it, an unreachable one and a removed one keep the finalizer until they are back or ${ANNOTATIONS.orphanUnreachable} is set. |`,
   ];
   const ownership = [
     '### Ownership is per ClusterTarget',

@@ -43,6 +43,13 @@ export const ANNOTATIONS = {
    * once a sync is within the limit or has used it.
    */
   confirmPrune: `${GROUP}/confirm-prune`,
+  /**
+   * Set to "true" by a person on a DQR being deleted whose finalizer waits
+   * for clusters it cannot reach (unreachable, removed or paused
+   * ClusterTargets): what is on those clusters is left as it is, still
+   * marked, and the finalizer is released.
+   */
+  orphanUnreachable: `${GROUP}/orphan-unreachable`,
 } as const;
 
 /** Held on DQRs until their member objects are deleted or orphaned. */

@@ -19,7 +19,7 @@ import { setConditions, transitioned, truncateMessage, type ConditionUpdate } fr
 import { inSpan, type Logger } from '../telemetry/index.ts';
 import { QueryShapeError, connectionSettingsFromSecret, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { closeSubscription, decideSync, recordSyncRun, type SyncDecision } from './change-detection.ts';
-import { finalizeDqr } from './finalizer.ts';
+import { finalizeDqr, statusClusterName } from './finalizer.ts';
 import { splitKey, type HubContext, type HubObject } from './context.ts';
 
 export function dqrPath(namespace: string, name: string): string {
@@ -132,6 +132,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
       await report.conditions([{ type: CONDITION_TYPES.ready, status: 'False', reason: REASONS.deleting, message: done.message }]);
       return { requeueAfterMs: 5000 };
     }
+    if (done.orphaned.length > 0) await report.warn(REASONS.deleting, `${ANNOTATIONS.orphanUnreachable}: objects left as they are on ${done.orphaned.join(', ')}`);
     ctx.fence(key);
     await ctx.writer.patchMetadata(path, {
       finalizers: (raw.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
@@ -139,7 +140,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     });
     await releaseLease(ctx, key);
     await closeSubscription(ctx, key);
-    log.info('finalized', { objects: done.objects });
+    log.info('finalized', { objects: done.objects, orphaned: done.orphaned });
     return {};
   }
 
@@ -286,7 +287,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     }
   }
   recordSyncRun(ctx, key, dqr, decision, clean);
-  await reportOutcome(report, outcome, refusals, selection.selected.length, decision.trigger, ctx.statusWatches.failures.get(key), pendingPrune !== undefined);
+  await reportOutcome(report, namespace, outcome, refusals, selection.selected.length, decision.trigger, ctx.statusWatches.failures.get(key), pendingPrune !== undefined);
   recordMetrics(ctx, namespace, name, outcome, startedAt - decision.seenAt);
   // Within the limit (or confirmed and done): a confirmation left over would only wait to release some later prune.
   if (outcome.pruneEvaluated && outcome.pruneBlocked === undefined && confirmation !== undefined) {
@@ -324,6 +325,7 @@ function recordMetrics(ctx: HubContext, namespace: string, name: string, outcome
 /** Writes the outcome into status and Events. */
 async function reportOutcome(
   report: Reporter,
+  namespace: string,
   outcome: DqrSyncOutcome,
   refusals: string[],
   selectedCount: number,
@@ -374,7 +376,7 @@ async function reportOutcome(
       lastSyncTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
       managedResources: outcome.resources.slice(0, STATUS_LIMITS.managedResources),
       clusters: outcome.clusters.slice(0, STATUS_LIMITS.clusters).map((c) => ({
-        name: c.name,
+        name: statusClusterName(namespace, c.target),
         applied: c.applied,
         failed: c.failed,
         pruned: c.pruned,

@@ -1,65 +1,96 @@
-import { ANNOTATIONS, OWNER_LABEL, parseClusterTarget, parseDatabaseQueryResource } from '../api/index.ts';
-import { MemberApi } from '../clusters/index.ts';
+import { ANNOTATIONS, parseClusterTarget, type DeletionPolicy } from '../api/index.ts';
 import { FencedError, describeApiError } from '../runtime/index.ts';
-import { listOwned, pruneMember } from '../sync/index.ts';
+import { listOwned, pruneMember, unmarkMember } from '../sync/index.ts';
 import { ownerMatcher } from '../render/index.ts';
 import type { HubContext, HubObject } from './context.ts';
 
-export type FinalizeResult = { ok: true; objects: number } | { ok: false; message: string };
+export type FinalizeResult = { ok: true; objects: number; orphaned: string[] } | { ok: false; message: string };
 
 /**
- * A DQR is being deleted: with deletionPolicy Delete its objects go from every
- * member; with Orphan they stay and lose Rowcast's marks, so nothing claims
- * them any more. Any member that cannot be reached keeps the finalizer on, and
- * the next attempt starts over from what is still there.
+ * spec.deletionPolicy as stored, read on its own: a spec this controller
+ * cannot parse as a whole (a newer CRD, say) still says what to do, and a
+ * value it does not know never turns into Delete.
+ */
+export function storedDeletionPolicy(raw: HubObject): { policy: DeletionPolicy } | { error: string } {
+  const value = (raw.spec as { deletionPolicy?: unknown } | undefined)?.deletionPolicy;
+  if (value === 'Delete' || value === 'Orphan') return { policy: value };
+  return {
+    error: `spec.deletionPolicy ${JSON.stringify(value ?? null)} is not a policy this controller knows (Delete, Orphan): nothing was deleted or orphaned; set it to Delete or Orphan to finish`,
+  };
+}
+
+/** How status.clusters names a ClusterTarget: by name in the DQR's own namespace, else namespace/name. */
+export function statusClusterName(dqrNamespace: string, targetKey: string): string {
+  return targetKey.startsWith(`${dqrNamespace}/`) ? targetKey.slice(dqrNamespace.length + 1) : targetKey;
+}
+
+/** The ClusterTargets (namespace/name) this DQR wrote to, from status.clusters (see statusClusterName). */
+export function clustersWrittenTo(raw: HubObject): string[] {
+  const namespace = raw.metadata?.namespace ?? '';
+  const refs = ((raw.status?.['clusters'] ?? []) as { name?: unknown }[]).map((c) => (typeof c.name === 'string' ? c.name : '')).filter((n) => n !== '');
+  return [...new Set(refs.map((ref) => (ref.includes('/') ? ref : `${namespace}/${ref}`)))];
+}
+
+/**
+ * A DQR is being deleted: with deletionPolicy Delete its objects go from
+ * every cluster it wrote to; with Orphan they stay and lose Rowcast's marks.
+ * No other cluster is touched (or needs RBAC). A cluster that cannot be done
+ * (unreachable, gone, paused: a paused target is never touched) keeps the
+ * finalizer, unless a person annotated the DQR with
+ * rowcast.dev/orphan-unreachable=true: then what is there is left as it is.
+ * Every attempt starts over from what is still there.
  */
 export async function finalizeDqr(ctx: HubContext, raw: HubObject, signal: AbortSignal): Promise<FinalizeResult> {
+  const read = storedDeletionPolicy(raw);
+  if ('error' in read) return { ok: false, message: read.error };
+  const { policy } = read;
   const namespace = raw.metadata?.namespace ?? '';
   const name = raw.metadata?.name ?? '';
-  const parsed = parseDatabaseQueryResource(raw);
-  const policy = parsed.ok ? parsed.value.spec.deletionPolicy : 'Delete';
   const resources = ((raw.status?.['managedResources'] ?? []) as string[]).map((key) => {
     const [apiVersion = '', kind = ''] = key.split('|');
     return { apiVersion, kind };
   });
-  const hadObjectsOn = new Set(((raw.status?.['clusters'] ?? []) as { name: string }[]).map((c) => c.name));
-  const problems: string[] = [];
+  const problems: { cluster: string; message: string }[] = [];
   const fence = (): void => ctx.fence(`${namespace}/${name}`);
   let objects = 0;
-  for (const targetRaw of ctx.informers.clusterTargets.list()) {
-    const target = parseClusterTarget(targetRaw);
-    if (!target.ok) continue;
-    const key = `${target.value.metadata.namespace ?? ''}/${target.value.metadata.name}`;
+  for (const key of clustersWrittenTo(raw)) {
+    const slash = key.indexOf('/');
+    const targetRaw = ctx.informers.clusterTargets.get(key.slice(slash + 1), key.slice(0, slash));
+    const target = targetRaw === undefined ? undefined : parseClusterTarget(targetRaw);
     const member = ctx.members.get(key);
+    if (target === undefined) {
+      problems.push({ cluster: key, message: `ClusterTarget ${key} no longer exists` });
+      continue;
+    }
+    if (!target.ok) {
+      problems.push({ cluster: key, message: `ClusterTarget ${key} has an invalid spec` });
+      continue;
+    }
+    if (target.value.spec.paused) {
+      problems.push({ cluster: key, message: `ClusterTarget ${key} is paused` });
+      continue;
+    }
     if (member === undefined) {
-      if (hadObjectsOn.has(target.value.metadata.name)) problems.push(`cluster ${target.value.metadata.name} is not connected`);
+      problems.push({ cluster: key, message: `ClusterTarget ${key} is not connected` });
       continue;
     }
     try {
       const kinds = [];
       for (const r of resources) kinds.push({ ...r, resource: await member.queue.run(() => member.api.resourceFor(r.apiVersion, r.kind), signal) });
-      const owned = await listOwned(member, target.value, kinds, ownerMatcher({ hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '', target: key }), signal);
+      const owner = ownerMatcher({ hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '', target: key });
+      const owned = await listOwned(member, target.value, kinds, owner, signal);
       objects += owned.length;
-      if (policy === 'Delete') {
-        const result = await pruneMember(member, owned, fence, signal);
-        if (result.error !== undefined) problems.push(`cluster ${member.name}: ${result.error}`);
-      } else {
-        for (const object of owned) {
-          const resource = kinds.find((k) => k.apiVersion === object.apiVersion && k.kind === object.kind)?.resource;
-          if (resource === undefined) continue;
-          const path = `${MemberApi.collectionPath(object.apiVersion, resource, resource.namespaced ? object.namespace : undefined)}/${encodeURIComponent(object.name)}`;
-          const unmark = { metadata: { labels: { [OWNER_LABEL]: null }, annotations: { [ANNOTATIONS.ownerRef]: null, [ANNOTATIONS.rowKey]: null, [ANNOTATIONS.hash]: null } } };
-          await member.queue.run((s) => {
-            fence();
-            return member.api.request('PATCH', path, { body: unmark, contentType: 'application/merge-patch+json', signal: s });
-          }, signal);
-        }
-      }
+      const result = policy === 'Delete' ? await pruneMember(member, owned, fence, signal) : await unmarkMember(member, owned, fence, signal);
+      if (result.error !== undefined) problems.push({ cluster: key, message: `cluster ${key}: ${result.error}` });
     } catch (error) {
       if (error instanceof FencedError) throw error;
-      problems.push(`cluster ${member.name}: ${describeApiError(error).message}`);
+      problems.push({ cluster: key, message: `cluster ${key}: ${describeApiError(error).message}` });
     }
   }
-  if (problems.length > 0) return { ok: false, message: `deletionPolicy ${policy}: waiting for ${problems.join('; ')}` };
-  return { ok: true, objects };
+  if (problems.length === 0) return { ok: true, objects, orphaned: [] };
+  if (raw.metadata?.annotations?.[ANNOTATIONS.orphanUnreachable] === 'true') return { ok: true, objects, orphaned: problems.map((p) => p.cluster) };
+  return {
+    ok: false,
+    message: `deletionPolicy ${policy}: waiting for ${problems.map((p) => p.message).join('; ')}. To leave what is there as it is and finish, annotate this DatabaseQueryResource with ${ANNOTATIONS.orphanUnreachable}=true`,
+  };
 }

@@ -42,6 +42,8 @@ export interface DqrSyncInput {
 
 export interface ClusterOutcome {
   name: string;
+  /** The ClusterTarget, namespace/name. */
+  target: string;
   applied: number;
   unchanged: number;
   failed: number;
@@ -343,6 +345,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
       const p = pruned.get(r.cluster);
       return {
         name: r.cluster,
+        target: r.target,
         applied: r.applied + r.unchanged,
         unchanged: r.unchanged,
         failed: failedCount(r.cluster),

@@ -51,6 +51,8 @@ export interface PlannedChange {
 
 export interface MemberSyncResult {
   cluster: string;
+  /** The ClusterTarget, namespace/name. */
+  target: string;
   /** Dry runs only. */
   planned: PlannedChange[];
   /** Objects applied this time (for the ledger). */
@@ -131,6 +133,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
   };
   const result: MemberSyncResult = {
     cluster: member.name,
+    target: input.owner.target,
     planned: [],
     appliedObjects: [],
     unchangedObjects: [],
@@ -437,4 +440,35 @@ export async function pruneMember(member: Member, objects: readonly LiveObject[]
     }),
   );
   return { pruned, prunedObjects, error };
+}
+
+/**
+ * Orphans owned objects: removes Rowcast's label and annotations so nothing
+ * claims them any more, each only as the object that was listed (the
+ * resourceVersion in the patch is a precondition). Deletes nothing.
+ */
+export async function unmarkMember(member: Member, objects: readonly LiveObject[], fence: () => void, signal: AbortSignal): Promise<{ unmarked: number; error: string | undefined }> {
+  fence();
+  let unmarked = 0;
+  let error: string | undefined;
+  const marks = { labels: { [OWNER_LABEL]: null }, annotations: { [ANNOTATIONS.ownerRef]: null, [ANNOTATIONS.rowKey]: null, [ANNOTATIONS.hash]: null } };
+  await Promise.all(
+    objects.map(async (object) => {
+      try {
+        const resource = await member.queue.run(() => member.api.resourceFor(object.apiVersion, object.kind), signal);
+        if (resource === undefined) return;
+        const path = objectPath(object.apiVersion, resource, resource.namespaced ? object.namespace : undefined, object.name);
+        const body = { metadata: { ...marks, uid: object.uid, ...(object.resourceVersion === undefined ? {} : { resourceVersion: object.resourceVersion }) } };
+        await member.queue.run((s) => {
+          fence();
+          return member.api.request('PATCH', path, { body, contentType: 'application/merge-patch+json', signal: s });
+        }, signal);
+        unmarked++;
+      } catch (cause) {
+        if (cause instanceof FencedError) throw cause;
+        error ??= `unmarking ${describeObject(object)} failed: ${describeApiError(cause).message}`;
+      }
+    }),
+  );
+  return { unmarked, error };
 }
