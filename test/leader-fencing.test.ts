@@ -311,7 +311,7 @@ test('a leader frozen past its Lease writes nothing when it wakes, and exits non
     t.diagnostic(`Lease holders: ${JSON.stringify(lease.holders)}; writes by replica: ${JSON.stringify(countBy(all))}`);
     const handOver = all.find((w) => w.identity === second);
     assert.ok(handOver !== undefined, 'the new leader wrote');
-    t.diagnostic(`hand-over: ${((handOver.at - frozenAt) / 1e6).toFixed(1)} s from SIGSTOP of the leader to the standby's first write (Lease 6 s, renew deadline 4 s, retry 1 s)`);
+    t.diagnostic(`hand-over: ${((handOver.at - frozenAt) / 1e6).toFixed(1)} s from SIGSTOP of the leader to the standby's first write (${leaseFlags.join(' ') || 'default timings'})`);
     const afterWake = all.filter((w) => w.identity === first && w.at >= wokenAt);
     assert.deepEqual(afterWake, [], 'the woken leader wrote');
     assertFenced(all, lease.holders);
