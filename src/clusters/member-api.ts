@@ -137,6 +137,12 @@ export interface RequestOptions {
   body?: unknown;
   contentType?: string;
   signal?: AbortSignal;
+  /**
+   * Called synchronously after every await, just as the request is handed to
+   * its connection: a check made here is as late as it can be. Throwing sends
+   * nothing (the leader fence).
+   */
+  beforeSend?: () => void;
 }
 
 export interface ObjectRef {
@@ -187,12 +193,14 @@ export class MemberApi {
     const bodyDeadline = new AbortController();
     const signal = options.signal === undefined ? bodyDeadline.signal : AbortSignal.any([options.signal, bodyDeadline.signal]);
     const timeoutMs = this.kubeConfig.requestTimeoutMs;
+    const dispatcher = await this.kubeConfig.dispatcher();
+    options.beforeSend?.();
     let response: Dispatcher.ResponseData;
     try {
       response = await request(url, {
         method,
         headers,
-        dispatcher: await this.kubeConfig.dispatcher(),
+        dispatcher,
         bodyTimeout: timeoutMs,
         signal,
         ...(options.body === undefined ? {} : { body: jsonBody(options.body) }),
@@ -254,13 +262,19 @@ export class MemberApi {
   }
 
   /** Server-side apply of one object, never forcing: a field owned by someone else comes back as 409. */
-  async apply(object: Record<string, unknown>, path: string, fieldManager: string, options: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<Record<string, unknown>> {
+  async apply(
+    object: Record<string, unknown>,
+    path: string,
+    fieldManager: string,
+    options: { dryRun?: boolean; signal?: AbortSignal; beforeSend?: () => void } = {},
+  ): Promise<Record<string, unknown>> {
     this.requests.apply++;
     return this.request<Record<string, unknown>>('PATCH', path, {
       query: { fieldManager, force: 'false', fieldValidation: 'Strict', ...(options.dryRun === true ? { dryRun: 'All' } : {}) },
       body: object,
       contentType: 'application/apply-patch+yaml',
       ...(options.signal === undefined ? {} : { signal: options.signal }),
+      ...(options.beforeSend === undefined ? {} : { beforeSend: options.beforeSend }),
     });
   }
 
@@ -299,12 +313,13 @@ export class MemberApi {
   }
 
   /** Deletes only the object seen (uid precondition), so a same-named newcomer is never removed by mistake. */
-  async delete(path: string, uid: string | undefined, signal?: AbortSignal): Promise<void> {
+  async delete(path: string, uid: string | undefined, signal?: AbortSignal, beforeSend?: () => void): Promise<void> {
     this.requests.delete++;
     try {
       await this.request('DELETE', path, {
         body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background', ...(uid === undefined ? {} : { preconditions: { uid } }) },
         ...(signal === undefined ? {} : { signal }),
+        ...(beforeSend === undefined ? {} : { beforeSend }),
       });
     } catch (error) {
       if (error instanceof MemberApiError && error.code === 404) return;

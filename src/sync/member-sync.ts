@@ -34,7 +34,7 @@ export interface MemberSyncInput {
   fieldManager: string;
   /** Plan only: applies are server-side dry runs, and what they would change is reported instead. */
   dryRun?: boolean;
-  /** The DQR's Fence, bound to its key: called as each apply leaves the member's queue, it throws if this process may no longer write. */
+  /** The DQR's Fence, bound to its key: asked as each apply is handed to its connection, it throws if this process may no longer write. */
   fence: () => void;
   /** Kinds applied by earlier syncs, listed so that objects of kinds no row renders any more are pruned too. */
   previousResources: readonly ResourceKey[];
@@ -250,10 +250,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
             result.planned.push({ action: isCreate ? 'create' : 'update', object, live, planned });
             return;
           }
-          await run((s) => {
-            input.fence();
-            return member.api.apply(entry.body, path, input.fieldManager, { signal: s });
-          });
+          await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s, beforeSend: input.fence }));
           result.applied++;
           result.appliedObjects.push(object);
           if (isCreate) created++;
@@ -413,7 +410,7 @@ export interface PruneResult {
 /**
  * Deletes owned objects no row wants, each only as the object that was listed
  * (uid precondition). `fence` is the DQR's Fence bound to its key: asked before
- * the batch and again as each delete leaves the member's queue; it throws, and
+ * the batch and again as each delete is handed to its connection; it throws, and
  * so does this, once this process may no longer write.
  */
 export async function pruneMember(member: Member, objects: readonly LiveObject[], fence: () => void, signal: AbortSignal): Promise<PruneResult> {
@@ -427,10 +424,7 @@ export async function pruneMember(member: Member, objects: readonly LiveObject[]
         const resource = await member.queue.run(() => member.api.resourceFor(object.apiVersion, object.kind), signal);
         if (resource === undefined) return;
         const path = objectPath(object.apiVersion, resource, resource.namespaced ? object.namespace : undefined, object.name);
-        await member.queue.run((s) => {
-          fence();
-          return member.api.delete(path, object.uid, s);
-        }, signal);
+        await member.queue.run((s) => member.api.delete(path, object.uid, s, fence), signal);
         pruned++;
         prunedObjects.push(object);
       } catch (cause) {
@@ -459,10 +453,7 @@ export async function unmarkMember(member: Member, objects: readonly LiveObject[
         if (resource === undefined) return;
         const path = objectPath(object.apiVersion, resource, resource.namespaced ? object.namespace : undefined, object.name);
         const body = { metadata: { ...marks, uid: object.uid, ...(object.resourceVersion === undefined ? {} : { resourceVersion: object.resourceVersion }) } };
-        await member.queue.run((s) => {
-          fence();
-          return member.api.request('PATCH', path, { body, contentType: 'application/merge-patch+json', signal: s });
-        }, signal);
+        await member.queue.run((s) => member.api.request('PATCH', path, { body, contentType: 'application/merge-patch+json', signal: s, beforeSend: fence }), signal);
         unmarked++;
       } catch (cause) {
         if (cause instanceof FencedError) throw cause;
