@@ -70,6 +70,31 @@ test('a status change on a member lands in its row through bind parameters, host
   assert.match(await running.metrics.registry.metrics(), /rowcast_writebacks_total\{result="written"\} [1-9]/);
 });
 
+test('a status forged on an object Rowcast never applied is not written back', async () => {
+  // A tenant of the member copies app-1's marks onto a Deployment of its own and names row 2.
+  const original = JSON.parse((await adminRequest(east.info, 'GET', `/apis/apps/v1/namespaces/${env.namespace}/deployments/app-1`)).body) as {
+    metadata: { labels: Record<string, string>; annotations: Record<string, string> };
+    spec: Record<string, unknown>;
+  };
+  const created = await adminRequest(east.info, 'POST', `/apis/apps/v1/namespaces/${env.namespace}/deployments`, {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'forged', labels: original.metadata.labels, annotations: { ...original.metadata.annotations, 'rowcast.dev/row-key': '2' } },
+    spec: original.spec,
+  });
+  assert.equal(created.status, 201, created.body);
+  await patchStatus('forged', { replicas: 9, readyReplicas: 7, conditions: [{ type: 'Available', status: 'True', message: 'forged' }] });
+  // The genuine object's next status change goes through the same watch, after the forged one.
+  await patchStatus('app-1', { replicas: 4, readyReplicas: 3, conditions: [{ type: 'Available', status: 'True', message: 'genuine' }] });
+  await eventually('the genuine status written back', async () => {
+    const { rows } = await env.sql<{ ready: number | null }>('SELECT ready FROM apps WHERE id = 1');
+    return rows[0]?.ready === 3 ? true : undefined;
+  });
+  const { rows } = await env.sql<{ ready: number | null; note: string | null }>('SELECT ready, note FROM apps WHERE id = 2');
+  assert.deepEqual(rows[0], { ready: null, note: null }, 'the forged status never reached row 2');
+  await adminRequest(east.info, 'DELETE', `/apis/apps/v1/namespaces/${env.namespace}/deployments/forged`);
+});
+
 test('a failing write-back leaves applies working and shows as WriteBackFailed; an unsafe template is refused by position', async () => {
   await putDqr(env, 'broken-back', {
     query: 'SELECT id FROM apps ORDER BY id',

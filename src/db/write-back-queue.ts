@@ -100,6 +100,11 @@ export class WriteBackQueue {
     });
   }
 
+  /** Every object whose key starts with the prefix is gone (its DQR was deleted): forget each. */
+  forgetPrefix(prefix: string): void {
+    for (const objectKey of [...this.#written.keys()]) if (objectKey.startsWith(prefix)) this.forget(objectKey);
+  }
+
   /** Refuses new work, rejects what waits (in a queue or a backoff) and waits for statements already running. */
   async closeAll(): Promise<void> {
     this.#closing.abort(new DbError('ROWCAST_WRITE_BACK_CLOSED', 'the write-back queue is closed'));

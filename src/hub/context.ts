@@ -62,6 +62,10 @@ export interface StatusWatchRegistry {
   readonly keyColumns: Map<string, string[]>;
   /** The last write-back failure per DQR key. */
   readonly failures: Map<string, string>;
+  /** What a sync applied or listed on one member: the only objects whose status is written back. */
+  recordKnown(dqrKey: string, memberKey: string, objects: readonly string[], complete: boolean): void;
+  /** A DQR that is gone: everything remembered for it goes too. */
+  forgetDqr(dqrKey: string): void;
 }
 
 export interface ChangeState {

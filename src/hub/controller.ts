@@ -132,7 +132,15 @@ export class HubController {
       pools: new PoolRegistry({ logger }),
       notify: new NotifyHub({ logger }),
       writeBacks: new WriteBackQueue({ logger }),
-      statusWatches: { ensure: () => Promise.resolve(), forgetMember: () => Promise.resolve(), stopAll: () => Promise.resolve(), keyColumns: new Map(), failures: new Map() },
+      statusWatches: {
+        ensure: () => Promise.resolve(),
+        forgetMember: () => Promise.resolve(),
+        stopAll: () => Promise.resolve(),
+        keyColumns: new Map(),
+        failures: new Map(),
+        recordKnown: () => undefined,
+        forgetDqr: () => undefined,
+      },
       changes: new Map(),
       managed: new Map(),
       ledgers: new Set(),
@@ -143,11 +151,11 @@ export class HubController {
       informers: {
         dqrs: informer('databasequeryresources', listPath(API_VERSION, DATABASE_QUERY_RESOURCE.plural), (event, object) => {
           // Status patches come back as updates; only spec, metadata or deletion changes need a sync.
-          if (!this.changedBeyondStatus(object) && event === 'update') return;
+          if (!this.changedBeyondStatus('dqr', event, object)) return;
           dqrQueue.add(keyOf(object));
         }),
         clusterTargets: informer('clustertargets', listPath(API_VERSION, CLUSTER_TARGET.plural), (event, object) => {
-          if (!this.changedBeyondStatus(object) && event === 'update') return;
+          if (!this.changedBeyondStatus('clustertarget', event, object)) return;
           ctQueue.add(keyOf(object));
         }),
         secrets: informer('secrets', listPath('', 'secrets'), (_event, object) => {
@@ -198,9 +206,18 @@ export class HubController {
     return this.ctx;
   }
 
-  /** Generation moves with spec; annotations, labels, finalizers and deletion are metadata changes that count too. */
+  /**
+   * Generation moves with spec; annotations, labels, finalizers and deletion
+   * are metadata changes that count too. Adds and deletes always count; a
+   * deleted object's fingerprint goes with it.
+   */
   private readonly seen = new Map<string, string>();
-  private changedBeyondStatus(object: HubObject): boolean {
+  private changedBeyondStatus(kind: string, event: InformerEvent, object: HubObject): boolean {
+    const key = `${kind}/${keyOf(object)}`;
+    if (event === 'delete') {
+      this.seen.delete(key);
+      return true;
+    }
     const fingerprint = JSON.stringify([
       object.metadata?.generation,
       object.metadata?.labels,
@@ -208,10 +225,9 @@ export class HubController {
       object.metadata?.deletionTimestamp,
       object.metadata?.finalizers,
     ]);
-    const key = `${object.kind ?? ''}/${keyOf(object)}`;
     const changed = this.seen.get(key) !== fingerprint;
     this.seen.set(key, fingerprint);
-    return changed;
+    return changed || event === 'add';
   }
 
   /** Give every ClusterTarget one reconcile before DQRs start, so the first syncs find their members. */

@@ -114,6 +114,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   const raw = ctx.informers.dqrs.get(name, namespace);
   if (raw === undefined) {
     ctx.managed.delete(key);
+    ctx.statusWatches.forgetDqr(key);
     await releaseLease(ctx, key);
     await closeSubscription(ctx, key);
     ctx.queues.dqrs.forget(key);
@@ -275,6 +276,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   const clean = outcome.clusters.every((c) => c.lastError === undefined);
   ctx.managed.set(key, new Map(clusters.map(({ member }) => [member.key, outcome.clusters.find((c) => c.name === member.name)?.managed ?? 0])));
   ctx.statusWatches.keyColumns.set(key, outcome.keyColumns);
+  for (const c of outcome.clusters) ctx.statusWatches.recordKnown(key, c.target, c.known, c.lastError === undefined);
   if (dqr.spec.statusUpdateQueryTemplate !== undefined || ledger !== undefined) {
     for (const { member } of clusters) {
       if (outcome.clusters.find((c) => c.name === member.name)?.lastError !== undefined) continue;

@@ -3,6 +3,7 @@ import { ANNOTATIONS, OWNER_LABEL, parseDatabaseQueryResource } from '../api/ind
 import { MemberApi, type Member } from '../clusters/index.ts';
 import { bindParams, compileStatusTemplate, updateLedgerStatus, type CompiledStatement } from '../db/index.ts';
 import { SupervisedInformer } from '../runtime/index.ts';
+import { knownObject } from '../sync/index.ts';
 import type { HubContext, StatusWatchRegistry } from './context.ts';
 
 interface Watched extends KubernetesObject {
@@ -21,6 +22,10 @@ function keyRow(rowKey: string, columns: readonly string[]): Record<string, unkn
   return {};
 }
 
+function objectKeyOf(member: Member, kind: string, object: Watched): string {
+  return `${member.key}/${kind}/${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
+}
+
 /**
  * Watches the status of what Rowcast manages: one label-selected informer per
  * member and kind in use (for any DQR with a statusUpdateQueryTemplate or a
@@ -32,11 +37,47 @@ function keyRow(rowKey: string, columns: readonly string[]): Record<string, unkn
 export class StatusWatches implements StatusWatchRegistry {
   private readonly ctx: HubContext;
   private readonly informers = new Map<string, SupervisedInformer<Watched>>();
-  private readonly statements = new Map<string, CompiledStatement>();
+  /** The compiled statusUpdateQueryTemplate of each DQR key, with the uid/generation it was compiled for. */
+  private readonly statements = new Map<string, { id: string; statement: CompiledStatement }>();
   /** Key columns of each DQR's rows, learned from its last query. */
   readonly keyColumns = new Map<string, string[]>();
   /** The last write-back failure per DQR key, shown in its status until one succeeds. */
   readonly failures = new Map<string, string>();
+  /**
+   * Per DQR key and member key, the objects its last sync applied or listed
+   * as its own there (knownObject: uid and identity). Only their status is
+   * written back: anyone may put Rowcast's label and annotations on an
+   * object of their own, but not the uid of an object Rowcast applied.
+   */
+  private readonly known = new Map<string, Map<string, Set<string>>>();
+
+  /** A sync's objects on one member; a partial one (the member failed) only adds to what was known. */
+  recordKnown(dqrKey: string, memberKey: string, objects: readonly string[], complete: boolean): void {
+    const perMember = this.known.get(dqrKey) ?? new Map<string, Set<string>>();
+    this.known.set(dqrKey, perMember);
+    const previous = complete ? undefined : perMember.get(memberKey);
+    perMember.set(memberKey, new Set([...(previous ?? []), ...objects]));
+  }
+
+  /** A DQR that is gone takes everything remembered for it along. */
+  forgetDqr(dqrKey: string): void {
+    this.known.delete(dqrKey);
+    this.keyColumns.delete(dqrKey);
+    this.failures.delete(dqrKey);
+    this.statements.delete(dqrKey);
+    for (const key of [...this.lastWrite.keys()]) if (key.startsWith(`${dqrKey}|`)) this.forgetWrite(key);
+    for (const key of [...this.heldBack.keys()]) if (key.startsWith(`${dqrKey}|`)) this.forgetWrite(key);
+    this.ctx.writeBacks.forgetPrefix(`${dqrKey}|`);
+  }
+
+  /** An object that is gone: its rate-limit slot, any held-back write and its last written statement. */
+  private forgetWrite(writeKey: string): void {
+    this.lastWrite.delete(writeKey);
+    const timer = this.heldBack.get(writeKey);
+    if (timer !== undefined) clearTimeout(timer);
+    this.heldBack.delete(writeKey);
+    this.ctx.writeBacks.forget(writeKey);
+  }
 
   constructor(ctx: HubContext) {
     this.ctx = ctx;
@@ -56,7 +97,8 @@ export class StatusWatches implements StatusWatchRegistry {
       list: () => member.api.request<KubernetesListObject<Watched>>('GET', path, { query: { labelSelector: OWNER_LABEL } }),
       logger: this.ctx.logger,
       onEvent: (event, object) => {
-        if (event !== 'delete') this.changed(member, kind, object);
+        if (event === 'delete') this.deleted(member, kind, object);
+        else this.changed(member, apiVersion, kind, object);
       },
     });
     this.informers.set(key, informer);
@@ -80,17 +122,15 @@ export class StatusWatches implements StatusWatchRegistry {
     await Promise.all(all.map((i) => i.stop()));
   }
 
-  /** Compiled once per DQR generation; an invalid template is reported by the DQR reconciler. */
-  statementFor(uid: string, generation: number, template: string): CompiledStatement | undefined {
-    const key = `${uid}/${generation}`;
-    let statement = this.statements.get(key);
-    if (statement === undefined) {
-      const compiled = compileStatusTemplate(template);
-      if (!compiled.ok) return undefined;
-      statement = compiled.statement;
-      this.statements.set(key, statement);
-    }
-    return statement;
+  /** Compiled once per DQR generation, the latest kept; an invalid template is reported by the DQR reconciler. */
+  statementFor(dqrKey: string, uid: string, generation: number, template: string): CompiledStatement | undefined {
+    const id = `${uid}/${generation}`;
+    const cached = this.statements.get(dqrKey);
+    if (cached?.id === id) return cached.statement;
+    const compiled = compileStatusTemplate(template);
+    if (!compiled.ok) return undefined;
+    this.statements.set(dqrKey, { id, statement: compiled.statement });
+    return compiled.statement;
   }
 
   private readonly lastWrite = new Map<string, number>();
@@ -121,31 +161,45 @@ export class StatusWatches implements StatusWatchRegistry {
     return true;
   }
 
-  /** Runs inside the informer's callback: hands work to promises and returns at once. */
-  private changed(member: Member, kind: string, object: Watched): void {
-    if (object.status === undefined) return;
-    const annotations = object.metadata?.annotations ?? {};
+  /** The DQR key an object names in its owner-ref, if this hub's. */
+  private ownerOf(object: Watched): string | undefined {
     let owner: { hub?: string; namespace?: string; name?: string };
     try {
-      owner = JSON.parse(annotations[ANNOTATIONS.ownerRef] ?? '{}') as typeof owner;
+      owner = JSON.parse(object.metadata?.annotations?.[ANNOTATIONS.ownerRef] ?? '{}') as typeof owner;
     } catch {
-      return;
+      return undefined;
     }
-    if (owner.hub !== this.ctx.hubId || owner.namespace === undefined || owner.name === undefined) return;
-    const dqrKey = `${owner.namespace}/${owner.name}`;
+    if (owner.hub !== this.ctx.hubId || owner.namespace === undefined || owner.name === undefined) return undefined;
+    return `${owner.namespace}/${owner.name}`;
+  }
+
+  private deleted(member: Member, kind: string, object: Watched): void {
+    const dqrKey = this.ownerOf(object);
+    if (dqrKey !== undefined) this.forgetWrite(`${dqrKey}|${objectKeyOf(member, kind, object)}`);
+  }
+
+  /** Runs inside the informer's callback: hands work to promises and returns at once. */
+  private changed(member: Member, apiVersion: string, kind: string, object: Watched): void {
+    if (object.status === undefined) return;
+    const annotations = object.metadata?.annotations ?? {};
+    const dqrKey = this.ownerOf(object);
+    if (dqrKey === undefined) return;
+    const identity = knownObject(object.metadata?.uid ?? '', { apiVersion, kind, namespace: object.metadata?.namespace, name: object.metadata?.name ?? '' });
+    if (this.known.get(dqrKey)?.get(member.key)?.has(identity) !== true) return;
     // A replica that lost the Lease writes nothing back: the new leader's own watches see the same change.
     try {
       this.ctx.fence(dqrKey);
     } catch {
       return;
     }
-    const raw = this.ctx.informers.dqrs.get(owner.name, owner.namespace);
+    const slash = dqrKey.indexOf('/');
+    const raw = this.ctx.informers.dqrs.get(dqrKey.slice(slash + 1), dqrKey.slice(0, slash));
     const lease = this.ctx.leases.get(dqrKey);
     if (raw === undefined || lease === undefined) return;
     const parsed = parseDatabaseQueryResource(raw);
     if (!parsed.ok) return;
     const spec = parsed.value.spec;
-    const objectKey = `${member.name}/${kind}/${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
+    const objectKey = objectKeyOf(member, kind, object);
     const rowKey = annotations[ANNOTATIONS.rowKey] ?? '';
     if (spec.ledger !== undefined) {
       const ledgerKey = { dqr: dqrKey, cluster: member.name, kind, namespace: object.metadata?.namespace ?? '', name: object.metadata?.name ?? '' };
@@ -156,8 +210,8 @@ export class StatusWatches implements StatusWatchRegistry {
     if (spec.statusUpdateQueryTemplate === undefined) return;
     if (spec.statusUpdate.kinds !== undefined && !spec.statusUpdate.kinds.includes(kind)) return;
     const writeKey = `${dqrKey}|${objectKey}`;
-    if (this.holdBack(writeKey, spec.statusUpdate.minIntervalMs, () => this.changed(member, kind, object))) return;
-    const statement = this.statementFor(raw.metadata?.uid ?? dqrKey, raw.metadata?.generation ?? 0, spec.statusUpdateQueryTemplate);
+    if (this.holdBack(writeKey, spec.statusUpdate.minIntervalMs, () => this.changed(member, apiVersion, kind, object))) return;
+    const statement = this.statementFor(dqrKey, raw.metadata?.uid ?? '', raw.metadata?.generation ?? 0, spec.statusUpdateQueryTemplate);
     if (statement === undefined) return;
     const values = bindParams(statement, {
       resource: object,

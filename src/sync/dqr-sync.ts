@@ -44,6 +44,8 @@ export interface ClusterOutcome {
   name: string;
   /** The ClusterTarget, namespace/name. */
   target: string;
+  /** Objects listed as owned or applied there, as knownObject() names them. */
+  known: string[];
   applied: number;
   unchanged: number;
   failed: number;
@@ -346,6 +348,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
       return {
         name: r.cluster,
         target: r.target,
+        known: r.known,
         applied: r.applied + r.unchanged,
         unchanged: r.unchanged,
         failed: failedCount(r.cluster),

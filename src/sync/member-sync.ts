@@ -73,6 +73,8 @@ export interface MemberSyncResult {
   resources: ResourceKey[];
   /** Set when the member could not be listed or failed as a whole: nothing may be pruned there. */
   error: string | undefined;
+  /** Objects listed as owned or applied this time, as uid|identity: only their status is written back. */
+  known: string[];
 }
 
 interface ResolvedObject {
@@ -146,6 +148,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
     managedBefore: 0,
     resources: [],
     error: undefined,
+    known: [],
   };
   const fail = (object: DesiredObject, field: string, message: string, conflict = false): void => {
     result.failures.push({ rowKey: object.rowKey, cluster: member.name, field, message, conflict });
@@ -205,6 +208,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
     result.error = `listing owned objects failed: ${describeApiError(error).message}`;
     return result;
   }
+  for (const object of owned) result.known.push(knownObject(object.uid, object));
   for (const key of new Set(owned.map((o) => resourceKey(o.apiVersion, o.kind)))) result.resources.push(key);
   result.managedBefore = owned.length;
 
@@ -250,7 +254,9 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
             result.planned.push({ action: isCreate ? 'create' : 'update', object, live, planned });
             return;
           }
-          await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s, beforeSend: input.fence }));
+          const applied = await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s, beforeSend: input.fence }));
+          const uid = (applied['metadata'] as { uid?: unknown } | undefined)?.uid;
+          if (typeof uid === 'string') result.known.push(knownObject(uid, object));
           result.applied++;
           result.appliedObjects.push(object);
           if (isCreate) created++;
@@ -321,6 +327,11 @@ function failedField(failure: ApiFailure, body: Record<string, unknown>): string
 
 function isBase64(value: string): boolean {
   return /^[A-Za-z0-9+/]*={0,2}$/.test(value) && value.length % 4 === 0;
+}
+
+/** An object Rowcast applied or listed, as the status watch checks it: uid and identity together. */
+export function knownObject(uid: string, object: { apiVersion: string; kind: string; namespace: string | undefined; name: string }): string {
+  return `${uid}|${identityOf(object)}`;
 }
 
 /** Past this many creates in one collection, one metadata list is cheaper than a GET each. */
