@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
+import { MemberApi, MemberKubeConfig, MemberQueue, type Member } from '../src/clusters/index.ts';
+import { pruneMember, type LiveObject } from '../src/sync/index.ts';
 import { expectNoLeaks, openTestEnv, type LeakCount, type TestCluster } from './harness/test-env.ts';
 import { condition, configMaps, dqrPath, dqrStatus, eventually, getHub, putDatabaseSecret, putDqr, registerMembers, startController, type RunningController } from './helpers/hub-fixture.ts';
 import { adminRequest } from './harness/kube-apiserver.ts';
@@ -249,4 +251,59 @@ test('rowClusterColumn naming a column the query lacks fails the whole query sha
   await settle();
   assert.deepEqual(await names(east, 'shaped'), ['shaped-1']);
   assert.deepEqual(await names(west, 'shaped'), ['shaped-2']);
+});
+
+test('a prune deletes only the object as it was listed: one changed since (another resourceVersion) is left for the next sync', async () => {
+  const member: Member = {
+    key: `${env.namespace}/member-1`,
+    name: 'member-1',
+    labels: {},
+    api: new MemberApi(new MemberKubeConfig(east.info.kubeconfig, { requestTimeoutMs: 10_000 })),
+    queue: new MemberQueue({ limits: { qps: 50, burst: 100, concurrency: 4 } }),
+    fingerprint: 'test',
+  };
+  const created = await east.core.createNamespacedConfigMap({ namespace: env.namespace, body: { metadata: { name: 'listed-1' }, data: { v: 'as listed' } } });
+  const listed: LiveObject = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    namespace: env.namespace,
+    name: 'listed-1',
+    uid: created.metadata?.uid ?? '',
+    resourceVersion: created.metadata?.resourceVersion,
+    hash: undefined,
+    rowKey: '1',
+  };
+  // Someone writes to it between the listing and the delete.
+  await east.core.replaceNamespacedConfigMap({ name: 'listed-1', namespace: env.namespace, body: { metadata: { name: 'listed-1', resourceVersion: created.metadata?.resourceVersion ?? '' }, data: { v: 'changed since' } } });
+  const stale = await pruneMember(member, [listed], () => undefined, AbortSignal.timeout(30_000));
+  assert.equal(stale.pruned, 0);
+  assert.equal(stale.error, undefined, 'a changed object is no failure of the member');
+  assert.equal((await east.core.readNamespacedConfigMap({ name: 'listed-1', namespace: env.namespace })).data?.['v'], 'changed since');
+
+  const current = await east.core.readNamespacedConfigMap({ name: 'listed-1', namespace: env.namespace });
+  const fresh = await pruneMember(member, [{ ...listed, resourceVersion: current.metadata?.resourceVersion }], () => undefined, AbortSignal.timeout(30_000));
+  assert.equal(fresh.pruned, 1);
+  assert.deepEqual(await names(east, 'listed'), []);
+});
+
+test('two rows with the same row key both fail and keep their objects', async () => {
+  await env.sql('CREATE TABLE twins (id int, v text)');
+  await env.sql("INSERT INTO twins VALUES (1, 'a'), (2, 'c')");
+  const twins = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: twins-{{row.id}}-{{row.v}}
+data: {}
+`;
+  await putDqr(env, 'twins', { query: 'SELECT id, v FROM twins ORDER BY id, v', template: twins, pruneLimit: '100%' });
+  await waitNames(east, 'twins', ['twins-1-a', 'twins-2-c']);
+
+  await env.sql("INSERT INTO twins VALUES (1, 'b')");
+  const status = await eventually('both rows keyed 1 failing', async () => {
+    const s = await dqrStatus(env, 'twins');
+    return s.failingRows?.some((r) => r.rowKey === '1') === true ? s : undefined;
+  });
+  assert.ok(status.failingRows?.every((r) => r.rowKey === '1' && r.field === 'spec.rowKey' && /2 rows/.test(r.message)), JSON.stringify(status.failingRows));
+  await settle();
+  for (const cluster of [east, west]) assert.deepEqual(await names(cluster, 'twins'), ['twins-1-a', 'twins-2-c'], `neither twin wins on ${cluster.info.name}`);
 });

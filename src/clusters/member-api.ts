@@ -312,12 +312,17 @@ export class MemberApi {
     }
   }
 
-  /** Deletes only the object seen (uid precondition), so a same-named newcomer is never removed by mistake. */
-  async delete(path: string, uid: string | undefined, signal?: AbortSignal, beforeSend?: () => void): Promise<void> {
+  /**
+   * Deletes only the object seen: a uid precondition, so a same-named
+   * newcomer is never removed by mistake, and with a resourceVersion, none
+   * changed since it was seen (a 409 then).
+   */
+  async delete(path: string, uid: string | undefined, signal?: AbortSignal, beforeSend?: () => void, resourceVersion?: string): Promise<void> {
     this.requests.delete++;
+    const preconditions = { ...(uid === undefined ? {} : { uid }), ...(resourceVersion === undefined ? {} : { resourceVersion }) };
     try {
       await this.request('DELETE', path, {
-        body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background', ...(uid === undefined ? {} : { preconditions: { uid } }) },
+        body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background', ...(Object.keys(preconditions).length === 0 ? {} : { preconditions }) },
         ...(signal === undefined ? {} : { signal }),
         ...(beforeSend === undefined ? {} : { beforeSend }),
       });

@@ -143,6 +143,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
   const failedRows = new Map<string, Set<string>>(clusters.map((c) => [c.key, new Set()]));
   const failures: RowFailure[] = [];
   let unkeyedRows = 0;
+  const rowsPerKey = new Map<string, number>();
   let keyColumnsSeen: string[] = [...(spec.rowKey ?? [])];
   const metadata = { name: dqr.metadata.name, namespace, labels: { ...dqr.metadata.labels }, annotations: { ...dqr.metadata.annotations } };
   const rowClusterChoices = [...clusters, ...(input.unavailableClusters ?? []).map((key) => ({ key }))];
@@ -167,6 +168,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
           failures.push({ rowKey: '', cluster: '', field: `spec.rowKey`, message, conflict: false });
           continue;
         }
+        rowsPerKey.set(rowKey, (rowsPerKey.get(rowKey) ?? 0) + 1);
         let wanted: Set<string> | undefined;
         if (spec.targets.rowClusterColumn !== undefined) {
           const picked = rowClusters(row[spec.targets.rowClusterColumn], rowClusterChoices, namespace);
@@ -196,6 +198,25 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
     { ...(input.batchSize === undefined ? {} : { batchSize: input.batchSize }), signal: input.signal },
   );
   const queryMs = performance.now() - started;
+
+  // Two rows under one key: neither can be told from the other (whose object
+  // is it, whose status goes back?), so both fail and keep what they have.
+  const sharedKeys = new Set<string>();
+  for (const [rowKey, count] of rowsPerKey) {
+    if (count < 2) continue;
+    sharedKeys.add(rowKey);
+    for (const cluster of clusters) failedRows.get(cluster.key)?.add(rowKey);
+    failures.push({
+      rowKey,
+      cluster: '',
+      field: 'spec.rowKey',
+      message: `${count} rows have this row key (columns ${keyColumnsSeen.join(', ')}); a row key must name one row`,
+      conflict: false,
+    });
+  }
+  if (sharedKeys.size > 0) {
+    for (const cluster of clusters) desired.set(cluster.key, (desired.get(cluster.key) ?? []).filter((o) => !sharedKeys.has(o.rowKey)));
+  }
 
   for (const cluster of clusters) {
     const objects = desired.get(cluster.key) ?? [];

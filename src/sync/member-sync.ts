@@ -420,8 +420,9 @@ export interface PruneResult {
 
 /**
  * Deletes owned objects no row wants, each only as the object that was listed
- * (uid precondition). `fence` is the DQR's Fence bound to its key: asked before
- * the batch and again as each delete is handed to its connection; it throws, and
+ * (uid and resourceVersion preconditions; one changed since is left for the
+ * next sync). `fence` is the DQR's Fence bound to its key: asked before the
+ * batch and again as each delete is handed to its connection; it throws, and
  * so does this, once this process may no longer write.
  */
 export async function pruneMember(member: Member, objects: readonly LiveObject[], fence: () => void, signal: AbortSignal): Promise<PruneResult> {
@@ -435,12 +436,15 @@ export async function pruneMember(member: Member, objects: readonly LiveObject[]
         const resource = await member.queue.run(() => member.api.resourceFor(object.apiVersion, object.kind), signal);
         if (resource === undefined) return;
         const path = objectPath(object.apiVersion, resource, resource.namespaced ? object.namespace : undefined, object.name);
-        await member.queue.run((s) => member.api.delete(path, object.uid, s, fence), signal);
+        await member.queue.run((s) => member.api.delete(path, object.uid, s, fence, object.resourceVersion), signal);
         pruned++;
         prunedObjects.push(object);
       } catch (cause) {
         if (cause instanceof FencedError) throw cause;
-        error ??= `pruning ${describeObject(object)} failed: ${describeApiError(cause).message}`;
+        const failure = describeApiError(cause);
+        // Changed since it was listed: the next sync plans it again from what it is now.
+        if (failure.code === 409) return;
+        error ??= `pruning ${describeObject(object)} failed: ${failure.message}`;
       }
     }),
   );
