@@ -95,11 +95,12 @@ data: {}
   assert.ok(status.failingRows?.every((r) => r.field === 'metadata.name' && /more than one row/.test(r.message)));
 
   // Row 2 goes bad (a name that is no DNS name): its existing object is kept, and the status names it.
-  await env.sql("UPDATE mixed SET v = 'BAD NAME' WHERE id = 2");
+  // The template first: a sync between the two with the old template would apply v = 'BAD NAME' as a valid value.
   await putDqr(env, 'mixed', {
     query: 'SELECT id, v FROM mixed ORDER BY id',
     template: template().replace('{{metadata.name}}-{{row.id}}', '{{#if (eq row.v "BAD NAME")}}{{row.v}}{{else}}{{metadata.name}}-{{row.id}}{{/if}}'),
   });
+  await env.sql("UPDATE mixed SET v = 'BAD NAME' WHERE id = 2");
   status = await eventually('row 2 failing', async () => {
     const s = await dqrStatus(env, 'mixed');
     return s.failingRows?.some((r) => r.rowKey === '2' && r.field === 'metadata.name') === true ? s : undefined;
