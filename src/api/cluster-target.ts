@@ -21,7 +21,7 @@ export const clusterTargetSpecSchema: ObjectSchema = {
     kubeconfigSecretRef: {
       type: 'object',
       description:
-        "A Secret in this ClusterTarget's namespace holding the member's kubeconfig. Kubeconfigs that use exec or auth-provider plugins or file paths are refused unless the controller was started to allow them.",
+        "A Secret in this ClusterTarget's namespace holding the member's kubeconfig. Kubeconfigs that use exec or auth-provider plugins or file paths are refused unless the controller was started to allow them. A kubeconfig over 256 KiB, nested deeper than 32 levels, or whose YAML aliases expand it past twice that size is refused (reason KubeconfigTooLarge).",
       required: ['name'],
       properties: {
         name: nameSchema('Name of the Secret.'),

@@ -98,6 +98,8 @@ export const REASONS = {
   /** The kubeconfig uses exec or auth-provider plugins or file paths. */
   kubeconfigRefused: 'KubeconfigRefused',
   kubeconfigInvalid: 'KubeconfigInvalid',
+  /** The kubeconfig is over the size or nesting limit, or its YAML aliases expand past it. */
+  kubeconfigTooLarge: 'KubeconfigTooLarge',
   /** `spec.paused` is true. */
   paused: 'Paused',
   /** An older ClusterTarget reaches the same apiserver (server and CA) with overlapping namespaces. */

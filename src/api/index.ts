@@ -45,3 +45,4 @@ export {
   type SecretKeyRef,
 } from './cluster-target.ts';
 export { customResourceDefinitions } from './crds.ts';
+export { YAML_LIMITS, loadYamlDocument, loadYamlDocuments, type YamlLimits, type YamlLoad, type YamlProblem, type YamlProblemKind } from './yaml.ts';

@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import yaml from 'js-yaml';
-import { API_VERSION, CLUSTER_TARGET } from '../api/index.ts';
+import { API_VERSION, CLUSTER_TARGET, YAML_LIMITS, loadYamlDocument } from '../api/index.ts';
 import { vetKubeconfig } from '../clusters/index.ts';
 import { CliError, EXIT, hubFromKubeconfig } from './common.ts';
 
@@ -50,7 +50,9 @@ function inline(entry: Record<string, unknown>, key: string, dataKey: string, ba
 
 /** One context of a kubeconfig, self-contained. */
 export function standaloneKubeconfig(text: string, context: string, base: string): string {
-  const doc = yaml.load(text) as { contexts?: Named[]; clusters?: Named[]; users?: Named[] } | undefined;
+  const loaded = loadYamlDocument(text, YAML_LIMITS.kubeconfig);
+  if (!loaded.ok) throw new CliError(`the source kubeconfig ${loaded.problem.kind === 'invalid' ? 'is not valid YAML' : 'is refused'}: ${loaded.problem.message}`, EXIT.usage);
+  const doc = loaded.value as { contexts?: Named[]; clusters?: Named[]; users?: Named[] } | undefined;
   const ctx = doc?.contexts?.find((c) => c.name === context);
   if (ctx === undefined) throw new CliError(`context ${JSON.stringify(context)} not found in the source kubeconfig`, EXIT.usage);
   const body = (ctx['context'] ?? {}) as { cluster?: string; user?: string };

@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
-import yaml from 'js-yaml';
 import { parse as parseConnectionString } from 'pg-connection-string';
-import { DATABASE_QUERY_RESOURCE, parseDatabaseQueryResource, type DatabaseQueryResource } from '../api/index.ts';
+import { DATABASE_QUERY_RESOURCE, YAML_LIMITS, loadYamlDocuments, parseDatabaseQueryResource, type DatabaseQueryResource } from '../api/index.ts';
 import { TemplateError, compileTemplate, type CompiledTemplate } from '../render/index.ts';
 import { MemberApi, MemberKubeConfig } from '../clusters/index.ts';
 import { sslModes, withConnectionDefaults, type ConnectionSettings, type SslMode } from '../db/index.ts';
@@ -27,13 +26,12 @@ export async function readDqrFile(path: string, namespace: string | undefined): 
   } catch (error) {
     throw new CliError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, EXIT.usage);
   }
-  let docs: unknown[];
-  try {
-    docs = yaml.loadAll(text);
-  } catch (error) {
-    throw new CliError(`${path} is not valid YAML: ${(error as { reason?: string }).reason ?? String(error)}`, EXIT.usage);
+  const loaded = loadYamlDocuments(text, YAML_LIMITS.file);
+  if (!loaded.ok) {
+    const what = loaded.problem.kind === 'invalid' ? 'is not valid YAML' : 'is refused';
+    throw new CliError(`${path} ${what}: ${loaded.problem.message}`, EXIT.usage);
   }
-  const raw = docs.find((d): d is Record<string, unknown> => typeof d === 'object' && d !== null && (d as { kind?: unknown }).kind === DATABASE_QUERY_RESOURCE.kind);
+  const raw = loaded.documents.find((d): d is Record<string, unknown> => typeof d === 'object' && d !== null && (d as { kind?: unknown }).kind === DATABASE_QUERY_RESOURCE.kind);
   if (raw === undefined) throw new CliError(`${path} holds no ${DATABASE_QUERY_RESOURCE.kind}`, EXIT.usage);
   const metadata = { ...((raw['metadata'] ?? {}) as Record<string, unknown>) };
   if (namespace !== undefined) metadata['namespace'] = namespace;

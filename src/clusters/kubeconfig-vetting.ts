@@ -1,4 +1,4 @@
-import yaml from 'js-yaml';
+import { YAML_LIMITS, loadYamlDocument } from '../api/index.ts';
 
 export interface KubeconfigPolicy {
   /** exec and auth-provider plugins run code or read files on the hub. */
@@ -11,6 +11,8 @@ export interface KubeconfigProblem {
   /** Path inside the kubeconfig, e.g. `users[0].user.exec`. */
   field: string;
   message: string;
+  /** `refused`: valid, but against the controller's policy; `too-large`: over the YAML limits; otherwise invalid. */
+  kind?: 'refused' | 'too-large';
 }
 
 export interface VettedKubeconfig {
@@ -46,13 +48,13 @@ function findNamed(list: unknown, name: string): { index: number; entry: Named<E
  */
 export function vetKubeconfig(text: string, policy: KubeconfigPolicy): VetResult {
   const problems: KubeconfigProblem[] = [];
-  let doc: Entry | undefined;
-  try {
-    doc = asRecord(yaml.load(text, { schema: yaml.JSON_SCHEMA }));
-  } catch (error) {
-    const mark = (error as { mark?: { line?: number } }).mark;
-    return { ok: false, problems: [{ field: '', message: `not valid YAML${mark?.line === undefined ? '' : ` (line ${mark.line + 1})`}` }] };
+  const loaded = loadYamlDocument(text, YAML_LIMITS.kubeconfig);
+  if (!loaded.ok) {
+    const { kind, message } = loaded.problem;
+    if (kind === 'invalid') return { ok: false, problems: [{ field: '', message: `not valid YAML: ${message}` }] };
+    return { ok: false, problems: [{ field: '', message: `YAML refused: ${message}`, kind: 'too-large' }] };
   }
+  const doc = asRecord(loaded.value);
   if (doc === undefined) return { ok: false, problems: [{ field: '', message: 'not a kubeconfig: expected a mapping' }] };
 
   const contextName = doc['current-context'];
@@ -79,29 +81,29 @@ export function vetKubeconfig(text: string, policy: KubeconfigPolicy): VetResult
   if (typeof server !== 'string' || !/^https?:\/\//.test(server)) {
     problems.push({ field: `${clusterPath}.server`, message: 'must be an http(s) URL' });
   } else if (server.startsWith('http://') && clusterBody['insecure-skip-tls-verify'] !== true) {
-    problems.push({ field: `${clusterPath}.server`, message: 'plain http is refused unless insecure-skip-tls-verify is set' });
+    problems.push({ field: `${clusterPath}.server`, message: 'plain http is refused unless insecure-skip-tls-verify is set', kind: 'refused' });
   }
   if (clusterBody['proxy-url'] !== undefined) {
     problems.push({ field: `${clusterPath}.proxy-url`, message: 'proxies are not supported yet' });
   }
   if (!policy.allowFilePaths) {
     for (const key of clusterFilePaths) {
-      if (clusterBody[key] !== undefined) problems.push({ field: `${clusterPath}.${key}`, message: `file paths are refused; use ${key}-data` });
+      if (clusterBody[key] !== undefined) problems.push({ field: `${clusterPath}.${key}`, message: `file paths are refused; use ${key}-data`, kind: 'refused' });
     }
     for (const key of userFilePaths) {
       if (userBody[key] !== undefined) {
         const inline = key === 'token-file' ? 'token' : `${key}-data`;
-        problems.push({ field: `${userPath}.${key}`, message: `file paths are refused; use ${inline}` });
+        problems.push({ field: `${userPath}.${key}`, message: `file paths are refused; use ${inline}`, kind: 'refused' });
       }
     }
     if (asRecord(asRecord(userBody['auth-provider'])?.['config'])?.['tokenFile'] !== undefined) {
-      problems.push({ field: `${userPath}.auth-provider.config.tokenFile`, message: 'file paths are refused' });
+      problems.push({ field: `${userPath}.auth-provider.config.tokenFile`, message: 'file paths are refused', kind: 'refused' });
     }
   }
   if (!policy.allowExecAuth) {
     for (const key of ['exec', 'auth-provider']) {
       if (userBody[key] !== undefined) {
-        problems.push({ field: `${userPath}.${key}`, message: `${key} plugins are refused unless the controller runs with --allow-exec-auth` });
+        problems.push({ field: `${userPath}.${key}`, message: `${key} plugins are refused unless the controller runs with --allow-exec-auth`, kind: 'refused' });
       }
     }
   }

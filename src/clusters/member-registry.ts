@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import yaml from 'js-yaml';
+import { YAML_LIMITS, loadYamlDocument } from '../api/index.ts';
 import type { SecretScrubber } from '../telemetry/index.ts';
 import { vetKubeconfig, type KubeconfigPolicy, type KubeconfigProblem } from './kubeconfig-vetting.ts';
 import { MemberApi, MemberKubeConfig } from './member-api.ts';
@@ -41,15 +41,13 @@ export interface MemberRegistryOptions {
 
 /** Every credential a kubeconfig carries, so none can reach a log line. */
 function registerCredentials(scrubber: SecretScrubber, text: string): void {
+  const loaded = loadYamlDocument(text, YAML_LIMITS.kubeconfig);
+  // Vetting reports YAML that is broken or over the limits, and nothing of it is used.
+  if (!loaded.ok) return;
   scrubber.register(text);
-  let doc: { users?: { user?: Record<string, unknown> }[] } | undefined;
-  try {
-    doc = yaml.load(text, { schema: yaml.JSON_SCHEMA }) as typeof doc;
-  } catch {
-    // Vetting reports the broken YAML; there is nothing more to register.
-    return;
-  }
-  for (const entry of doc?.users ?? []) {
+  const doc = loaded.value as { users?: unknown } | null | undefined;
+  const users = typeof doc === 'object' && doc !== null && Array.isArray(doc.users) ? (doc.users as { user?: Record<string, unknown> }[]) : [];
+  for (const entry of users) {
     for (const key of ['token', 'password', 'client-key-data', 'client-certificate-data']) {
       const value = entry.user?.[key];
       if (typeof value === 'string') scrubber.register(value);

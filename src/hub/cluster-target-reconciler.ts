@@ -74,11 +74,17 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string): Prom
     rateLimit: target.spec.rateLimit,
   });
   if (!ensured.ok) {
-    const refused = ensured.problems.some((p) => /refused/.test(p.message));
-    const message = `kubeconfig in Secret ${namespace}/${target.spec.kubeconfigSecretRef?.name ?? ''}: ${ensured.problems.map((p) => (p.field === '' ? p.message : `${p.field}: ${p.message}`)).join('; ')}`;
-    log.warn('kubeconfig refused', { problems: ensured.problems });
+    const ref = target.spec.kubeconfigSecretRef;
+    const reason = ensured.problems.some((p) => p.kind === 'too-large')
+      ? REASONS.kubeconfigTooLarge
+      : ensured.problems.some((p) => p.kind === 'refused')
+        ? REASONS.kubeconfigRefused
+        : REASONS.kubeconfigInvalid;
+    const source = ref === undefined ? 'the hub kubeconfig' : `Secret ${namespace}/${ref.name} key ${ref.key}`;
+    const message = `kubeconfig in ${source}: ${ensured.problems.map((p) => (p.field === '' ? p.message : `${p.field}: ${p.message}`)).join('; ')}`;
+    log.warn('kubeconfig refused', { reason, problems: ensured.problems });
     enqueueAllDqrs(ctx);
-    return notReady(refused ? REASONS.kubeconfigRefused : REASONS.kubeconfigInvalid, message);
+    return notReady(reason, message);
   }
   const duplicate = olderOverlap(ctx, raw, target, ensured.member);
   if (duplicate !== undefined) {

@@ -1,16 +1,4 @@
-import { CORE_SCHEMA, Type, YAMLException, loadAll } from 'js-yaml';
-
-/**
- * YAML 1.2 core schema plus merge keys (`<<: *base`). Core, not js-yaml's
- * default: no timestamps (a date stays the string the apiserver expects, never
- * a JS Date), no !!binary/!!set/!!omap, and yes/no/on/off stay strings (YAML
- * 1.1 readers such as kubectl would make them booleans; quote them to be
- * safe with both). js-yaml's JSON_SCHEMA is the same schema. The merge type
- * is js-yaml's own, restated because its typings do not export it.
- */
-const SCHEMA = CORE_SCHEMA.extend({
-  implicit: [new Type('tag:yaml.org,2002:merge', { kind: 'scalar', resolve: (data: unknown) => data === '<<' || data === null })],
-});
+import { YAML_LIMITS, loadYamlDocuments } from '../api/index.ts';
 
 export interface ParsedDocument {
   index: number;
@@ -28,30 +16,14 @@ export type ParseOutcome =
  * so `document` always points at the right place in the output.
  *
  * Messages carry positions, never the text: the output may hold secrets.
- * The values may share subtrees (YAML aliases) and hold .inf or .nan: the
- * caller copies them before use.
+ * A template author could emit an alias bomb or absurd nesting: the shared
+ * loader refuses both. The values may still share subtrees (YAML aliases,
+ * within its bounds) and hold .inf or .nan: the caller copies them before use.
  */
 export function parseOutput(text: string): ParseOutcome {
-  const first = /\S/.exec(text)?.[0];
-  if (first === '{' || first === '[') {
-    // JSON.parse is ten times faster than YAML and JSON is YAML anyway: on a
-    // syntax error fall through to YAML, which also reads flow mappings.
-    try {
-      return { ok: true, documents: flatten([JSON.parse(text) as unknown]) };
-    } catch {
-      // not JSON
-    }
-  }
-  let raw: unknown[];
-  try {
-    raw = loadAll(text, null, { schema: SCHEMA });
-  } catch (error) {
-    if (error instanceof YAMLException) {
-      return { ok: false, message: `output line ${error.mark.line + 1}, column ${error.mark.column + 1}: ${error.reason}` };
-    }
-    return { ok: false, message: `output is not valid YAML: ${error instanceof Error ? error.name : 'error'}` };
-  }
-  return { ok: true, documents: flatten(raw) };
+  const loaded = loadYamlDocuments(text, YAML_LIMITS.output);
+  if (!loaded.ok) return { ok: false, message: `output ${loaded.problem.kind === 'invalid' ? '' : 'refused: '}${loaded.problem.message}` };
+  return { ok: true, documents: flatten(loaded.documents) };
 }
 
 function flatten(values: unknown[]): ParsedDocument[] {

@@ -18,6 +18,8 @@ function escapeRegExp(text: string): string {
 export class SecretScrubber {
   private readonly values = new Set<string>();
   private pattern: RegExp | undefined;
+  /** Set once V8 refuses the joined pattern as too large (long or many values); plain search and replace from then on. */
+  private tooLargeForRegExp = false;
 
   /** Call as soon as a secret is read, before anything can print it. */
   register(secret: string): void {
@@ -44,7 +46,18 @@ export class SecretScrubber {
   }
 
   scrub(text: string): string {
-    return this.pattern === undefined ? text : text.replace(this.pattern, redacted);
+    if (this.pattern === undefined) return text;
+    if (!this.tooLargeForRegExp) {
+      try {
+        return text.replace(this.pattern, redacted);
+      } catch {
+        // V8 compiles on first use: "regular expression too large" must not take the process down.
+        this.tooLargeForRegExp = true;
+      }
+    }
+    let out = text;
+    for (const value of [...this.values].sort((a, b) => b.length - a.length)) out = out.split(value).join(redacted);
+    return out;
   }
 
   /** A deep copy with secret fields redacted and every string scrubbed. */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import test from 'node:test';
 import yaml from 'js-yaml';
 import { vetKubeconfig } from '../../src/clusters/index.ts';
+import { kubeconfigWithAliasBomb } from '../helpers/hostile-yaml.ts';
 
 const strict = { allowExecAuth: false, allowFilePaths: false };
 
@@ -67,4 +68,31 @@ test('plain http needs insecure-skip-tls-verify; garbage and dangling contexts a
   const dangling = vetKubeconfig(yaml.dump({ 'current-context': 'nope', contexts: [] }), strict);
   assert.ok(!dangling.ok);
   assert.equal(dangling.problems[0]?.field, 'current-context');
+});
+
+test('a kubeconfig built as a YAML alias bomb is refused as too large, not expanded', () => {
+  const text = kubeconfigWithAliasBomb(kubeconfig({ token: 'abc' }));
+  assert.ok(text.length < 2048);
+  const result = vetKubeconfig(text, strict);
+  assert.ok(!result.ok);
+  const [problem] = result.problems;
+  assert.ok(problem !== undefined);
+  assert.equal(problem.kind, 'too-large');
+  assert.match(problem.message, /^YAML refused: its aliases expand it past twice the size limit/);
+});
+
+test('deep nesting and oversized kubeconfigs are refused as too large, naming the limit', () => {
+  const deep = vetKubeconfig(`${kubeconfig({ token: 'abc' })}extra: ${'['.repeat(1000)}${']'.repeat(1000)}\n`, strict);
+  assert.ok(!deep.ok);
+  assert.deepEqual(
+    deep.problems.map((p) => [p.kind, p.message]),
+    [['too-large', 'YAML refused: nested deeper than the limit of 32 (line 21, column 39)']],
+  );
+  const huge = vetKubeconfig(`${kubeconfig({ token: 'abc' })}padding: "${'x'.repeat(10 * 1024 * 1024)}"\n`, strict);
+  assert.ok(!huge.ok);
+  assert.deepEqual(
+    huge.problems.map((p) => p.kind),
+    ['too-large'],
+  );
+  assert.match(huge.problems.map((p) => p.message).join(), /more than the limit of 262144$/);
 });

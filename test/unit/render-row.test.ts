@@ -182,7 +182,16 @@ spec:
     for (let i = 1; i < 9; i++) lines.push(`a${i}: &a${i} [${Array.from({ length: 10 }, () => `*a${i - 1}`).join(', ')}]`);
     const source = `apiVersion: v1\nkind: X\nmetadata:\n  name: x\nspec:\n  ${lines.join('\n  ')}\n`;
     const failure = failureOf(source);
-    assert.match(failure.message, /too many nodes/);
+    assert.equal(failure.field, 'output');
+    assert.match(failure.message, /^output refused: its aliases expand it past twice the size limit/);
+  });
+
+  test('output nested deeper than the limit fails the row at parse time, in YAML and in JSON', () => {
+    for (const source of [`apiVersion: v1\nkind: X\nmetadata:\n  name: x\nspec: ${'['.repeat(300)}${']'.repeat(300)}\n`, `${'['.repeat(100_000)}${']'.repeat(100_000)}`]) {
+      const failure = failureOf(source);
+      assert.equal(failure.field, 'output');
+      assert.match(failure.message, /nested deeper than the limit of 200/);
+    }
   });
 });
 

@@ -62,3 +62,12 @@ test('the logger writes one JSON line per call, with child fields, scrubbed, abo
   assert.equal(record['rows'], '3');
   assert.deepEqual(record['error'], { name: 'Error', message: 'auth failed for [REDACTED]' });
 });
+
+test('values too long for one regular expression are still removed, and scrubbing never throws', () => {
+  const scrubber = new SecretScrubber();
+  const long = `${'['.repeat(200_000)}${']'.repeat(200_000)}`;
+  scrubber.register(long);
+  scrubber.register('s3cr3t-value');
+  assert.equal(scrubber.scrub(`a ${long} b s3cr3t-value c`), 'a [REDACTED] b [REDACTED] c');
+  assert.equal(scrubber.scrub(`url ${encodeURIComponent(long)}`), 'url [REDACTED]');
+});
