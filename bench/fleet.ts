@@ -15,7 +15,7 @@ export async function registerFleet(state: HarnessState, namespace: string, rate
   await post(hub, '/api/v1/namespaces', { metadata: { name: namespace } });
   for (const member of members) {
     await post(member, '/api/v1/namespaces', { metadata: { name: namespace } });
-    await post(hub, `/api/v1/namespaces/${namespace}/secrets`, { metadata: { name: member.name }, stringData: { kubeconfig: member.kubeconfig } });
+    await post(hub, `/api/v1/namespaces/${namespace}/secrets`, { metadata: { name: member.name, labels: { 'rowcast.dev/watch': 'true' } }, stringData: { kubeconfig: member.kubeconfig } });
     await post(hub, `/apis/${API_VERSION}/namespaces/${namespace}/${CLUSTER_TARGET.plural}`, {
       apiVersion: API_VERSION,
       kind: CLUSTER_TARGET.kind,
@@ -24,7 +24,7 @@ export async function registerFleet(state: HarnessState, namespace: string, rate
     });
   }
   await post(hub, `/api/v1/namespaces/${namespace}/secrets`, {
-    metadata: { name: 'db' },
+    metadata: { name: 'db', labels: { 'rowcast.dev/watch': 'true' } },
     stringData: { host: postgres.host, port: String(postgres.port), username: postgres.user, password: postgres.password, dbname: 'postgres', sslmode: 'disable' },
   });
 }

@@ -46,7 +46,7 @@ const regions = ['east', 'west'];
 for (const [i, member] of members.entries()) {
   for (const ns of ['profiles', 'tenants']) await create(member, '/api/v1/namespaces', { metadata: { name: ns } });
   await create(hub, `/api/v1/namespaces/${namespace}/secrets`, {
-    metadata: { name: `${member.name}-kubeconfig` },
+    metadata: { name: `${member.name}-kubeconfig`, labels: { 'rowcast.dev/watch': 'true' } },
     stringData: { kubeconfig: member.kubeconfig },
   });
   await create(hub, `/apis/${API_VERSION}/namespaces/${namespace}/${CLUSTER_TARGET.plural}`, {
@@ -57,7 +57,7 @@ for (const [i, member] of members.entries()) {
   });
 }
 await create(hub, `/api/v1/namespaces/${namespace}/secrets`, {
-  metadata: { name: 'app-db' },
+  metadata: { name: 'app-db', labels: { 'rowcast.dev/watch': 'true' } },
   stringData: { host: postgres.host, port: String(postgres.port), dbname: 'app', username: 'app', password: 'demo-password', sslmode: 'disable' },
 });
 const users = await example('user-configmaps.yaml');

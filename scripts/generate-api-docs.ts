@@ -4,7 +4,7 @@
 // drifts from what this would write.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ANNOTATIONS, FINALIZER, OWNER_LABEL, customResourceDefinitions } from '../src/api/index.ts';
+import { ANNOTATIONS, FINALIZER, OWNER_LABEL, WATCH_LABEL, customResourceDefinitions } from '../src/api/index.ts';
 
 type Json = Readonly<Record<string, unknown>>;
 
@@ -221,6 +221,7 @@ function kindSection(crd: Json): string {
 function metadataSection(): string {
   const rows = [
     `| ${code(OWNER_LABEL)} | label | On every object Rowcast writes to a member: a short hash of hub id, DQR namespace/name and the ClusterTarget (namespace/name) it was rendered for (label values are limited to 63 characters). Pruning lists by it. |`,
+    `| ${code(WATCH_LABEL)} | label | On Secrets Rowcast reads (database connections, kubeconfigs), value "true": the controller watches and caches only Secrets with it. A referenced Secret without it is reported as not found, naming the label; \`rowcast cluster add\` sets it. |`,
     ...(Object.keys(ANNOTATIONS) as (keyof typeof ANNOTATIONS)[]).map((key) => `| ${code(ANNOTATIONS[key])} | annotation | ${cell(ANNOTATION_DOCS[key])} |`),
     `| ${code(FINALIZER)} | finalizer | Held on every DatabaseQueryResource until its member objects are deleted or orphaned (spec.deletionPolicy), on the clusters it wrote to (status.clusters) and no other. spec.deletionPolicy is read on its own, so a spec this controller cannot otherwise parse still says what to do; a value it does not know keeps the finalizer, and the Ready condition (reason Deleting) says why. A paused ClusterTarget is never touched; it, an unreachable one and a removed one keep the finalizer until they are back or ${ANNOTATIONS.orphanUnreachable} is set. |`,
   ];

@@ -515,6 +515,7 @@ test("the default chart's ServiceAccount and ClusterRole are enough: rows reach 
   assert.ok(!(await canI(release, 'get', 'namespaces/default')), 'get on kube-system only');
   assert.ok(!(await canI(release, 'update', 'leases', 'kube-system')), 'no other Leases');
   assert.ok(!(await canI(release, 'delete', 'secrets', env.namespace)));
+  assert.ok(!(await canI(release, 'get', 'secrets', env.namespace)), 'Secrets are only listed and watched, by label, never read one by one');
   assert.ok(!(await canI(release, 'patch', 'clustertargets.rowcast.dev', env.namespace)));
 
   await env.sql('CREATE TABLE chart_rows (id int PRIMARY KEY, name text NOT NULL)');

@@ -247,6 +247,25 @@ test('deleting a DQR deletes its objects (Delete) or leaves them unmarked (Orpha
   }
 });
 
+test('a Secret without rowcast.dev/watch=true is never read; the condition names the label', async () => {
+  await table('unwatched', [[1, 'a']]);
+  // A complete, correct connection Secret, but not labelled for Rowcast.
+  const created = await adminRequest(env.state.hub, 'POST', `/api/v1/namespaces/${env.namespace}/secrets`, {
+    metadata: { name: 'db-unlabelled' },
+    stringData: { host: env.db.host, port: String(env.db.port), username: env.db.user, password: env.db.password, dbname: env.db.database, sslmode: 'disable' },
+  });
+  assert.equal(created.status, 201, created.body);
+  await putDqr(env, 'unwatched', { database: { connectionSecretRef: { name: 'db-unlabelled' } }, query: 'SELECT id, v FROM unwatched', template: template() });
+  const connected = await waitCondition('unwatched', 'DatabaseConnected', (c) => c.status === 'False');
+  assert.equal(connected.reason, 'SecretNotFound');
+  assert.match(connected.message, /db-unlabelled/);
+  assert.match(connected.message, /rowcast\.dev\/watch=true/);
+  assert.deepEqual(await names(east, 'unwatched'), []);
+  // Labelled, it is read at once.
+  await adminRequest(env.state.hub, 'PATCH', `/api/v1/namespaces/${env.namespace}/secrets/db-unlabelled`, { metadata: { labels: { 'rowcast.dev/watch': 'true' } } });
+  await waitNames(east, 'unwatched', ['unwatched-1']);
+});
+
 test('a rotated database password keeps everything working', async () => {
   await table('rotated', [[1, 'a']]);
   await putDqr(env, 'rotated', { query: 'SELECT id, v FROM rotated', template: template() });

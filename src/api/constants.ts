@@ -28,6 +28,13 @@ export const CATEGORY = 'rowcast';
  */
 export const OWNER_LABEL = `${GROUP}/owner`;
 
+/**
+ * The label a Secret needs for Rowcast to read it (value "true"): DB
+ * connection and kubeconfig Secrets. The controller watches and caches only
+ * Secrets carrying it, never every Secret of the cluster.
+ */
+export const WATCH_LABEL = `${GROUP}/watch`;
+
 export const ANNOTATIONS = {
   /** Hub id, namespace, name and uid of the owning DQR and its ClusterTarget, in full. */
   ownerRef: `${GROUP}/owner-ref`,

@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import yaml from 'js-yaml';
-import { API_VERSION, CLUSTER_TARGET, YAML_LIMITS, loadYamlDocument } from '../api/index.ts';
+import { API_VERSION, CLUSTER_TARGET, WATCH_LABEL, YAML_LIMITS, loadYamlDocument } from '../api/index.ts';
 import { vetKubeconfig } from '../clusters/index.ts';
 import { CliError, EXIT, hubFromKubeconfig } from './common.ts';
 
@@ -113,7 +113,7 @@ export async function clusterAddCommand(argv: string[]): Promise<number> {
   }
   const namespace = values.namespace ?? 'default';
   const secretName = `${name}-kubeconfig`;
-  const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: secretName, namespace, labels: { 'app.kubernetes.io/managed-by': 'rowcast-cli' } }, type: 'Opaque', stringData: { kubeconfig } };
+  const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: secretName, namespace, labels: { 'app.kubernetes.io/managed-by': 'rowcast-cli', [WATCH_LABEL]: 'true' } }, type: 'Opaque', stringData: { kubeconfig } };
   const target = {
     apiVersion: API_VERSION,
     kind: CLUSTER_TARGET.kind,

@@ -1,6 +1,7 @@
 import { API_VERSION, CLUSTER_TARGET, CONDITION_TYPES, REASONS, parseClusterTarget, type ClusterTarget, type Condition } from '../api/index.ts';
 import { probeMember, type Member } from '../clusters/index.ts';
 import { readSecretKeys, type ReconcileResult } from '../runtime/index.ts';
+import { unwatchedSecret } from '../sync/index.ts';
 import { setConditions, transitioned, type ConditionUpdate } from '../status/index.ts';
 import { splitKey, type HubContext, type HubObject } from './context.ts';
 
@@ -60,7 +61,7 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string): Prom
   if (!target.spec.inCluster) {
     const ref = target.spec.kubeconfigSecretRef;
     const secret = ctx.informers.secrets.get(ref.name, namespace);
-    if (secret === undefined) return notReady(REASONS.secretNotFound, `Secret ${namespace}/${ref.name} (spec.kubeconfigSecretRef) not found`);
+    if (secret === undefined) return notReady(REASONS.secretNotFound, unwatchedSecret(namespace, ref.name, 'spec.kubeconfigSecretRef'));
     const read = readSecretKeys(secret, { kubeconfig: ref.key }, new Set(), ctx.scrubber);
     if (!read.ok) return notReady(REASONS.secretInvalid, `Secret ${namespace}/${ref.name} has no key ${ref.key} (spec.kubeconfigSecretRef.key)`);
     kubeconfig = read.values['kubeconfig'] ?? '';

@@ -1,5 +1,5 @@
 import type { KubernetesListObject } from '@kubernetes/client-node';
-import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } from '../api/index.ts';
+import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, WATCH_LABEL } from '../api/index.ts';
 import type { ControllerOptions } from '../config/index.ts';
 import { MemberApi, MemberKubeConfig, MemberRegistry } from '../clusters/index.ts';
 import { NotifyHub, PoolRegistry, WriteBackQueue } from '../db/index.ts';
@@ -77,12 +77,13 @@ export class HubController {
     }
     const scope = options.namespace === undefined ? '' : `/namespaces/${options.namespace}`;
     const listPath = (group: string, plural: string): string => (group === '' ? `/api/v1${scope}/${plural}` : `/apis/${group}${scope}/${plural}`);
-    const informer = (name: string, path: string, onEvent: (event: InformerEvent, object: HubObject) => void): SupervisedInformer<HubObject> =>
+    const informer = (name: string, path: string, onEvent: (event: InformerEvent, object: HubObject) => void, labelSelector?: string): SupervisedInformer<HubObject> =>
       new SupervisedInformer<HubObject>({
         name,
         kubeConfig: hubConfig,
         path,
-        list: () => hub.request<KubernetesListObject<HubObject>>('GET', path),
+        ...(labelSelector === undefined ? {} : { labelSelector }),
+        list: () => hub.request<KubernetesListObject<HubObject>>('GET', path, labelSelector === undefined ? {} : { query: { labelSelector } }),
         logger,
         onEvent,
       });
@@ -158,11 +159,17 @@ export class HubController {
           if (!this.changedBeyondStatus('clustertarget', event, object)) return;
           ctQueue.add(keyOf(object));
         }),
-        secrets: informer('secrets', listPath('', 'secrets'), (_event, object) => {
-          const users = secretUsers(this.context(), object.metadata?.namespace ?? '', object.metadata?.name ?? '');
-          for (const key of users.clusterTargets) ctQueue.add(key);
-          for (const key of users.dqrs) dqrQueue.add(key);
-        }),
+        // Only Secrets labelled for Rowcast: the hub never holds every Secret of the cluster in memory.
+        secrets: informer(
+          'secrets',
+          listPath('', 'secrets'),
+          (_event, object) => {
+            const users = secretUsers(this.context(), object.metadata?.namespace ?? '', object.metadata?.name ?? '');
+            for (const key of users.clusterTargets) ctQueue.add(key);
+            for (const key of users.dqrs) dqrQueue.add(key);
+          },
+          `${WATCH_LABEL}=true`,
+        ),
       },
       queues: { dqrs: dqrQueue, clusterTargets: ctQueue },
     };

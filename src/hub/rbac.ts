@@ -18,8 +18,10 @@ export interface PolicyRule {
  *   merge-patched for the finalizer and the prune confirmation annotation
  *   (hub/dqr-reconciler.ts via status/hub-writer.ts `patchMetadata`).
  * - Their /status: merge-patched with conditions and counts (`patchStatus`).
- * - Secrets: read through an informer (kubeconfigs of members, database
- *   connections).
+ * - Secrets: listed and watched through an informer selecting the label
+ *   rowcast.dev/watch=true (kubeconfigs of members, database connections);
+ *   never read one by one, so no `get`. RBAC cannot select by label: the
+ *   label bounds what the controller reads and caches, the rule where.
  * - Events: created on DQRs and ClusterTargets (`event`); patch for
  *   aggregating repeats.
  * - Namespaces: get kube-system, whose UID is the hub id when `--hub-id` is
@@ -35,7 +37,7 @@ export const hubPolicyRules: readonly PolicyRule[] = [
   { apiGroups: ['rowcast.dev'], resources: ['databasequeryresources'], verbs: ['get', 'list', 'watch', 'patch'] },
   { apiGroups: ['rowcast.dev'], resources: ['clustertargets'], verbs: ['get', 'list', 'watch'] },
   { apiGroups: ['rowcast.dev'], resources: ['databasequeryresources/status', 'clustertargets/status'], verbs: ['patch'] },
-  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: [''], resources: ['secrets'], verbs: ['list', 'watch'] },
   { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
   { apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system'], verbs: ['get'] },
   { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },

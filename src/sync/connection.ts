@@ -1,7 +1,12 @@
-import { REASONS, type DatabaseQueryResource } from '../api/index.ts';
+import { REASONS, WATCH_LABEL, type DatabaseQueryResource } from '../api/index.ts';
 import { withConnectionDefaults, type ConnectionSettings, type SslMode } from '../db/index.ts';
 import { readSecretKeys, type SecretLike } from '../runtime/index.ts';
 import type { SecretScrubber } from '../telemetry/index.ts';
+
+/** Why a referenced Secret is not there: Rowcast sees only the Secrets labelled for it. */
+export function unwatchedSecret(namespace: string, name: string, field: string): string {
+  return `Secret ${namespace}/${name} (${field}) not found among the Secrets labelled ${WATCH_LABEL}=true; Rowcast reads only those: label it with kubectl -n ${namespace} label secret ${name} ${WATCH_LABEL}=true`;
+}
 
 export type ConnectionFromSecret = { ok: true; settings: ConnectionSettings } | { ok: false; reason: string; message: string };
 
@@ -12,7 +17,7 @@ export type ConnectionFromSecret = { ok: true; settings: ConnectionSettings } | 
  */
 export function connectionSettingsFromSecret(dqr: DatabaseQueryResource, namespace: string, secret: SecretLike | undefined, scrubber: SecretScrubber): ConnectionFromSecret {
   const ref = dqr.spec.database.connectionSecretRef;
-  if (secret === undefined) return { ok: false, reason: REASONS.secretNotFound, message: `Secret ${namespace}/${ref.name} (spec.database.connectionSecretRef) not found` };
+  if (secret === undefined) return { ok: false, reason: REASONS.secretNotFound, message: unwatchedSecret(namespace, ref.name, 'spec.database.connectionSecretRef') };
   const read = readSecretKeys(
     secret,
     { host: ref.hostKey, port: ref.portKey, user: ref.userKey, password: ref.passwordKey, database: ref.dbNameKey, sslmode: ref.sslModeKey },

@@ -4,4 +4,4 @@ export { knownObject, listOwned, pruneMember, unmarkMember, resourceKey, syncMem
 export { decidePrune, type PendingPrune, type PruneClusterInput, type PruneDecision, type PruneDecisionInput } from './prune-decision.ts';
 export { planCluster, type ClusterPlan, type DesiredObject, type LiveObject } from './plan.ts';
 export { matchesLabelSelector, rowClusters, selectTargets, targetKey, type TargetRefusal, type TargetSelection } from './targets.ts';
-export { connectionSettingsFromSecret, type ConnectionFromSecret } from './connection.ts';
+export { connectionSettingsFromSecret, unwatchedSecret, type ConnectionFromSecret } from './connection.ts';

@@ -48,7 +48,8 @@ export async function putSecret(env: TestEnv, name: string, data: Record<string,
   await applyHub(env, `/api/v1/namespaces/${env.namespace}/secrets`, {
     apiVersion: 'v1',
     kind: 'Secret',
-    metadata: { name },
+    // Rowcast reads only Secrets labelled for it.
+    metadata: { name, labels: { 'rowcast.dev/watch': 'true' } },
     data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])),
   });
 }
