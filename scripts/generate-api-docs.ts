@@ -257,6 +257,20 @@ Helpers that write YAML return it already safe, and it is written as it is, exce
 - \`indent n x\` / \`nindent n x\`: YAML from toYaml/toJson is indented as YAML. Text (a row value) is indented for a block scalar, where it stays: \`script: |-{{nindent 4 row.script}}\` keeps every line of the script inside the block (the row fails if n is not beyond the key's column). Elsewhere indented text is one quoted scalar: \`key:{{nindent 4 row.v}}\` is \`key: "…"\` on the next line.
 - Every other helper (lower, default, join, date, b64dec…) returns text, escaped as above.
 
+Escaping keeps values inside the objects the template writes; \`spec.allowedKinds\` bounds which objects those can be. A rendered document whose group and kind are not in it fails its row (field \`kind\`, with the row's key; the row's existing objects are kept), whatever produced it: a raw \`{{{x}}}\`, a \`toYaml\` of a column, a computed \`kind: {{row.kind}}\`. Entries are \`group/Kind\` (\`apps/Deployment\`), a core kind is \`Kind\` alone (\`ConfigMap\`); the version does not matter. Without the field, the allowed kinds are those the template names literally: every \`apiVersion\` and \`kind\` written out (no \`{{…}}\` in their values) as keys of the same object, so
+
+\`\`\`yaml
+template: |
+  apiVersion: v1
+  kind: ConfigMap            # allowed by default: ConfigMap
+  ...
+---
+allowedKinds: [ConfigMap, Secret]   # required: the template computes its kind
+template: |
+  apiVersion: v1
+  kind: {{row.kind}}
+\`\`\`
+
 Values keep every code point. What the row holds is what the member stores: C0 controls, DEL, C1 controls, U+2028/U+2029, U+FEFF, noncharacters, NBSP, astral characters. Rowcast sends every apply body as JSON with DEL, the C1 controls, U+2028, U+2029, U+FEFF, U+FFFE and U+FFFF written as \`\\uXXXX\`, because the apiserver reads an apply body with a YAML decoder that refuses some of them raw (\`yaml: control characters are not allowed\`) and folds the others. PostgreSQL text holds neither NUL nor lone surrogates, so neither can reach a template from a row.`;
 }
 

@@ -96,3 +96,41 @@ test('every class of code point round-trips exactly from row to member object', 
   }, 30_000);
   assert.deepEqual(actual, Object.fromEntries(ids.map((id) => [id, { plain: CLASSES[id], quoted: CLASSES[id], helper: CLASSES[id], yaml: CLASSES[id] }])));
 });
+
+test('a row can never render a kind outside spec.allowedKinds: that row fails and keeps its objects', async () => {
+  await env.sql('CREATE TABLE kinds (id int PRIMARY KEY, kind text, extra text)');
+  await env.sql("INSERT INTO kinds VALUES (1, 'ConfigMap', ''), (2, 'ConfigMap', '')");
+  // The kind is computed, so it must be listed; the raw column could add a document of its own.
+  await putDqr(env, 'kinds', {
+    query: 'SELECT id, kind, extra FROM kinds ORDER BY id',
+    template: 'apiVersion: v1\nkind: {{row.kind}}\nmetadata:\n  name: kinds-{{row.id}}\n{{{row.extra}}}\n',
+    allowedKinds: ['ConfigMap'],
+    pruneLimit: '100%',
+  });
+  await eventually('kinds-1 and kinds-2', async () => {
+    const maps = await configMaps(east, env.namespace);
+    return maps.has('kinds-1') && maps.has('kinds-2') ? true : undefined;
+  });
+  await env.sql("UPDATE kinds SET kind = 'Secret' WHERE id = 1");
+  await env.sql(
+    "UPDATE kinds SET extra = E'---\\napiVersion: rbac.authorization.k8s.io/v1\\nkind: ClusterRoleBinding\\nmetadata:\\n  name: rowcast-raw\\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\\nsubjects: [{kind: Group, name: system:authenticated, apiGroup: rbac.authorization.k8s.io}]' WHERE id = 2",
+  );
+  await putDqr(env, 'kinds', {
+    query: 'SELECT id, kind, extra FROM kinds ORDER BY id',
+    template: 'apiVersion: v1\nkind: {{row.kind}}\nmetadata:\n  name: kinds-{{row.id}}\n  labels: {pass: "2"}\n{{{row.extra}}}\n',
+    allowedKinds: ['ConfigMap'],
+    pruneLimit: '100%',
+  });
+  const status = await eventually('rows 1 and 2 failing on kind', async () => {
+    const s = await dqrStatus(env, 'kinds');
+    const keys = new Set(s.failingRows?.filter((r) => r.field === 'kind').map((r) => r.rowKey));
+    return keys.has('1') && keys.has('2') ? s : undefined;
+  });
+  const messages = (status.failingRows ?? []).map((r) => `${r.rowKey} ${r.field ?? ''}: ${r.message}`).join('\n');
+  assert.match(messages, /^1 kind: Secret \(core group\) is not an allowed kind \(spec\.allowedKinds: ConfigMap\)/m);
+  assert.match(messages, /^2 kind: rbac\.authorization\.k8s\.io\/ClusterRoleBinding is not an allowed kind/m);
+  const maps = await configMaps(east, env.namespace);
+  assert.ok(maps.has('kinds-1') && maps.has('kinds-2'), 'the failed rows keep their objects');
+  assert.equal((await adminRequest(east.info, 'GET', `/api/v1/namespaces/${env.namespace}/secrets/kinds-1`)).status, 404);
+  assert.equal((await adminRequest(east.info, 'GET', '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/rowcast-raw')).status, 404);
+});

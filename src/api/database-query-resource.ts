@@ -187,6 +187,20 @@ export const databaseQueryResourceSpecSchema: ObjectSchema = {
       minLength: 1,
       maxLength: 262144,
     },
+    allowedKinds: {
+      type: 'array',
+      description:
+        'The kinds a row may render, as group/Kind (apps/Deployment, rbac.authorization.k8s.io/Role), a core kind as Kind alone (ConfigMap). A rendered document of any other kind fails its row, whose objects are kept. Absent: the kinds the template names literally, each apiVersion and kind written out as keys of the same object; so a template that computes its kind or apiVersion must list what it may render.',
+      minItems: 1,
+      maxItems: 64,
+      listType: 'set',
+      items: {
+        type: 'string',
+        description: 'group/Kind, or Kind for the core group.',
+        maxLength: 317,
+        pattern: `^(${PATTERNS.dnsSubdomain.slice(1, -1)}/)?[A-Z][A-Za-z0-9]*$`,
+      },
+    },
     targets: {
       type: 'object',
       description:
@@ -422,6 +436,8 @@ export interface DatabaseQueryResourceSpec {
   readonly pollIntervalMs: number;
   readonly changeDetection: ChangeDetection;
   readonly template: string;
+  /** spec.allowedKinds as written; undefined: the template's literal kinds. */
+  readonly allowedKinds: readonly string[] | undefined;
   readonly targets: Targets;
   readonly prune: boolean;
   readonly pruneLimit: PruneLimit;
@@ -492,6 +508,7 @@ interface ValidSpec {
   pollInterval: string;
   changeDetection: { mode: ChangeDetection['mode']; tableName?: string; timestampColumn?: string; channel?: string };
   template: string;
+  allowedKinds?: string[];
   targets: {
     clusters?: string[];
     clusterSelector?: {
@@ -541,6 +558,7 @@ function toSpec(raw: ValidSpec): DatabaseQueryResourceSpec {
     pollIntervalMs: parseGoDuration(raw.pollInterval),
     changeDetection: toChangeDetection(raw.changeDetection),
     template: raw.template,
+    allowedKinds: raw.allowedKinds,
     targets: {
       clusters: (raw.targets.clusters ?? []).map(toClusterRef),
       clusterSelector: raw.targets.clusterSelector === undefined ? undefined : toLabelSelector(raw.targets.clusterSelector),

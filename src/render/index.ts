@@ -17,6 +17,9 @@
 //   are documents; empty documents are skipped but keep their number.
 // - date formats in UTC: 'iso' (default) or tokens YYYY MM DD HH mm ss SSS X
 //   (Unix seconds), [literal text]. Row Dates print as ISO 8601, bytes as base64.
+// - A document whose group/kind is outside RenderOptions.allowedKinds
+//   (spec.allowedKinds; default: the kinds the template names literally)
+//   fails its row.
 // - Row keys: one column → its text; several → a JSON array of the values.
 // - Bodies have sorted keys (their JSON is the canonical form the hash covers).
 export type {
@@ -37,3 +40,4 @@ export { ownerLabelValue, ownerMatcher, ownerRefValue, type OwnerMatcher, type O
 export { RowKeyError, rowKeyOf } from './row-key.ts';
 export { canonicalJson, contentHash } from './canonical-json.ts';
 export { HELPER_NAMES } from './helpers.ts';
+export { allowedKindKey } from './literal-kinds.ts';

@@ -2,6 +2,7 @@ import { ANNOTATIONS, OWNER_LABEL } from '../api/index.ts';
 import { hashText, sortedCopyWith } from './canonical-json.ts';
 import { HelperError, MissingFieldError, describeLocation } from './errors.ts';
 import { groupOf } from './kube-names.ts';
+import { kindKey } from './literal-kinds.ts';
 import { ownerStamp } from './ownership.ts';
 import { parseOutput } from './parse-output.ts';
 import type { CompiledTemplate } from './template.ts';
@@ -73,6 +74,11 @@ function renderChecked(template: CompiledTemplate, context: RenderContext, optio
       continue;
     }
     const { apiVersion, kind, name } = manifest;
+    const refused = kindRefusal(apiVersion, kind, options.allowedKinds, template.literalKinds);
+    if (refused !== undefined) {
+      failures.push({ rowKey, field: 'kind', message: refused, document });
+      continue;
+    }
     const namespaceDefaulted = manifest.namespace === undefined;
     const namespace = manifest.namespace ?? defaultNamespace;
 
@@ -115,6 +121,26 @@ function renderChecked(template: CompiledTemplate, context: RenderContext, optio
   }
   if (failures.length > 0) return failed(failures);
   return { ok: true, objects };
+}
+
+/**
+ * Why a document's kind may not be rendered, if it may not: the one place
+ * spec.allowedKinds (or, absent, the template's literal kinds) is enforced.
+ */
+function kindRefusal(apiVersion: string, kind: string, allowed: ReadonlySet<string> | undefined, literal: ReadonlySet<string>): string | undefined {
+  const key = kindKey(apiVersion, kind);
+  const set = allowed ?? literal;
+  if (set.has(key)) return undefined;
+  const group = groupOf(apiVersion);
+  const what = group === '' ? `${kind} (core group)` : `${group}/${kind}`;
+  const show = (keys: ReadonlySet<string>): string => [...keys].map((k) => (k.startsWith('/') ? k.slice(1) : k)).join(', ');
+  const list =
+    allowed !== undefined
+      ? `spec.allowedKinds: ${show(allowed)}`
+      : literal.size === 0
+        ? 'spec.allowedKinds is unset and the template names no kind literally'
+        : `spec.allowedKinds is unset, so only the kinds the template names literally: ${show(literal)}`;
+  return `${what} is not an allowed kind (${list}); a template that computes its kind must list it in spec.allowedKinds`;
 }
 
 interface Stamp {

@@ -1,6 +1,7 @@
 import Handlebars from 'handlebars';
 import { HelperError, MissingFieldError, TemplateError, type TemplateLocation } from './errors.ts';
 import { HELPER_NAMES, OUTPUT_HELPER, helperTable } from './helpers.ts';
+import { literalKinds } from './literal-kinds.ts';
 import { outputContexts, type OutputContext } from './output-context.ts';
 
 type Env = ReturnType<typeof Handlebars.create>;
@@ -42,12 +43,15 @@ function templateEnv(used: ReadonlySet<string>, contexts: readonly OutputContext
 /** A template compiled once, rendered for many rows. Build with compileTemplate. */
 export class CompiledTemplate {
   readonly source: string;
+  /** What the template names literally (literalKinds): the default of spec.allowedKinds. */
+  readonly literalKinds: ReadonlySet<string>;
   /** Template path of every lookup, by its start `line:column`, to name a missing field. */
   readonly #paths: ReadonlyMap<string, string>;
   readonly #render: Render;
 
   constructor(source: string, render: Render, paths: ReadonlyMap<string, string>) {
     this.source = source;
+    this.literalKinds = literalKinds(source);
     this.#render = render;
     this.#paths = paths;
   }

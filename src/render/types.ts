@@ -31,6 +31,12 @@ export interface RenderOptions {
   /** Filled in when a document has no metadata.namespace: the DQR's namespace. */
   defaultNamespace: string;
   owner: OwnerIdentity;
+  /**
+   * The kinds a document may have, as `group/Kind` keys (`/Kind` for the
+   * core group; see allowedKindKey): spec.allowedKinds. Absent: the kinds the
+   * template names literally.
+   */
+  allowedKinds?: ReadonlySet<string>;
   /** The `now` helper's clock; the real one when absent. */
   now?: () => Date;
 }

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { type ClusterTarget, type DatabaseQueryResource } from '../api/index.ts';
 import type { Member } from '../clusters/index.ts';
 import { DbError, classifyDbError, readRows, writeLedger, type LedgerEntry } from '../db/index.ts';
-import { RowKeyError, renderRow, rowKeyOf, type CompiledTemplate, type DqrOwner } from '../render/index.ts';
+import { RowKeyError, allowedKindKey, renderRow, rowKeyOf, type CompiledTemplate, type DqrOwner } from '../render/index.ts';
 import type { Fence } from '../runtime/index.ts';
 import { inBatchSpan, inSpan } from '../telemetry/index.ts';
 import { identityOf } from './identity.ts';
@@ -147,6 +147,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
   let keyColumnsSeen: string[] = [...(spec.rowKey ?? [])];
   const metadata = { name: dqr.metadata.name, namespace, labels: { ...dqr.metadata.labels }, annotations: { ...dqr.metadata.annotations } };
   const rowClusterChoices = [...clusters, ...(input.unavailableClusters ?? []).map((key) => ({ key }))];
+  const allowedKinds = spec.allowedKinds === undefined ? undefined : new Set(spec.allowedKinds.map(allowedKindKey));
 
   const summary = await readRows(
     input.pool,
@@ -184,7 +185,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
           const rendered = renderRow(
             input.template,
             { row, metadata, cluster: { name: cluster.name, labels: { ...cluster.labels } } },
-            { rowKey, defaultNamespace: namespace, owner: { ...input.owner, target: cluster.key } },
+            { rowKey, defaultNamespace: namespace, owner: { ...input.owner, target: cluster.key }, ...(allowedKinds === undefined ? {} : { allowedKinds }) },
           );
           if (rendered.ok) {
             desired.get(cluster.key)?.push(...rendered.objects.map((o) => ({ ...o, rowKey })));

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { load } from 'js-yaml';
 import { parseDatabaseQueryResource } from '../../src/api/index.ts';
-import { compileTemplate, renderRow, type RenderContext } from '../../src/render/index.ts';
+import { allowedKindKey, compileTemplate, renderRow, type RenderContext } from '../../src/render/index.ts';
 
 interface Case {
   rows: Record<string, unknown>[];
@@ -72,7 +72,12 @@ export function renderExamples(): Record<string, unknown[]> {
           metadata: { name: dqr.metadata.name, namespace: 'examples', labels: {}, annotations: {} },
           cluster,
         };
-        const result = renderRow(template, context, { rowKey: String(row[dqr.spec.rowKey?.[0] ?? '']), defaultNamespace: 'examples', owner });
+        const result = renderRow(template, context, {
+          rowKey: String(row[dqr.spec.rowKey?.[0] ?? '']),
+          defaultNamespace: 'examples',
+          owner,
+          ...(dqr.spec.allowedKinds === undefined ? {} : { allowedKinds: new Set(dqr.spec.allowedKinds.map(allowedKindKey)) }),
+        });
         if (!result.ok) throw new Error(`examples/${name}.yaml: ${result.failure.field}: ${result.failure.message}`);
         bodies.push(...result.objects.map((object) => unstamped(object.body)));
       }

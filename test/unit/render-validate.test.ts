@@ -4,6 +4,9 @@ import { compileTemplate, renderRow, type RenderFailure, type RowRenderResult } 
 
 const owner = { hubId: 'hub-1', namespace: 'team-a', name: 'users', uid: 'uid-1', target: 'fleet/c' };
 
+/** Every kind these outputs render: allowed kinds are not what this file tests. */
+const allowedKinds = new Set(['/ConfigMap', '/Secret', 'apps/Deployment', 'example.com/ConfigMap', 'networking.k8s.io/NetworkPolicy']);
+
 /** Renders a fixed output (the row carries the text) through the whole pipeline. */
 function run(output: string): RowRenderResult {
   return renderRow(
@@ -13,7 +16,7 @@ function run(output: string): RowRenderResult {
       metadata: { name: 'users', namespace: 'team-a', labels: {}, annotations: {} },
       cluster: { name: 'eu-1', labels: {} },
     },
-    { rowKey: 'k', defaultNamespace: 'team-a', owner },
+    { rowKey: 'k', defaultNamespace: 'team-a', owner, allowedKinds },
   );
 }
 

@@ -14,7 +14,7 @@ function render(text: string): RowRenderResult {
   return renderRow(
     template,
     { row: { text }, metadata: { name: 'dqr', namespace: 'ns', labels: {}, annotations: {} }, cluster: { name: 'c', labels: {} } },
-    { rowKey: 'k', defaultNamespace: 'ns', owner },
+    { rowKey: 'k', defaultNamespace: 'ns', owner, allowedKinds: new Set(['/Thing']) },
   );
 }
 
