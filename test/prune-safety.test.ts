@@ -307,3 +307,33 @@ data: {}
   await settle();
   for (const cluster of [east, west]) assert.deepEqual(await names(cluster, 'twins'), ['twins-1-a', 'twins-2-c'], `neither twin wins on ${cluster.info.name}`);
 });
+
+test('a row that fails while the row-key format changes keeps its objects', async () => {
+  await env.sql('CREATE TABLE rekeyed (id int PRIMARY KEY, v text)');
+  await env.sql("INSERT INTO rekeyed VALUES (1, 'a'), (2, 'b')");
+  const named = (extra: string): string => `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: rekeyed-{{row.v}}
+data:
+  v: {{quote row.v}}
+${extra}`;
+  await putDqr(env, 'rekeyed', { query: 'SELECT id, v FROM rekeyed ORDER BY id', template: named(''), pruneLimit: '100%' });
+  await waitNames(east, 'rekeyed', ['rekeyed-a', 'rekeyed-b']);
+  await waitNames(west, 'rekeyed', ['rekeyed-a', 'rekeyed-b']);
+
+  // One edit: the key becomes v (the objects carry row-key "1" and "2"), and row a no longer renders.
+  await putDqr(env, 'rekeyed', {
+    query: 'SELECT id, v FROM rekeyed ORDER BY id',
+    rowKey: ['v'],
+    template: named('{{#if (eq row.v "a")}}  x: {{row.nope}}{{/if}}'),
+    pruneLimit: '100%',
+  });
+  await eventually('row a failing', async () => ((await dqrStatus(env, 'rekeyed')).failingRows?.some((r) => r.rowKey === 'a') === true ? true : undefined));
+  await eventually('row b re-keyed', async () => {
+    const cm = await east.core.readNamespacedConfigMap({ name: 'rekeyed-b', namespace: env.namespace });
+    return cm.metadata?.annotations?.['rowcast.dev/row-key'] === 'b' ? true : undefined;
+  });
+  await settle();
+  for (const cluster of [east, west]) assert.deepEqual(await names(cluster, 'rekeyed'), ['rekeyed-a', 'rekeyed-b'], `row a keeps its object on ${cluster.info.name}`);
+});

@@ -337,6 +337,14 @@ export const databaseQueryResourceStatusSchema: ObjectSchema = {
         },
       },
     },
+    rowKeyColumns: {
+      type: 'array',
+      description:
+        'The columns the row keys on this DQR\'s objects are made of. Kept until a sync re-stamps every object under new ones, so a row that fails while spec.rowKey (or the first column) changes still keeps the objects stamped with its former key.',
+      maxItems: 16,
+      listType: 'atomic',
+      items: { type: 'string', description: 'A column name.', maxLength: 63 },
+    },
     pendingPrune: {
       type: 'object',
       description:
@@ -489,6 +497,7 @@ export interface DatabaseQueryResourceStatus {
   readonly clusters?: readonly ClusterSyncStatus[];
   readonly failingRows?: readonly FailingRow[];
   readonly pendingPrune?: PendingPruneStatus;
+  readonly rowKeyColumns?: readonly string[];
 }
 
 /** How many objects one sync may prune before it needs a confirmation. */

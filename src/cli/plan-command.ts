@@ -115,7 +115,7 @@ export async function planCommand(argv: string[]): Promise<number> {
   const pools = new PoolRegistry({ logger });
   try {
     const hubId = values['hub-id'] ?? (await hub.request<{ metadata: { uid: string } }>('GET', '/api/v1/namespaces/kube-system')).metadata.uid;
-    const live = await getOrUndefined<{ metadata: { uid: string; generation?: number; annotations?: Record<string, string> }; status?: { managedResources?: string[]; pendingPrune?: PendingPruneStatus } }>(
+    const live = await getOrUndefined<{ metadata: { uid: string; generation?: number; annotations?: Record<string, string> }; status?: { managedResources?: string[]; pendingPrune?: PendingPruneStatus; rowKeyColumns?: string[] } }>(
       hub,
       `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}/${dqr.metadata.name}`,
     );
@@ -173,6 +173,7 @@ export async function planCommand(argv: string[]): Promise<number> {
         clusters,
         previousResources: live?.status?.managedResources ?? [],
         pruneBaseline: live?.status?.pendingPrune?.clusters,
+        previousKeyColumns: live?.status?.rowKeyColumns?.length === 0 ? undefined : live?.status?.rowKeyColumns,
         confirmation: () => Promise.resolve(live?.metadata.annotations?.[ANNOTATIONS.confirmPrune]),
         dryRun: true,
         // A dry run writes nothing.

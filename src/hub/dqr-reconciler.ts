@@ -239,6 +239,8 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   }
 
   const previousResources = (raw.status?.['managedResources'] ?? []) as string[];
+  const recordedKeyColumns = raw.status?.['rowKeyColumns'] as string[] | undefined;
+  const previousKeyColumns = recordedKeyColumns?.length === 0 ? undefined : recordedKeyColumns;
   let outcome: DqrSyncOutcome;
   try {
     outcome = await inSpan('rowcast.sync', { 'rowcast.dqr': key, 'rowcast.generation': raw.metadata?.generation ?? 0, 'rowcast.clusters': clusters.length }, async (span) => {
@@ -250,6 +252,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
         clusters,
         unavailableClusters,
         previousResources,
+        previousKeyColumns,
         pruneBaseline: pendingPrune?.clusters,
         // Unreadable is unconfirmed: the prune waits for the next sync.
         confirmation: () =>
@@ -289,7 +292,10 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     }
   }
   recordSyncRun(ctx, key, dqr, decision, clean);
-  await reportOutcome(report, namespace, outcome, refusals, selection.selected.length, decision.trigger, ctx.statusWatches.failures.get(key), pendingPrune !== undefined);
+  // The former key columns stay recorded until a sync without a failure has re-stamped every object under the new ones.
+  const keyColumnsChanged = previousKeyColumns !== undefined && previousKeyColumns.join('\u0000') !== outcome.keyColumns.join('\u0000');
+  const rowKeyColumns = outcome.keyColumns.length > 0 && (!keyColumnsChanged || (clean && outcome.failures.length === 0)) ? outcome.keyColumns : undefined;
+  await reportOutcome(report, namespace, outcome, refusals, selection.selected.length, decision.trigger, ctx.statusWatches.failures.get(key), pendingPrune !== undefined, rowKeyColumns);
   recordMetrics(ctx, namespace, name, outcome, startedAt - decision.seenAt);
   // Within the limit (or confirmed and done): a confirmation left over would only wait to release some later prune.
   if (outcome.pruneEvaluated && outcome.pruneBlocked === undefined && confirmation !== undefined) {
@@ -334,6 +340,7 @@ async function reportOutcome(
   trigger: string,
   writeBackFailure: string | undefined,
   hadPendingPrune: boolean,
+  rowKeyColumns: string[] | undefined,
 ): Promise<void> {
   const clusterErrors = outcome.clusters.filter((c) => c.lastError !== undefined);
   const first = outcome.failures[0];
@@ -386,6 +393,7 @@ async function reportOutcome(
       })),
       failingRows,
       // A merge patch: null removes a pending prune this sync no longer has.
+      ...(rowKeyColumns === undefined ? {} : { rowKeyColumns }),
       ...(outcome.pruneBlocked !== undefined ? { pendingPrune: outcome.pruneBlocked } : outcome.pruneEvaluated && hadPendingPrune ? { pendingPrune: null } : {}),
     },
   );

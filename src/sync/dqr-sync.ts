@@ -24,6 +24,8 @@ export interface DqrSyncInput {
   clusters: readonly SyncCluster[];
   /** Keys of selected clusters with no connected member: rows may still name them. */
   unavailableClusters?: readonly string[];
+  /** status.rowKeyColumns: the columns the row keys on existing objects are made of. */
+  previousKeyColumns?: readonly string[] | undefined;
   /** Kinds in use after the previous sync (from status). */
   previousResources: readonly ResourceKey[];
   /** status.pendingPrune.clusters of the prune still pending, if any: the limit's share stays of those counts. */
@@ -95,6 +97,8 @@ export interface RenderInput {
   clusters: readonly RenderCluster[];
   /** Keys of clusters the DQR selects but cannot write to now: a row may name them (it renders for none). */
   unavailableClusters?: readonly string[];
+  /** The columns the row keys on existing objects are made of, when known. */
+  previousKeyColumns?: readonly string[] | undefined;
   batchSize?: number;
   signal: AbortSignal;
 }
@@ -111,6 +115,10 @@ export interface RenderedRows {
   queryMs: number;
   /** The columns the row key is made of (spec.rowKey, or the query's first column). */
   keyColumns: string[];
+  /** The key columns changed since previousKeyColumns: each row's key under the former columns (none when it lacks them). */
+  formerKeys: Map<string, string[]> | undefined;
+  /** Failed rows whose objects cannot be told apart (their former key is unknown): no pruning anywhere this time. */
+  unattributableRows: number;
 }
 
 /**
@@ -144,6 +152,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
   const failures: RowFailure[] = [];
   let unkeyedRows = 0;
   const rowsPerKey = new Map<string, number>();
+  let formerKeys: Map<string, string[]> | undefined;
   let keyColumnsSeen: string[] = [...(spec.rowKey ?? [])];
   const metadata = { name: dqr.metadata.name, namespace, labels: { ...dqr.metadata.labels }, annotations: { ...dqr.metadata.annotations } };
   const rowClusterChoices = [...clusters, ...(input.unavailableClusters ?? []).map((key) => ({ key }))];
@@ -155,6 +164,8 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
     (rows, columns) => {
       const keyColumns = spec.rowKey ?? columns.slice(0, 1);
       keyColumnsSeen = [...keyColumns];
+      const previous = input.previousKeyColumns;
+      if (previous !== undefined && previous.join('\u0000') !== keyColumns.join('\u0000')) formerKeys ??= new Map();
       const clusterColumn = spec.targets.rowClusterColumn;
       if (clusterColumn !== undefined && !columns.includes(clusterColumn)) {
         throw new QueryShapeError('spec.targets.rowClusterColumn', `the query returns no column ${JSON.stringify(clusterColumn)} (it returns ${columns.join(', ')})`);
@@ -170,6 +181,15 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
           continue;
         }
         rowsPerKey.set(rowKey, (rowsPerKey.get(rowKey) ?? 0) + 1);
+        if (formerKeys !== undefined && input.previousKeyColumns !== undefined) {
+          const former = formerKeys.get(rowKey) ?? [];
+          try {
+            former.push(rowKeyOf(row, input.previousKeyColumns));
+          } catch {
+            // Without the former columns its old objects cannot be found: the list stays empty.
+          }
+          formerKeys.set(rowKey, former);
+        }
         let wanted: Set<string> | undefined;
         if (spec.targets.rowClusterColumn !== undefined) {
           const picked = rowClusters(row[spec.targets.rowClusterColumn], rowClusterChoices, namespace);
@@ -251,7 +271,18 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
       );
     }
   }
-  return { rowCount: summary.rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns: keyColumnsSeen };
+  // Objects still carry the former keys: a failed row keeps them under those too.
+  let unattributableRows = 0;
+  if (formerKeys !== undefined) {
+    for (const rows of failedRows.values()) {
+      for (const rowKey of [...rows]) {
+        const former = formerKeys.get(rowKey) ?? [];
+        if (former.length === 0) unattributableRows++;
+        for (const key of former) rows.add(key);
+      }
+    }
+  }
+  return { rowCount: summary.rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns: keyColumnsSeen, formerKeys, unattributableRows };
 }
 
 /**
@@ -264,7 +295,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   const { dqr, clusters } = input;
   const spec = dqr.spec;
   const namespace = dqr.metadata.namespace ?? 'default';
-  const { rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns } = await inSpan('rowcast.read_and_render', {}, async (span) => {
+  const { rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns, formerKeys, unattributableRows } = await inSpan('rowcast.read_and_render', {}, async (span) => {
     const rendered = await readAndRender({
       dqr,
       pool: input.pool,
@@ -272,6 +303,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
       owner: input.owner,
       clusters: clusters.map(({ target }) => ({ key: targetKey(target), name: target.metadata.name, labels: target.metadata.labels })),
       ...(input.unavailableClusters === undefined ? {} : { unavailableClusters: input.unavailableClusters }),
+      previousKeyColumns: input.previousKeyColumns,
       ...(input.batchSize === undefined ? {} : { batchSize: input.batchSize }),
       signal: input.signal,
     });
@@ -293,6 +325,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
           owner: { ...input.owner, target: targetKey(target) },
           fieldManager: `rowcast-${namespace}-${dqr.metadata.name}`.slice(0, 128),
           previousResources: input.previousResources,
+          ...(formerKeys === undefined ? {} : { formerKeys }),
           fence,
           ...(input.dryRun === true ? { dryRun: true } : {}),
           signal: input.signal,
@@ -310,7 +343,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
     decidePrune({
       prune: spec.prune,
       limit: spec.pruneLimit,
-      unkeyedRows,
+      unkeyedRows: unkeyedRows + unattributableRows,
       clusters: results.map((r) => ({ cluster: r.cluster, managedBefore: r.managedBefore, candidates: r.pruneCandidates, failed: r.error !== undefined })),
       confirmation,
       baseline: input.pruneBaseline,

@@ -36,6 +36,8 @@ export interface MemberSyncInput {
   dryRun?: boolean;
   /** The DQR's Fence, bound to its key: asked as each apply is handed to its connection, it throws if this process may no longer write. */
   fence: () => void;
+  /** The row-key columns changed: each row's key under the former ones, which its existing objects carry. */
+  formerKeys?: ReadonlyMap<string, readonly string[]>;
   /** Kinds applied by earlier syncs, listed so that objects of kinds no row renders any more are pruned too. */
   previousResources: readonly ResourceKey[];
   signal: AbortSignal;
@@ -281,7 +283,15 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
   // value the member cannot convert...) is not a row that is gone: every
   // object it has on this member stays.
   const refusedRows = new Set(result.failures.map((f) => f.rowKey));
-  const keptNow = result.pruneCandidates.filter((o) => o.rowKey !== undefined && refusedRows.has(o.rowKey));
+  let unattributable = false;
+  for (const rowKey of [...refusedRows]) {
+    const former = input.formerKeys?.get(rowKey);
+    if (former === undefined) continue;
+    if (former.length === 0) unattributable = true;
+    for (const key of former) refusedRows.add(key);
+  }
+  // A refused row whose former key is unknown could own any of them.
+  const keptNow = result.pruneCandidates.filter((o) => unattributable || (o.rowKey !== undefined && refusedRows.has(o.rowKey)));
   if (keptNow.length > 0) {
     result.pruneCandidates = result.pruneCandidates.filter((o) => !keptNow.includes(o));
     result.kept += keptNow.length;
