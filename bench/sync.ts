@@ -6,7 +6,7 @@
 // processor) with an exporter that drops spans: the cost of tracing itself.
 import { parseArgs } from 'node:util';
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace';
-import { startTracing } from '../src/telemetry/index.ts';
+import { SecretScrubber, startTracing } from '../src/telemetry/index.ts';
 
 const { values } = parseArgs({
   options: {
@@ -25,13 +25,13 @@ const discard: SpanExporter = {
   },
   shutdown: () => Promise.resolve(),
 };
-const tracing = values.tracing ? await startTracing({ env: {}, spanProcessors: [new BatchSpanProcessor({ exporter: discard })] }) : undefined;
+const tracing = values.tracing ? await startTracing({ env: {}, scrubber: new SecretScrubber(), spanProcessors: [new BatchSpanProcessor({ exporter: discard })] }) : undefined;
 // Imported after tracing started, as rowcast controller does: pg is patched as it loads.
 const { default: pg } = await import('pg');
 const { API_VERSION, DATABASE_QUERY_RESOURCE } = await import('../src/api/index.ts');
 const { parseControllerOptions } = await import('../src/config/index.ts');
 const { HubController } = await import('../src/hub/index.ts');
-const { Metrics, SecretScrubber, createLogger } = await import('../src/telemetry/index.ts');
+const { Metrics, createLogger } = await import('../src/telemetry/index.ts');
 const { startControlPlane } = await import('../test/harness/control-plane.ts');
 const { adminRequest } = await import('../test/harness/kube-apiserver.ts');
 const { post, registerFleet } = await import('./fleet.ts');

@@ -35,7 +35,7 @@ async function controller(argv: string[]): Promise<number> {
   const { options } = parsed;
   const scrubber = new SecretScrubber();
   const logger = createLogger({ level: options.logLevel, scrubber });
-  const tracing = await startTracing({ env: process.env });
+  const tracing = await startTracing({ env: process.env, scrubber });
   if (tracing.enabled) logger.info('tracing to OTLP', { endpoint: process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] ?? process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] });
   const [{ HubController, hubLeaseStore }, { MemberApi, MemberKubeConfig }, { LeaderElector }] = await Promise.all([
     import('./hub/index.ts'),

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
+import { SpanStatusCode } from '@opentelemetry/api';
 import test from 'node:test';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
-import { startTracing } from '../src/telemetry/index.ts';
+import { SecretScrubber, inSpan, startTracing } from '../src/telemetry/index.ts';
 
 // Tracing starts before anything loads pg, exactly as rowcast controller does it.
 const exporter = new InMemorySpanExporter();
-const tracing = await startTracing({ env: {}, spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+const scrubber = new SecretScrubber();
+const tracing = await startTracing({ env: {}, scrubber, spanProcessors: [new SimpleSpanProcessor({ exporter })] });
 const { expectNoLeaks, openTestEnv } = await import('./harness/test-env.ts');
 const fixture = await import('./helpers/hub-fixture.ts');
 
@@ -15,7 +17,7 @@ await env.sql("INSERT INTO users VALUES (1, 'secret-ada@example.com'), (2, 'secr
 await fixture.registerMembers(env);
 await fixture.putDatabaseSecret(env);
 const baseline = await env.leaks();
-const running = await fixture.startController(env);
+const running = await fixture.startController(env, [], scrubber);
 env.defer(async () => {
   await running.stop();
   await tracing.shutdown();
@@ -57,6 +59,37 @@ test('one trace per sync: query and render, then per member its applies, with pg
     assert.ok(http.some((s) => s.attributes['http.request.method'] === 'GET'), `the member's lists are traced under it: ${http.map((s) => s.name).join(',')}`);
     assert.equal(descendants(spans, batch).length, 0, 'applies are one batch span, not one HTTP span each');
   }
+});
+
+test('a connection Secret whose host key holds a URL is refused, and its password reaches no span', async () => {
+  const password = env.db.password;
+  await fixture.putDatabaseSecret(env, 'db-url', { host: `postgresql://${env.db.user}:${password}@${env.db.host}:${env.db.port}/${env.db.database}` });
+  await fixture.putDqr(env, 'url-host', { query: 'SELECT id FROM users', template: 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: url-{{row.id}}\n', database: { connectionSecretRef: { name: 'db-url' } } });
+  const connected = await fixture.eventually('DatabaseConnected=False', async () => {
+    const c = fixture.condition(await fixture.dqrStatus(env, 'url-host'), 'DatabaseConnected');
+    return c?.status === 'False' ? c : undefined;
+  });
+  assert.equal(connected.reason, 'SecretInvalid');
+  assert.match(connected.message, /db-url key host: .*not a host name/);
+  assert.ok(!connected.message.includes(password));
+  const text = JSON.stringify(exporter.getFinishedSpans().map((s) => ({ name: s.name, attributes: s.attributes, events: s.events, status: s.status })));
+  assert.ok(!text.includes(password), 'a span carries the password from the host key');
+});
+
+test('every span passes the scrubber, whoever wrote its attributes, events or status', async () => {
+  scrubber.register('hunter2-registered');
+  await inSpan('rowcast.scrub_check', { 'server.address': 'postgresql://u:hunter2-registered@db', 'db.password': 'plain', 'rowcast.list': ['a', 'x-hunter2-registered'] }, (span) => {
+    span.recordException(new Error('login hunter2-registered refused'));
+    span.setStatus({ code: SpanStatusCode.ERROR, message: 'auth hunter2-registered' });
+    return Promise.resolve();
+  });
+  const span = exporter.getFinishedSpans().find((s) => s.name === 'rowcast.scrub_check');
+  assert.ok(span !== undefined);
+  assert.equal(span.attributes['server.address'], 'postgresql://u:[REDACTED]@db');
+  assert.equal(span.attributes['db.password'], '[REDACTED]');
+  assert.deepEqual(span.attributes['rowcast.list'], ['a', 'x-[REDACTED]']);
+  assert.equal(span.events[0]?.attributes?.['exception.message'], 'login [REDACTED] refused');
+  assert.equal(span.status.message, 'auth [REDACTED]');
 });
 
 test('no secret, bind value or row data in any span', () => {

@@ -30,11 +30,20 @@ export function connectionSettingsFromSecret(dqr: DatabaseQueryResource, namespa
   if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
     return { ok: false, reason: REASONS.secretInvalid, message: `Secret ${namespace}/${ref.name} key ${ref.portKey}: not a port number` };
   }
+  // A URL here would carry its password into pg's host name, and from there into errors and spans.
+  const host = v['host'] ?? '';
+  if (host.includes('://') || host.includes('@') || /\s/.test(host)) {
+    return {
+      ok: false,
+      reason: REASONS.secretInvalid,
+      message: `Secret ${namespace}/${ref.name} key ${ref.hostKey}: not a host name (it looks like a URL); put only the host there and the port, user, password and database under their own keys`,
+    };
+  }
   const pool = dqr.spec.database.pool;
   return {
     ok: true,
     settings: withConnectionDefaults({
-      host: v['host'] ?? '',
+      host,
       port,
       database: v['database'] ?? '',
       user: v['user'] ?? '',

@@ -60,6 +60,11 @@ export class SecretScrubber {
     return out;
   }
 
+  /** One named value (a span attribute, say): redacted whole under a secret-looking name, else scrubbed. */
+  scrubField(name: string, value: string): string {
+    return secretFieldName.test(name) && value !== '' ? redacted : this.scrub(value);
+  }
+
   /** A deep copy with secret fields redacted and every string scrubbed. */
   scrubValue(value: unknown, depth = 0): unknown {
     if (typeof value === 'string') return this.scrub(value);

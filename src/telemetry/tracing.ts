@@ -1,8 +1,11 @@
 import { context, createContextKey, trace, SpanStatusCode, type Attributes, type Span } from '@opentelemetry/api';
-import type { SpanProcessor } from '@opentelemetry/sdk-trace';
+import type { ReadableSpan, Span as SdkSpan, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace';
+import type { SecretScrubber } from './secret-scrubber.ts';
 
 export interface TracingOptions {
   env: Readonly<Record<string, string | undefined>>;
+  /** Every span passes it before any processor after it (and so any exporter) sees the span. */
+  scrubber: SecretScrubber;
   /** Tests pass their own (an in-memory exporter); otherwise the OTLP exporter the OTEL_* variables describe. */
   spanProcessors?: SpanProcessor[];
 }
@@ -29,23 +32,88 @@ export function tracingWanted(env: TracingOptions['env']): boolean {
  */
 export async function startTracing(options: TracingOptions): Promise<Tracing> {
   if (options.spanProcessors === undefined && !tracingWanted(options.env)) return { enabled: false, shutdown: () => Promise.resolve() };
-  const [{ NodeSDK }, { PgInstrumentation }, { UndiciInstrumentation }] = await Promise.all([
+  const [{ NodeSDK }, { PgInstrumentation }, { UndiciInstrumentation }, { BatchSpanProcessor }] = await Promise.all([
     import('@opentelemetry/sdk-node'),
     import('@opentelemetry/instrumentation-pg'),
     import('@opentelemetry/instrumentation-undici'),
+    import('@opentelemetry/sdk-trace'),
   ]);
+  const exporting = options.spanProcessors ?? [new BatchSpanProcessor({ exporter: await otlpExporter(options.env) })];
   const sdk = new NodeSDK({
     serviceName: options.env['OTEL_SERVICE_NAME'] ?? 'rowcast',
     instrumentations: [
       new PgInstrumentation({ enhancedDatabaseReporting: false, requireParentSpan: true }),
       new UndiciInstrumentation({ requireParentforSpans: true, ignoreRequestHook: () => context.active().getValue(perCallSpansOff) === true }),
     ],
-    ...(options.spanProcessors === undefined ? {} : { spanProcessors: options.spanProcessors }),
+    spanProcessors: [new ScrubbingSpanProcessor(options.scrubber), ...exporting],
     metricReaders: [],
     logRecordProcessors: [],
   });
   sdk.start();
   return { enabled: true, shutdown: () => sdk.shutdown() };
+}
+
+/** The exporter OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL names, as the SDK itself would pick it. */
+async function otlpExporter(env: TracingOptions['env']): Promise<SpanExporter> {
+  const protocol = env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'] ?? env['OTEL_EXPORTER_OTLP_PROTOCOL'] ?? 'http/protobuf';
+  if (protocol === 'grpc') return new (await import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter();
+  if (protocol === 'http/json') return new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter();
+  return new (await import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter();
+}
+
+/**
+ * Scrubs every span where it ends, before the processors after it see it:
+ * instrumentations (pg's `server.address`, undici's URLs, exception events)
+ * write attributes Rowcast's call sites never see, so scrubbing there would
+ * always miss one.
+ */
+class ScrubbingSpanProcessor implements SpanProcessor {
+  readonly #scrubber: SecretScrubber;
+
+  constructor(scrubber: SecretScrubber) {
+    this.#scrubber = scrubber;
+  }
+
+  onStart(): void {
+    // Attributes set later would escape a scrub here; onEnding sees them all.
+  }
+
+  onEnding(span: SdkSpan): void {
+    for (const [key, value] of Object.entries(span.attributes)) {
+      const clean = this.#clean(key, value);
+      if (clean !== value) span.setAttribute(key, clean);
+    }
+    for (const event of span.events) {
+      // Events are plain records the span keeps until export; an exception's message lands here.
+      const attributes: Record<string, unknown> | undefined = event.attributes;
+      if (attributes === undefined) continue;
+      for (const [key, value] of Object.entries(attributes)) attributes[key] = this.#clean(key, value);
+    }
+    if (span.status.message !== undefined) span.setStatus({ ...span.status, message: this.#scrubber.scrub(span.status.message) });
+    span.updateName(this.#scrubber.scrub(span.name));
+  }
+
+  onEnd(_span: ReadableSpan): void {
+    // Ended spans are read-only; the work was done in onEnding.
+  }
+
+  forceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Attribute values may nest (OpenTelemetry's AnyValue): arrays keep their key, maps bring their own. */
+  #clean(key: string, value: unknown): unknown {
+    if (typeof value === 'string') return this.#scrubber.scrubField(key, value);
+    if (Array.isArray(value)) return value.map((item: unknown) => this.#clean(key, item));
+    if (typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
+      return Object.fromEntries(Object.entries(value).map(([inner, item]: [string, unknown]) => [inner, this.#clean(inner, item)]));
+    }
+    return value;
+  }
 }
 
 const tracer = trace.getTracer('rowcast');

@@ -13,7 +13,8 @@ export interface RunningController {
   stop(): Promise<void>;
 }
 
-export async function startController(env: TestEnv, flags: string[] = []): Promise<RunningController> {
+/** `scrubber`: share one with the test's tracing, as main shares its own. */
+export async function startController(env: TestEnv, flags: string[] = [], scrubber = new SecretScrubber()): Promise<RunningController> {
   const parsed = parseControllerOptions(
     ['--namespace', env.namespace, '--probe-interval', '2s', '--request-timeout', '3s', '--hub-id', `hub-${env.namespace}`, '--log-level', 'debug', ...flags],
     {},
@@ -21,7 +22,6 @@ export async function startController(env: TestEnv, flags: string[] = []): Promi
   if (!parsed.ok) throw new Error(parsed.help ? 'help' : parsed.error);
   const options: ControllerOptions = parsed.options;
   const logs: string[] = [];
-  const scrubber = new SecretScrubber();
   const logger = createLogger({ level: options.logLevel, scrubber, write: (line) => logs.push(line) });
   const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
   const controller = new HubController({ options, logger, scrubber, metrics, hubKubeconfig: env.hub.info.kubeconfig });
