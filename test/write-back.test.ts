@@ -138,3 +138,23 @@ test('statusUpdate.kinds limits which objects write back', async () => {
   const { rows } = await env.sql<{ ready: number | null }>('SELECT ready FROM apps WHERE id = 7');
   assert.equal(rows[0]?.ready, null, 'a Deployment is not among the kinds that write back');
 });
+
+test('row holds every column the row had when applied, and resource.kind/apiVersion are set on the first write-back', async () => {
+  await env.sql('CREATE TABLE tenants (id int PRIMARY KEY, team text NOT NULL, tier int NOT NULL)');
+  await env.sql("INSERT INTO tenants VALUES (11, 'blue', 3)");
+  await env.sql('CREATE TABLE seen (team text, tier int, kind text, api_version text, ready int)');
+  await putDqr(env, 'columns', {
+    query: 'SELECT id, team, tier FROM tenants',
+    template: deployment('cols'),
+    statusUpdateQueryTemplate:
+      'INSERT INTO seen (team, tier, kind, api_version, ready) VALUES ({{param row.team}}, {{param row.tier}}, {{param resource.kind}}, {{param resource.apiVersion}}, {{param resource.status.readyReplicas}})',
+  });
+  await eventually('applied', async () => ((await adminRequest(east.info, 'GET', `/apis/apps/v1/namespaces/${env.namespace}/deployments/cols-11`)).status === 200 ? true : undefined));
+  await eventually('Ready', async () => (condition(await dqrStatus(env, 'columns'), 'Ready')?.status === 'True' ? true : undefined));
+  await patchStatus('cols-11', { replicas: 2, readyReplicas: 1 });
+  const first = await eventually('the first write-back', async () => {
+    const { rows } = await env.sql<{ team: string | null; tier: number | null; kind: string | null; api_version: string | null }>('SELECT team, tier, kind, api_version FROM seen WHERE ready = 1');
+    return rows[0];
+  });
+  assert.deepEqual(first, { team: 'blue', tier: 3, kind: 'Deployment', api_version: 'apps/v1' });
+});

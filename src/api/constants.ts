@@ -79,7 +79,7 @@ export const REASONS = {
   synced: 'Synced',
   /** Some rows or clusters failed; the rest were applied. */
   partiallySynced: 'PartiallySynced',
-  /** The sync stopped before applying anything (query error, no pool...). */
+  /** The sync stopped before applying anything (query error, no pool...), or nothing it sent reached any cluster. */
   syncFailed: 'SyncFailed',
   /** The sync would prune more than `spec.pruneLimit`; waiting for a person. */
   pruneBlocked: 'PruneBlocked',
@@ -93,6 +93,8 @@ export const REASONS = {
   deleting: 'Deleting',
   connected: 'Connected',
   connectionFailed: 'ConnectionFailed',
+  /** The database refused the login: a wrong password, a role that may not log in, no such database. */
+  authenticationFailed: 'AuthenticationFailed',
   queryFailed: 'QueryFailed',
   /** A referenced Secret does not exist. */
   secretNotFound: 'SecretNotFound',

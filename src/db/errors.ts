@@ -24,8 +24,15 @@ export class DbConnectionError extends Error {
   }
 }
 
+/**
+ * What the failure says about the database itself: it answered (the query or
+ * its rights are at fault), it refused this login, or it could not be reached.
+ */
+export type DbReachability = 'answered' | 'login-refused' | 'unreachable';
+
 export interface DbErrorClassification {
   retryable: boolean;
+  reachability: DbReachability;
   /** SQLSTATE for server errors, the Node/OpenSSL code for socket and TLS errors, or a DbError code. */
   code?: string;
   message: string;
@@ -66,6 +73,18 @@ function scrub(message: string, secrets: readonly string[]): string {
   return out;
 }
 
+/**
+ * SQLSTATEs sent while the session is being set up: 28 is a refused login
+ * (28P01 bad password, 28000 a role that may not log in), 3D000 a database
+ * that does not exist; 08, 53300 and 57P03 say the server cannot take the
+ * session now.
+ */
+function reachabilityOf(sqlState: string): DbReachability {
+  if (sqlState.startsWith('28') || sqlState === '3D000') return 'login-refused';
+  if (sqlState.startsWith('08') || sqlState === '53300' || sqlState === '57P01' || sqlState === '57P02' || sqlState === '57P03') return 'unreachable';
+  return 'answered';
+}
+
 function stringProp(value: object, key: string): string | undefined {
   const v = (value as Record<string, unknown>)[key];
   return typeof v === 'string' && v !== '' ? v : undefined;
@@ -82,19 +101,21 @@ function stringProp(value: object, key: string): string | undefined {
 export function classifyDbError(error: unknown, options: ClassifyOptions = {}): DbErrorClassification {
   const secrets = options.secrets ?? [];
   if (typeof error !== 'object' || error === null) {
-    return { retryable: true, message: scrub(String(error), secrets) };
+    return { retryable: true, reachability: 'unreachable', message: scrub(String(error), secrets) };
   }
   const message = scrub(stringProp(error, 'message') ?? 'unknown database error', secrets);
   const code = stringProp(error, 'code');
-  const withCode = (retryable: boolean): DbErrorClassification => (code === undefined ? { retryable, message } : { retryable, code, message });
+  const withCode = (retryable: boolean, reachability: DbReachability = 'unreachable'): DbErrorClassification =>
+    code === undefined ? { retryable, reachability, message } : { retryable, reachability, code, message };
 
-  if (error instanceof DbError) return withCode(false);
-  if (error instanceof DbConnectionError) return withCode(true);
-  if (error instanceof Error && error.name === 'AbortError') return { retryable: true, code: 'ABORT_ERR', message };
+  // A DbError is about the query's shape or the settings, found before or after the server answered.
+  if (error instanceof DbError) return withCode(false, 'answered');
+  if (error instanceof DbConnectionError) return withCode(true, 'unreachable');
+  if (error instanceof Error && error.name === 'AbortError') return { retryable: true, reachability: 'unreachable', code: 'ABORT_ERR', message };
 
   // SQLSTATE: five characters, digits and upper-case letters.
   if (code !== undefined && /^[0-9A-Z]{5}$/.test(code)) {
-    return withCode(retryableClasses.has(code.slice(0, 2)) || retryableStates.has(code));
+    return withCode(retryableClasses.has(code.slice(0, 2)) || retryableStates.has(code), reachabilityOf(code));
   }
   if (code !== undefined && retryableNodeCodes.has(code)) return withCode(true);
   // TLS verification failures carry OpenSSL codes (DEPTH_ZERO_SELF_SIGNED_CERT, ERR_TLS_CERT_ALTNAME_INVALID, …).

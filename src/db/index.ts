@@ -8,7 +8,7 @@ export {
   type PoolSettings,
   type SslMode,
 } from './connection-settings.ts';
-export { classifyDbError, DbConnectionError, DbError, type ClassifyOptions, type DbErrorClassification } from './errors.ts';
+export { classifyDbError, DbConnectionError, DbError, type ClassifyOptions, type DbErrorClassification, type DbReachability } from './errors.ts';
 export { PoolRegistry, type DbLogger, type PoolLease, type PoolRegistryOptions } from './pool-registry.ts';
 export { readRows, type BatchHandler, type QueryOptions, type QueryResultSummary, type Row } from './read-rows.ts';
 export { splitStatements } from './split-statements.ts';
@@ -19,6 +19,7 @@ export { NotifyHub, type NotifyHubOptions, type NotifySignal, type NotifySubscri
 export {
   bindParams,
   compileStatusTemplate,
+  rowColumnsOf,
   type BindContext,
   type CompiledStatement,
   type StatementCompileError,

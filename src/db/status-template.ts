@@ -216,6 +216,17 @@ function position(text: string, index: number): { line: number; column: number }
   return { line: before.split('\n').length, column: Array.from(before.slice(lineStart)).length + 1 };
 }
 
+/** The row columns a compiled statement binds (`row.team` → `team`): what write-back must remember of each row. */
+export function rowColumnsOf(statement: CompiledStatement): string[] {
+  const columns = new Set<string>();
+  for (const param of statement.params) {
+    const parsed = parsePathAt(param, 0);
+    const column = parsed.ok && parsed.path.root === 'row' ? parsed.path.segments[0] : undefined;
+    if (column !== undefined) columns.add(column);
+  }
+  return [...columns];
+}
+
 /**
  * The values for a compiled statement, in `$n` order. A path that does not
  * exist binds NULL (a Deployment omits status.readyReplicas while it is 0);

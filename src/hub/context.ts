@@ -60,6 +60,8 @@ export interface StatusWatchRegistry {
   stopAll(): Promise<void>;
   /** Key columns of each DQR's rows, learned from its last query. */
   readonly keyColumns: Map<string, string[]>;
+  /** By DQR key, then row key: the columns its write-back binds, as of its last sync. */
+  readonly rows: Map<string, ReadonlyMap<string, Record<string, unknown>>>;
   /** The last write-back failure per DQR key. */
   readonly failures: Map<string, string>;
   /** What a sync applied or listed on one member: the only objects whose status is written back. */

@@ -138,6 +138,7 @@ export class HubController {
         forgetMember: () => Promise.resolve(),
         stopAll: () => Promise.resolve(),
         keyColumns: new Map(),
+        rows: new Map(),
         failures: new Map(),
         recordKnown: () => undefined,
         forgetDqr: () => undefined,

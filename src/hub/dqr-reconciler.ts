@@ -12,7 +12,7 @@ import {
   type Condition,
   type PendingPruneStatus,
 } from '../api/index.ts';
-import { classifyDbError, compileStatusTemplate, ensureLedger, type PoolLease } from '../db/index.ts';
+import { classifyDbError, compileStatusTemplate, ensureLedger, rowColumnsOf, type DbErrorClassification, type PoolLease } from '../db/index.ts';
 import { TemplateError, type CompiledTemplate } from '../render/index.ts';
 import { FencedError, TerminalError, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
@@ -54,26 +54,39 @@ function reporter(ctx: HubContext, raw: HubObject, namespace: string, name: stri
   };
 }
 
-function notSynced(reason: string, message: string, database: ConditionUpdate['status'] = 'Unknown', databaseReason: string = reason): ConditionUpdate[] {
+function notSynced(reason: string, message: string, database: ConditionUpdate['status'] = 'Unknown', databaseReason: string = reason, databaseMessage: string = message): ConditionUpdate[] {
   return [
     { type: CONDITION_TYPES.ready, status: 'False', reason, message },
     { type: CONDITION_TYPES.synced, status: 'False', reason, message },
-    { type: CONDITION_TYPES.databaseConnected, status: database, reason: databaseReason, message },
+    { type: CONDITION_TYPES.databaseConnected, status: database, reason: databaseReason, message: databaseMessage },
   ];
+}
+
+/** DatabaseConnected after a database error: False only when the database refused the login or could not be reached. */
+function databaseCondition(failure: DbErrorClassification, message: string): ConditionUpdate {
+  const type = CONDITION_TYPES.databaseConnected;
+  if (failure.reachability === 'answered') return { type, status: 'True', reason: REASONS.connected, message: 'the database answered; the query failed (see Synced)' };
+  const reason = failure.reachability === 'login-refused' ? REASONS.authenticationFailed : REASONS.connectionFailed;
+  return { type, status: 'False', reason, message };
 }
 
 /**
  * A query against the DQR's database failed (the change-detection probe or
  * the query itself): nothing was applied or pruned. A retryable error backs
  * off through the work queue; a terminal one waits for the next poll, since a
- * fix can come from the database as well as from the spec.
+ * fix can come from the database as well as from the spec. A query cancelled
+ * because the controller is stopping says nothing about the database: no
+ * status is written then.
  */
-async function queryFailed(report: Reporter, log: Logger, field: string, error: unknown, pollIntervalMs: number): Promise<ReconcileResult> {
+async function queryFailed(report: Reporter, log: Logger, field: string, error: unknown, pollIntervalMs: number, signal: AbortSignal): Promise<ReconcileResult> {
+  if (signal.aborted) throw new Error(`${field}: cancelled, the controller is stopping`, { cause: error });
   const failure = classifyDbError(error);
-  const reason = failure.retryable ? REASONS.connectionFailed : REASONS.queryFailed;
-  const message = `${field === '' ? '' : `${field}: `}${failure.message}; nothing was applied or pruned`;
+  const prefix = field === '' ? '' : `${field}: `;
+  const database = databaseCondition(failure, `${prefix}${failure.message}`);
+  const reason = database.status === 'True' ? REASONS.queryFailed : database.reason;
+  const message = `${prefix}${failure.message}; nothing was applied or pruned`;
   log.warn('query failed', { reason, message });
-  await report.conditions(notSynced(reason, message, failure.retryable ? 'False' : 'True'));
+  await report.conditions(notSynced(reason, message, database.status, database.reason, database.message));
   if (failure.retryable) throw new Error(message, { cause: error });
   return { requeueAfterMs: pollIntervalMs };
 }
@@ -165,6 +178,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   }
 
   const secretName = dqr.spec.database.connectionSecretRef.name;
+  let writeBackColumns: string[] | undefined;
   if (dqr.spec.statusUpdateQueryTemplate !== undefined) {
     const compiled = compileStatusTemplate(dqr.spec.statusUpdateQueryTemplate);
     if (!compiled.ok) {
@@ -173,6 +187,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
       await report.conditions(notSynced(REASONS.invalidSpec, text));
       throw new TerminalError(text);
     }
+    writeBackColumns = rowColumnsOf(compiled.statement);
   }
 
   const connection = connectionSettingsFromSecret(dqr, namespace, ctx.informers.secrets.get(secretName, namespace), ctx.scrubber);
@@ -217,7 +232,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   try {
     decision = await decideSync(ctx, key, dqr, connection.settings, lease.pool, signal, confirmation !== undefined && confirmation === pendingPrune?.id);
   } catch (error) {
-    return queryFailed(report, log, 'spec.changeDetection', error, dqr.spec.pollIntervalMs);
+    return queryFailed(report, log, 'spec.changeDetection', error, dqr.spec.pollIntervalMs, signal);
   }
   if (decision === undefined) {
     ctx.metrics.syncTriggers.labels('skipped').inc();
@@ -231,8 +246,12 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
       await ensureLedger(lease.pool, ledger.table);
       ctx.ledgers.add(`${lease.key}|${ledger.table}`);
     } catch (error) {
+      if (signal.aborted) throw new Error('spec.ledger.table: cancelled, the controller is stopping', { cause: error });
       const failure = classifyDbError(error);
-      await report.conditions(notSynced(REASONS.queryFailed, `spec.ledger.table: ${failure.message}; nothing was applied or pruned`, 'True', REASONS.connected));
+      const message = `spec.ledger.table: ${failure.message}`;
+      const database = databaseCondition(failure, message);
+      const reason = database.status === 'True' ? REASONS.queryFailed : database.reason;
+      await report.conditions(notSynced(reason, `${message}; nothing was applied or pruned`, database.status, database.reason, database.message));
       if (failure.retryable) throw new Error(failure.message, { cause: error });
       return { requeueAfterMs: dqr.spec.pollIntervalMs };
     }
@@ -260,6 +279,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
             (live) => live.metadata?.annotations?.[ANNOTATIONS.confirmPrune],
             () => undefined,
           ),
+        ...(writeBackColumns === undefined ? {} : { keepColumns: writeBackColumns }),
         ...(ledger === undefined ? {} : { ledger: { table: ledger.table, everything: decision.trigger === 'spec' } }),
         batchSize: ctx.options.batchSize,
         fence: ctx.fence,
@@ -273,13 +293,15 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     if (error instanceof FencedError) throw error;
     recordSyncRun(ctx, key, dqr, decision, false);
     // A shape error names its own field.
-    return queryFailed(report, log, error instanceof QueryShapeError ? '' : 'spec.query', error, dqr.spec.pollIntervalMs);
+    return queryFailed(report, log, error instanceof QueryShapeError ? '' : 'spec.query', error, dqr.spec.pollIntervalMs, signal);
   }
 
   const clean = outcome.clusters.every((c) => c.lastError === undefined);
   ctx.managed.set(key, new Map(clusters.map(({ member }) => [member.key, outcome.clusters.find((c) => c.name === member.name)?.managed ?? 0])));
   ctx.statusWatches.keyColumns.set(key, outcome.keyColumns);
   for (const c of outcome.clusters) ctx.statusWatches.recordKnown(key, c.target, c.known, c.lastError === undefined);
+  if (writeBackColumns === undefined) ctx.statusWatches.rows.delete(key);
+  else ctx.statusWatches.rows.set(key, outcome.rowValues);
   if (dqr.spec.statusUpdateQueryTemplate !== undefined || ledger !== undefined) {
     for (const { member } of clusters) {
       if (outcome.clusters.find((c) => c.name === member.name)?.lastError !== undefined) continue;
@@ -359,7 +381,9 @@ async function reportOutcome(
       ...clusterErrors.map((c) => `cluster ${c.name}: ${c.lastError ?? ''}`),
       ...(first === undefined ? [] : [`${outcome.failures.length} failure(s); first: ${describeFailure(first)}`]),
     ];
-    synced = { type: CONDITION_TYPES.synced, status: 'False', reason: REASONS.partiallySynced, message: parts.join('; ') };
+    // Partial means something reached a cluster; when nothing did, the DQR did not sync at all.
+    const reached = outcome.clusters.some((c) => c.lastError === undefined && (c.applied > 0 || c.failed === 0));
+    synced = { type: CONDITION_TYPES.synced, status: 'False', reason: reached ? REASONS.partiallySynced : REASONS.syncFailed, message: parts.join('; ') };
     for (const failure of outcome.failures.slice(0, 5)) await report.warn(failure.conflict ? 'ObjectConflict' : 'RowFailed', describeFailure(failure));
   } else if (selectedCount === 0) {
     synced = { type: CONDITION_TYPES.synced, status: 'False', reason: REASONS.noClustersSelected, message: 'spec.targets selects no ClusterTarget' };

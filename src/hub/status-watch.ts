@@ -41,6 +41,7 @@ export class StatusWatches implements StatusWatchRegistry {
   private readonly statements = new Map<string, { id: string; statement: CompiledStatement }>();
   /** Key columns of each DQR's rows, learned from its last query. */
   readonly keyColumns = new Map<string, string[]>();
+  readonly rows = new Map<string, ReadonlyMap<string, Record<string, unknown>>>();
   /** The last write-back failure per DQR key, shown in its status until one succeeds. */
   readonly failures = new Map<string, string>();
   /**
@@ -63,6 +64,7 @@ export class StatusWatches implements StatusWatchRegistry {
   forgetDqr(dqrKey: string): void {
     this.known.delete(dqrKey);
     this.keyColumns.delete(dqrKey);
+    this.rows.delete(dqrKey);
     this.failures.delete(dqrKey);
     this.statements.delete(dqrKey);
     for (const key of [...this.lastWrite.keys()]) if (key.startsWith(`${dqrKey}|`)) this.forgetWrite(key);
@@ -214,8 +216,10 @@ export class StatusWatches implements StatusWatchRegistry {
     const statement = this.statementFor(dqrKey, raw.metadata?.uid ?? '', raw.metadata?.generation ?? 0, spec.statusUpdateQueryTemplate);
     if (statement === undefined) return;
     const values = bindParams(statement, {
-      resource: object,
-      row: keyRow(rowKey, this.keyColumns.get(dqrKey) ?? spec.rowKey ?? []),
+      // Items of a LIST carry no kind or apiVersion; the statement may bind them.
+      resource: { ...object, apiVersion, kind },
+      // After a restart, until the first sync, only the key columns are known.
+      row: this.rows.get(dqrKey)?.get(rowKey) ?? keyRow(rowKey, this.keyColumns.get(dqrKey) ?? spec.rowKey ?? []),
       cluster: { name: member.name, labels: { ...member.labels } },
     });
     this.ctx.writeBacks.enqueue(lease.pool, lease.key, writeKey, statement, values).then(

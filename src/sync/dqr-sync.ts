@@ -32,6 +32,8 @@ export interface DqrSyncInput {
   pruneBaseline?: readonly { name: string; managed: number }[] | undefined;
   /** Reads the prune-confirmation annotation live; asked only when a prune is over the limit. */
   confirmation?: () => Promise<string | undefined>;
+  /** Columns to remember of every row (what status write-back binds as `row.<column>`). */
+  keepColumns?: readonly string[];
   /** Plan only: dry-run applies, no prunes; the changes come back in each cluster's outcome. */
   dryRun?: boolean;
   /** spec.ledger: record applied and pruned objects there; `everything` also records unchanged ones (a new generation, a new ledger). */
@@ -79,6 +81,8 @@ export interface DqrSyncOutcome {
   /** Reading, rendering and handing over the rows. */
   queryMs: number;
   keyColumns: string[];
+  /** By row key: the `keepColumns` of each row read. */
+  rowValues: Map<string, Record<string, unknown>>;
 }
 
 /** A cluster a row may render for: its name and labels are what templates see as `cluster`. */
@@ -99,6 +103,7 @@ export interface RenderInput {
   unavailableClusters?: readonly string[];
   /** The columns the row keys on existing objects are made of, when known. */
   previousKeyColumns?: readonly string[] | undefined;
+  keepColumns?: readonly string[];
   batchSize?: number;
   signal: AbortSignal;
 }
@@ -119,6 +124,8 @@ export interface RenderedRows {
   formerKeys: Map<string, string[]> | undefined;
   /** Failed rows whose objects cannot be told apart (their former key is unknown): no pruning anywhere this time. */
   unattributableRows: number;
+  /** By row key: the `keepColumns` of each row read. */
+  rowValues: Map<string, Record<string, unknown>>;
 }
 
 /**
@@ -153,6 +160,8 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
   let unkeyedRows = 0;
   const rowsPerKey = new Map<string, number>();
   let formerKeys: Map<string, string[]> | undefined;
+  const rowValues = new Map<string, Record<string, unknown>>();
+  const keep = input.keepColumns ?? [];
   let keyColumnsSeen: string[] = [...(spec.rowKey ?? [])];
   const metadata = { name: dqr.metadata.name, namespace, labels: { ...dqr.metadata.labels }, annotations: { ...dqr.metadata.annotations } };
   const rowClusterChoices = [...clusters, ...(input.unavailableClusters ?? []).map((key) => ({ key }))];
@@ -190,6 +199,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
           }
           formerKeys.set(rowKey, former);
         }
+        if (keep.length > 0) rowValues.set(rowKey, Object.fromEntries(keep.filter((c) => Object.hasOwn(row, c)).map((c) => [c, row[c]])));
         let wanted: Set<string> | undefined;
         if (spec.targets.rowClusterColumn !== undefined) {
           const picked = rowClusters(row[spec.targets.rowClusterColumn], rowClusterChoices, namespace);
@@ -282,7 +292,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
       }
     }
   }
-  return { rowCount: summary.rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns: keyColumnsSeen, formerKeys, unattributableRows };
+  return { rowCount: summary.rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns: keyColumnsSeen, formerKeys, unattributableRows, rowValues };
 }
 
 /**
@@ -295,7 +305,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   const { dqr, clusters } = input;
   const spec = dqr.spec;
   const namespace = dqr.metadata.namespace ?? 'default';
-  const { rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns, formerKeys, unattributableRows } = await inSpan('rowcast.read_and_render', {}, async (span) => {
+  const { rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns, formerKeys, unattributableRows, rowValues } = await inSpan('rowcast.read_and_render', {}, async (span) => {
     const rendered = await readAndRender({
       dqr,
       pool: input.pool,
@@ -304,6 +314,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
       clusters: clusters.map(({ target }) => ({ key: targetKey(target), name: target.metadata.name, labels: target.metadata.labels })),
       ...(input.unavailableClusters === undefined ? {} : { unavailableClusters: input.unavailableClusters }),
       previousKeyColumns: input.previousKeyColumns,
+      ...(input.keepColumns === undefined ? {} : { keepColumns: input.keepColumns }),
       ...(input.batchSize === undefined ? {} : { batchSize: input.batchSize }),
       signal: input.signal,
     });
@@ -422,6 +433,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
     confirmationUsed: decision.confirmed,
     queryMs,
     keyColumns,
+    rowValues,
     resources: [...new Set([...results.flatMap((r) => r.resources), ...(results.some((r) => r.error !== undefined) ? input.previousResources : [])])].sort(),
   };
 }
