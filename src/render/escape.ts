@@ -90,6 +90,9 @@ export function blockText(value: string, at: BlockPlacement): string {
   for (const [i, line] of lines.entries()) {
     if (line.trim() === '') continue;
     const column = (i === 0 ? at.firstColumn : at.restColumn) + leadingSpaces(line);
+    if (indent === undefined && leadingSpaces(line) > 0) {
+      throw new Error(`line ${i + 1} of the value starts with spaces, which YAML would take for the block scalar's indentation and drop: write "{{…}}" instead`);
+    }
     indent ??= column;
     if (indent <= at.parent || column < indent) {
       throw new Error(

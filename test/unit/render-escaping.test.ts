@@ -199,3 +199,55 @@ describe('templates whose quoting depends on a branch are refused', () => {
     assert.throws(() => compileTemplate('v: {{#if row.a}}"{{/if}}{{row.b}}'), /quote/);
   });
 });
+
+describe('generated values: every one stays exactly one value, or fails its row', () => {
+  const ALPHABET = [...Array.from('ab :-?#,[]{}&*!|>\'"%@`\\/.~=+\n\r\t'), '---', '...', '\u0085', '\u2028', '\u00a0', '\u007f', '\u0001', '\ufeff', 'é', '🚀', '{{', '}}'];
+  // A fixed seed: the same values on every run, so a failure can be replayed.
+  let seed = 0x2f6b_1d37;
+  const next = (): number => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+  const values = Array.from({ length: 1500 }, () => Array.from({ length: 1 + Math.floor(next() * 12) }, () => ALPHABET[Math.floor(next() * ALPHABET.length)]).join(''));
+
+  /** Each shape writes the value where a template might, and says where it must come back. */
+  const shapes: { name: string; source: string; exact: (v: string) => boolean; read: (data: Record<string, unknown>) => unknown }[] = [
+    { name: 'unquoted value', source: cm('  v: {{row.v}}\n  w: fixed'), exact: (v) => v !== '' && !/^[\p{L}\p{N}_./+=~-]/u.test(v), read: (d) => d.v },
+    { name: 'double-quoted', source: cm('  v: "{{row.v}}"\n  w: fixed'), exact: () => true, read: (d) => d.v },
+    { name: 'single-quoted', source: cm("  v: '{{row.v}}'\n  w: fixed"), exact: () => true, read: (d) => d.v },
+    { name: 'flow', source: cm('  {v: {{row.v}}, w: fixed}').replace('\ndata:\n  {', '\ndata: {'), exact: (v) => v !== '' && !/^[\p{L}\p{N}_./+=~-]/u.test(v), read: (d) => d.v },
+    { name: 'key', source: cm('  {{row.v}}: x\n  w: fixed'), exact: (v) => v !== '' && !/^[\p{L}\p{N}_./+=~-]/u.test(v), read: (d) => Object.keys(d).find((k) => k !== 'w') },
+    { name: 'inside a plain scalar', source: cm('  v: pre-{{row.v}}-post\n  w: fixed'), exact: () => false, read: (d) => d.v },
+    {
+      name: 'flow sequence item',
+      source: cm('  v: [{{row.v}}]\n  w: fixed'),
+      exact: (v) => v !== '' && !/^[\p{L}\p{N}_./+=~-]/u.test(v),
+      read: (d) => (Array.isArray(d.v) && d.v.length === 1 ? (d.v as unknown[])[0] : d.v),
+    },
+    { name: 'block', source: cm('  v: |-{{nindent 4 row.v}}\n  w: fixed'), exact: (v) => v.trim() !== '' && !v.endsWith('\n'), read: (d) => d.v },
+  ];
+
+  for (const shape of shapes) {
+    test(shape.name, () => {
+      const template = compileTemplate(shape.source);
+      for (const v of values) {
+        const result = renderRow(template, context({ id: 1, v }), { rowKey: 'k1', defaultNamespace: 'team-a', owner });
+        if (!result.ok) continue;
+        assert.equal(result.objects.length, 1, `${shape.name} ${JSON.stringify(v)}: one object`);
+        const data = result.objects[0]?.body.data as Record<string, unknown>;
+        assert.equal(data.w, 'fixed', `${shape.name} ${JSON.stringify(v)}: w kept`);
+        assert.equal(Object.keys(data).length, 2, `${shape.name} ${JSON.stringify(v)}: no key added: ${JSON.stringify(data)}`);
+        if (shape.exact(v)) assert.equal(shape.read(data), v, `${shape.name} ${JSON.stringify(v)}`);
+      }
+    });
+  }
+
+  test('JSON', () => {
+    const template = compileTemplate('{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-{{row.id}}"}, "data": {"v": "{{row.v}}", "w": "fixed"} }');
+    for (const v of values) {
+      const result = renderRow(template, context({ id: 1, v }), { rowKey: 'k1', defaultNamespace: 'team-a', owner });
+      if (!result.ok) assert.fail(`${JSON.stringify(v)}: ${result.failure.message}`);
+      assert.deepEqual(result.objects.map((o) => o.body.data), [{ v, w: 'fixed' }], JSON.stringify(v));
+    }
+  });
+});
