@@ -153,7 +153,7 @@ test('rowcast cluster add registers a member from a kubeconfig context, inlining
   assert.equal((target?.['metadata'] as { labels: Record<string, string> }).labels['region'], 'far');
   const secret = await adminRequest(env.state.hub, 'GET', `/api/v1/namespaces/${env.namespace}/secrets/far-away-kubeconfig`);
   const stored = Buffer.from((JSON.parse(secret.body) as { data: { kubeconfig: string } }).data.kubeconfig, 'base64').toString();
-  assert.ok(vetKubeconfig(stored, { allowExecAuth: false, allowFilePaths: false }).ok, 'the stored kubeconfig is self-contained');
+  assert.ok(vetKubeconfig(stored, { allowExecAuth: false, allowFilePaths: false, allowInsecure: false }).ok, 'the stored kubeconfig is self-contained');
   await eventually('the controller connects it', async () => {
     const ct = await getHub(env, `/apis/rowcast.dev/v1alpha1/namespaces/${env.namespace}/clustertargets/far-away`);
     const conditions = (ct?.['status'] as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? [];

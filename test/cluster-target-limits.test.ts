@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
+import yaml from 'js-yaml';
 import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } from '../src/api/index.ts';
 import { adminRequest } from './harness/kube-apiserver.ts';
 import { freePort, waitFor } from './harness/ports.ts';
@@ -23,12 +24,12 @@ interface Controller {
   output: string[];
 }
 
-async function startProcess(extra: string[] = []): Promise<Controller> {
+async function startProcess(extra: string[] = [], extraEnv: Record<string, string> = {}): Promise<Controller> {
   const port = await freePort();
   const child = spawn(
     process.execPath,
     ['--max-old-space-size=384', main, 'controller', '--kubeconfig', env.hub.info.kubeconfigPath, '--namespace', env.namespace, '--metrics-bind-address', `127.0.0.1:${port}`, '--probe-interval', '2s', ...extra],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...extraEnv } },
   );
   const output: string[] = [];
   child.stdout.on('data', (chunk: Buffer) => output.push(chunk.toString()));
@@ -148,3 +149,65 @@ test('an alias bomb, a deeply nested and a 1 MiB kubeconfig fail only their own 
     for (const name of ['bomb', 'deep', 'huge']) await adminRequest(env.state.hub, 'DELETE', `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}/${name}`);
   }
 });
+
+test('inCluster targets outside the controller namespace and insecure kubeconfigs are refused until a flag allows them', async () => {
+  const secure = yaml.load(member.info.kubeconfig) as { clusters: { cluster: Record<string, unknown> }[] };
+  for (const entry of secure.clusters) {
+    Reflect.deleteProperty(entry.cluster, 'certificate-authority-data');
+    entry.cluster['insecure-skip-tls-verify'] = true;
+  }
+  await putSecret(env, 'insecure-kubeconfig', { kubeconfig: yaml.dump(secure) });
+  await putTarget('insecure', 'insecure-kubeconfig');
+  await applyHub(env, `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}`, {
+    apiVersion: API_VERSION,
+    kind: CLUSTER_TARGET.kind,
+    metadata: { name: 'hub-itself' },
+    spec: { inCluster: true, allowedNamespaces: [env.namespace] },
+  });
+  const refusedIn = await applyHubStatus(`/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}`, {
+    apiVersion: API_VERSION,
+    kind: CLUSTER_TARGET.kind,
+    metadata: { name: 'hub-everywhere' },
+    spec: { inCluster: true },
+  });
+  assert.equal(refusedIn.status, 422, 'inCluster without allowedNamespaces is refused by the apiserver');
+  assert.match(refusedIn.body, /spec\.allowedNamespaces/);
+
+  // The controller's own namespace is another one: the test's is not privileged.
+  const strict = await startProcess([], { POD_NAMESPACE: 'rowcast-system' });
+  try {
+    const inCluster = await eventually('inCluster refused', async () => {
+      alive(strict);
+      const condition = await targetCondition('hub-itself', 'Ready');
+      return condition?.reason === 'InClusterRefused' ? condition : undefined;
+    });
+    assert.equal(inCluster.status, 'False');
+    assert.match(inCluster.message, /^spec\.inCluster: true is refused in namespace \S+: only the controller's namespace rowcast-system may hold inCluster targets unless --allow-in-cluster-namespaces names it$/);
+    const insecure = await eventually('insecure refused', async () => {
+      const condition = await targetCondition('insecure', 'Ready');
+      return condition?.reason === 'KubeconfigRefused' ? condition : undefined;
+    });
+    assert.equal(insecure.status, 'False');
+    assert.match(insecure.message, /clusters\[0\]\.cluster\.insecure-skip-tls-verify: .*--allow-insecure-kubeconfigs/);
+    assert.match(insecure.message, new RegExp(`Secret ${env.namespace}/insecure-kubeconfig key kubeconfig`));
+  } finally {
+    await stopProcess(strict);
+  }
+
+  const allowing = await startProcess(['--allow-in-cluster-namespaces', env.namespace, '--allow-insecure-kubeconfigs'], { POD_NAMESPACE: 'rowcast-system' });
+  try {
+    for (const name of ['hub-itself', 'insecure']) {
+      await eventually(`${name} ready once allowed`, async () => {
+        alive(allowing);
+        return (await targetCondition(name, 'Ready'))?.status === 'True' ? true : undefined;
+      });
+    }
+  } finally {
+    await stopProcess(allowing);
+    for (const name of ['hub-itself', 'insecure']) await adminRequest(env.state.hub, 'DELETE', `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}/${name}`);
+  }
+});
+
+async function applyHubStatus(path: string, body: Record<string, unknown>): Promise<{ status: number; body: string }> {
+  return adminRequest(env.state.hub, 'POST', path, body);
+}

@@ -75,7 +75,7 @@ test('server-side apply sends the rendered JSON as is: strict field validation n
 
 test('the registry builds a member once, rebuilds it on a new kubeconfig, and refuses exec plugins', async () => {
   const scrubber = new SecretScrubber();
-  const registry = new MemberRegistry({ policy: { allowExecAuth: false, allowFilePaths: false }, scrubber, requestTimeoutMs: 5000 });
+  const registry = new MemberRegistry({ policy: { allowExecAuth: false, allowFilePaths: false, allowInsecure: false }, scrubber, requestTimeoutMs: 5000 });
   try {
     const spec = { key: 'ns/m1', name: 'm1', labels: { region: 'a' }, kubeconfig: member.info.kubeconfig, trusted: false, rateLimit: { qps: 50, burst: 100, concurrency: 8 } };
     const first = await registry.ensure(spec);

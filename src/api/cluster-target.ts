@@ -21,7 +21,7 @@ export const clusterTargetSpecSchema: ObjectSchema = {
     kubeconfigSecretRef: {
       type: 'object',
       description:
-        "A Secret in this ClusterTarget's namespace holding the member's kubeconfig. Kubeconfigs that use exec or auth-provider plugins or file paths are refused unless the controller was started to allow them. A kubeconfig over 256 KiB, nested deeper than 32 levels, or whose YAML aliases expand it past twice that size is refused (reason KubeconfigTooLarge).",
+        "A Secret in this ClusterTarget's namespace holding the member's kubeconfig. Kubeconfigs that use exec or auth-provider plugins or file paths (--allow-exec-auth, --allow-kubeconfig-files), insecure-skip-tls-verify or plain http:// servers (--allow-insecure-kubeconfigs) are refused unless the controller was started with the flag that allows them. A kubeconfig over 256 KiB, nested deeper than 32 levels, or whose YAML aliases expand it past twice that size is refused (reason KubeconfigTooLarge).",
       required: ['name'],
       properties: {
         name: nameSchema('Name of the Secret.'),
@@ -36,7 +36,8 @@ export const clusterTargetSpecSchema: ObjectSchema = {
     },
     inCluster: {
       type: 'boolean',
-      description: "The member is the hub itself, reached with the controller's own service account.",
+      description:
+        "The member is the hub itself, reached with the controller's own service account. A privilege: needs a non-empty allowedNamespaces, and is refused (reason InClusterRefused) outside the controller's own namespace unless the controller runs with --allow-in-cluster-namespaces naming this one.",
     },
     rateLimit: {
       type: 'object',
@@ -78,6 +79,13 @@ export const clusterTargetSpecSchema: ObjectSchema = {
       fieldPath: '.kubeconfigSecretRef',
       reason: 'FieldValueRequired',
       holds: (self) => self['kubeconfigSecretRef'] !== undefined || self['inCluster'] === true,
+    },
+    {
+      cel: '!(has(self.inCluster) && self.inCluster) || (has(self.allowedNamespaces) && size(self.allowedNamespaces) > 0)',
+      message: "inCluster: true needs allowedNamespaces: the hub's own cluster is never writable everywhere",
+      fieldPath: '.allowedNamespaces',
+      reason: 'FieldValueRequired',
+      holds: (self) => self['inCluster'] !== true || (Array.isArray(self['allowedNamespaces']) && self['allowedNamespaces'].length > 0),
     },
   ],
 };

@@ -104,8 +104,10 @@ export const REASONS = {
   unreachable: 'Unreachable',
   /** The member answered 401 or 403 to the kubeconfig's credentials. */
   unauthorized: 'Unauthorized',
-  /** The kubeconfig uses exec or auth-provider plugins or file paths. */
+  /** The kubeconfig uses exec or auth-provider plugins, file paths, insecure-skip-tls-verify or plain http, and no flag allows it. */
   kubeconfigRefused: 'KubeconfigRefused',
+  /** `inCluster: true` outside the controller's namespace, and --allow-in-cluster-namespaces does not name this one. */
+  inClusterRefused: 'InClusterRefused',
   kubeconfigInvalid: 'KubeconfigInvalid',
   /** The kubeconfig is over the size or nesting limit, or its YAML aliases expand past it. */
   kubeconfigTooLarge: 'KubeconfigTooLarge',

@@ -21,6 +21,7 @@ flags:
   -n, --namespace NS           hub namespace of the ClusterTarget and Secret (default: default)
   --label KEY=VALUE            a label on the ClusterTarget, for clusterSelector (repeatable)
   --allow-exec-auth            store an exec/auth-provider kubeconfig (the controller must run with --allow-exec-auth)
+  --allow-insecure-kubeconfigs store a kubeconfig with insecure-skip-tls-verify or plain http (the controller must run with that flag too)
   --dry-run                    print the Secret and ClusterTarget instead of applying them
   -h, --help                   this text
 
@@ -82,6 +83,7 @@ export async function clusterAddCommand(argv: string[]): Promise<number> {
       namespace: { type: 'string', short: 'n' },
       label: { type: 'string', multiple: true },
       'allow-exec-auth': { type: 'boolean' },
+      'allow-insecure-kubeconfigs': { type: 'boolean' },
       'dry-run': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -107,7 +109,7 @@ export async function clusterAddCommand(argv: string[]): Promise<number> {
     throw new CliError(`cannot read ${sourcePath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, EXIT.usage);
   }
   const kubeconfig = standaloneKubeconfig(sourceText, values.context, dirname(sourcePath));
-  const vetted = vetKubeconfig(kubeconfig, { allowExecAuth: values['allow-exec-auth'] === true, allowFilePaths: false });
+  const vetted = vetKubeconfig(kubeconfig, { allowExecAuth: values['allow-exec-auth'] === true, allowFilePaths: false, allowInsecure: values['allow-insecure-kubeconfigs'] === true });
   if (!vetted.ok) {
     throw new CliError(`the controller would refuse this kubeconfig:\n${vetted.problems.map((p) => `  ${p.field}: ${p.message}`).join('\n')}`, EXIT.usage);
   }

@@ -23,6 +23,7 @@ flags:
   --database-url URL           query this database instead of the one in the DQR's Secret
   --hub-id ID                  the controller's --hub-id, if it sets one
   --allow-exec-auth            accept member kubeconfigs with exec plugins (runs them here)
+  --allow-insecure-kubeconfigs accept member kubeconfigs with insecure-skip-tls-verify or plain http
   --detailed-exitcode          exit 3 when the plan has changes
   -h, --help                   this text
 
@@ -96,6 +97,7 @@ export async function planCommand(argv: string[]): Promise<number> {
       'database-url': { type: 'string' },
       'hub-id': { type: 'string' },
       'allow-exec-auth': { type: 'boolean' },
+      'allow-insecure-kubeconfigs': { type: 'boolean' },
       'detailed-exitcode': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -111,7 +113,7 @@ export async function planCommand(argv: string[]): Promise<number> {
   const scrubber = new SecretScrubber();
   const logger = createLogger({ level: 'error', scrubber, write: (line) => process.stderr.write(`${line}\n`) });
   const hub = hubFromKubeconfig(values.kubeconfig, values.context);
-  const members = new MemberRegistry({ policy: { allowExecAuth: values['allow-exec-auth'] === true, allowFilePaths: false }, scrubber, requestTimeoutMs: 15_000 });
+  const members = new MemberRegistry({ policy: { allowExecAuth: values['allow-exec-auth'] === true, allowFilePaths: false, allowInsecure: values['allow-insecure-kubeconfigs'] === true }, scrubber, requestTimeoutMs: 15_000 });
   const pools = new PoolRegistry({ logger });
   try {
     const hubId = values['hub-id'] ?? (await hub.request<{ metadata: { uid: string } }>('GET', '/api/v1/namespaces/kube-system')).metadata.uid;

@@ -5,6 +5,8 @@ export interface KubeconfigPolicy {
   allowExecAuth: boolean;
   /** Paths to files on the hub (certificate-authority, token-file, ...) could hand the hub's own credentials to a member. */
   allowFilePaths: boolean;
+  /** insecure-skip-tls-verify and plain http:// let anyone on the path read the credentials and forge the member. */
+  allowInsecure: boolean;
 }
 
 export interface KubeconfigProblem {
@@ -78,10 +80,16 @@ export function vetKubeconfig(text: string, policy: KubeconfigPolicy): VetResult
   const server = clusterBody['server'];
   const clusterPath = `clusters[${cluster.index}].cluster`;
   const userPath = `users[${user?.index ?? 0}].user`;
+  const insecureFlag = 'unless the controller runs with --allow-insecure-kubeconfigs';
   if (typeof server !== 'string' || !/^https?:\/\//.test(server)) {
     problems.push({ field: `${clusterPath}.server`, message: 'must be an http(s) URL' });
+  } else if (server.startsWith('http://') && !policy.allowInsecure) {
+    problems.push({ field: `${clusterPath}.server`, message: `plain http is refused ${insecureFlag}`, kind: 'refused' });
   } else if (server.startsWith('http://') && clusterBody['insecure-skip-tls-verify'] !== true) {
     problems.push({ field: `${clusterPath}.server`, message: 'plain http is refused unless insecure-skip-tls-verify is set', kind: 'refused' });
+  }
+  if (clusterBody['insecure-skip-tls-verify'] === true && !policy.allowInsecure) {
+    problems.push({ field: `${clusterPath}.insecure-skip-tls-verify`, message: `skipping TLS verification is refused ${insecureFlag}`, kind: 'refused' });
   }
   if (clusterBody['proxy-url'] !== undefined) {
     problems.push({ field: `${clusterPath}.proxy-url`, message: 'proxies are not supported yet' });

@@ -11,6 +11,12 @@ export interface ControllerOptions {
   readonly hubId: string | undefined;
   readonly allowExecAuth: boolean;
   readonly allowKubeconfigFiles: boolean;
+  /** Member kubeconfigs may skip TLS verification or use plain http. */
+  readonly allowInsecureKubeconfigs: boolean;
+  /** Hub namespaces, besides the controller's own, whose ClusterTargets may be `inCluster`; "*": all. */
+  readonly allowInClusterNamespaces: readonly string[];
+  /** Where the controller runs (POD_NAMESPACE), else the watched namespace, else default: inCluster targets are allowed here. */
+  readonly controllerNamespace: string;
   readonly logLevel: LogLevel;
   /** DQRs synced at once. */
   readonly workers: number;
@@ -49,6 +55,20 @@ const flags: readonly Flag[] = [
   { name: 'hub-id', type: 'string', env: 'ROWCAST_HUB_ID', default: undefined, help: "this hub's id in ownership marks (default: UID of the hub's kube-system namespace)" },
   { name: 'allow-exec-auth', type: 'boolean', env: 'ROWCAST_ALLOW_EXEC_AUTH', default: false, help: 'accept member kubeconfigs with exec or auth-provider plugins (they run programs on the hub)' },
   { name: 'allow-kubeconfig-files', type: 'boolean', env: 'ROWCAST_ALLOW_KUBECONFIG_FILES', default: false, help: 'accept member kubeconfigs that name files on the hub (token-file, certificate-authority, ...)' },
+  {
+    name: 'allow-insecure-kubeconfigs',
+    type: 'boolean',
+    env: 'ROWCAST_ALLOW_INSECURE_KUBECONFIGS',
+    default: false,
+    help: 'accept member kubeconfigs with insecure-skip-tls-verify or a plain http:// server (credentials and objects travel unprotected)',
+  },
+  {
+    name: 'allow-in-cluster-namespaces',
+    type: 'string',
+    env: 'ROWCAST_ALLOW_IN_CLUSTER_NAMESPACES',
+    default: undefined,
+    help: "comma-separated hub namespaces, besides the controller's own (POD_NAMESPACE), whose ClusterTargets may use inCluster: true (the controller's own rights on the hub); * for all",
+  },
   { name: 'log-level', type: 'string', env: 'ROWCAST_LOG_LEVEL', default: 'info', help: 'debug, info, warn or error' },
   { name: 'workers', type: 'string', env: 'ROWCAST_WORKERS', default: '4', help: 'DatabaseQueryResources synced at once' },
   { name: 'probe-interval', type: 'string', env: 'ROWCAST_PROBE_INTERVAL', default: '30s', help: 'how often each member cluster is probed' },
@@ -84,6 +104,17 @@ function positiveInteger(name: string, text: string): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value < 1) throw new Error(`--${name}: expected a positive integer, got ${JSON.stringify(text)}`);
   return value;
+}
+
+function namespaceList(name: string, text: string): string[] {
+  const names = text
+    .split(',')
+    .map((n) => n.trim())
+    .filter((n) => n !== '');
+  for (const n of names) {
+    if (n !== '*' && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(n)) throw new Error(`--${name}: ${JSON.stringify(n)} is not a namespace name or *`);
+  }
+  return names;
 }
 
 function duration(name: string, text: string): number {
@@ -132,6 +163,9 @@ export function parseControllerOptions(argv: readonly string[], env: Readonly<Re
       hubId: text('hub-id'),
       allowExecAuth: value('allow-exec-auth') === true,
       allowKubeconfigFiles: value('allow-kubeconfig-files') === true,
+      allowInsecureKubeconfigs: value('allow-insecure-kubeconfigs') === true,
+      allowInClusterNamespaces: namespaceList('allow-in-cluster-namespaces', text('allow-in-cluster-namespaces') ?? ''),
+      controllerNamespace: (env['POD_NAMESPACE'] ?? '') !== '' ? (env['POD_NAMESPACE'] ?? '') : (text('namespace') ?? 'default'),
       logLevel,
       workers: positiveInteger('workers', text('workers') ?? '4'),
       probeIntervalMs: duration('probe-interval', text('probe-interval') ?? '30s'),

@@ -57,6 +57,16 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string): Prom
   const target = parsed.value;
   if (target.spec.paused) return notReady(REASONS.paused, 'spec.paused is true: no DatabaseQueryResource writes to this cluster');
 
+  if (target.spec.inCluster && !inClusterAllowed(ctx, namespace)) {
+    await ctx.statusWatches.forgetMember(key);
+    await ctx.members.remove(key);
+    enqueueAllDqrs(ctx);
+    return notReady(
+      REASONS.inClusterRefused,
+      `spec.inCluster: true is refused in namespace ${namespace}: only the controller's namespace ${ctx.options.controllerNamespace} may hold inCluster targets unless --allow-in-cluster-namespaces names it`,
+    );
+  }
+
   let kubeconfig = ctx.hubKubeconfig;
   if (!target.spec.inCluster) {
     const ref = target.spec.kubeconfigSecretRef;
@@ -165,6 +175,16 @@ function olderOverlap(ctx: HubContext, raw: HubObject, target: ClusterTarget, me
     else ctx.queues.clusterTargets.add(other.key);
   }
   return older;
+}
+
+/**
+ * An inCluster target writes with the controller's own rights on the hub:
+ * whoever may create a ClusterTarget in a namespace would borrow them. Only the
+ * controller's own namespace may, and those the operator names.
+ */
+function inClusterAllowed(ctx: HubContext, namespace: string): boolean {
+  const allowed = ctx.options.allowInClusterNamespaces;
+  return namespace === ctx.options.controllerNamespace || allowed.includes('*') || allowed.includes(namespace);
 }
 
 export function enqueueAllDqrs(ctx: HubContext): void {

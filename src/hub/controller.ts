@@ -119,7 +119,7 @@ export class HubController {
       fence: this.deps.fence ?? unfenced,
       writer: new HubWriter(hub, scrubber, { onEventError: (error) => logger.warn('event not recorded', { reason: describeApiError(error).message }) }),
       members: new MemberRegistry({
-        policy: { allowExecAuth: options.allowExecAuth, allowFilePaths: options.allowKubeconfigFiles },
+        policy: { allowExecAuth: options.allowExecAuth, allowFilePaths: options.allowKubeconfigFiles, allowInsecure: options.allowInsecureKubeconfigs },
         scrubber,
         requestTimeoutMs: options.requestTimeoutMs,
         ...(this.deps.userAgent === undefined ? {} : { userAgent: this.deps.userAgent }),

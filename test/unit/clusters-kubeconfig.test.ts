@@ -4,7 +4,7 @@ import yaml from 'js-yaml';
 import { vetKubeconfig } from '../../src/clusters/index.ts';
 import { kubeconfigWithAliasBomb } from '../helpers/hostile-yaml.ts';
 
-const strict = { allowExecAuth: false, allowFilePaths: false };
+const strict = { allowExecAuth: false, allowFilePaths: false, allowInsecure: false };
 
 function kubeconfig(user: Record<string, unknown>, cluster: Record<string, unknown> = {}): string {
   return yaml.dump({
@@ -57,11 +57,32 @@ test('file paths are refused: they could hand the hub its own credentials', () =
   assert.equal(tokenFile.problems[0]?.field, 'users[0].user.auth-provider.config.tokenFile');
 });
 
-test('plain http needs insecure-skip-tls-verify; garbage and dangling contexts are explained', () => {
-  const http = vetKubeconfig(kubeconfig({ token: 'abc' }, { server: 'http://10.0.0.1' }), strict);
+test('plain http and insecure-skip-tls-verify are refused unless the controller allows insecure kubeconfigs, naming field and flag', () => {
+  const http = vetKubeconfig(kubeconfig({ token: 'abc' }, { server: 'http://10.0.0.1', 'insecure-skip-tls-verify': true }), strict);
   assert.ok(!http.ok);
-  assert.equal(http.problems[0]?.field, 'clusters[1].cluster.server');
-  assert.ok(vetKubeconfig(kubeconfig({ token: 'abc' }, { server: 'http://10.0.0.1', 'insecure-skip-tls-verify': true }), strict).ok);
+  assert.deepEqual(
+    http.problems.map((p) => [p.field, p.kind]),
+    [
+      ['clusters[1].cluster.server', 'refused'],
+      ['clusters[1].cluster.insecure-skip-tls-verify', 'refused'],
+    ],
+  );
+  for (const problem of http.problems) assert.match(problem.message, /unless the controller runs with --allow-insecure-kubeconfigs/);
+  const skip = vetKubeconfig(kubeconfig({ token: 'abc' }, { 'insecure-skip-tls-verify': true }), strict);
+  assert.ok(!skip.ok);
+  assert.deepEqual(
+    skip.problems.map((p) => p.field),
+    ['clusters[1].cluster.insecure-skip-tls-verify'],
+  );
+  const insecure = { ...strict, allowInsecure: true };
+  assert.ok(vetKubeconfig(kubeconfig({ token: 'abc' }, { 'insecure-skip-tls-verify': true }), insecure).ok);
+  assert.ok(vetKubeconfig(kubeconfig({ token: 'abc' }, { server: 'http://10.0.0.1', 'insecure-skip-tls-verify': true }), insecure).ok);
+  const plain = vetKubeconfig(kubeconfig({ token: 'abc' }, { server: 'http://10.0.0.1' }), insecure);
+  assert.ok(!plain.ok, 'plain http still needs insecure-skip-tls-verify, as an explicit acknowledgement');
+  assert.equal(plain.problems[0]?.field, 'clusters[1].cluster.server');
+});
+
+test('garbage and dangling contexts are explained', () => {
   const garbage = vetKubeconfig('{{{', strict);
   assert.ok(!garbage.ok);
   assert.match(garbage.problems[0]?.message ?? '', /not valid YAML/);

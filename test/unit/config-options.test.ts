@@ -37,3 +37,24 @@ test('bad values are refused naming the flag; --help is not an error', () => {
   assert.ok(!help.ok && help.help);
   for (const flag of ['--kubeconfig', '--allow-exec-auth', '--shutdown-grace', 'ROWCAST_WORKERS']) assert.ok(controllerHelp().includes(flag), flag);
 });
+
+test('inCluster namespaces and insecure kubeconfigs are off by default; flags and environment name them; the controller namespace comes from POD_NAMESPACE', () => {
+  const defaults = parseControllerOptions(['--namespace', 'team-a'], {});
+  assert.ok(defaults.ok);
+  assert.deepEqual(defaults.options.allowInClusterNamespaces, []);
+  assert.equal(defaults.options.allowInsecureKubeconfigs, false);
+  assert.equal(defaults.options.controllerNamespace, 'team-a', 'without POD_NAMESPACE the watched namespace is the own one');
+  const set = parseControllerOptions(['--allow-in-cluster-namespaces', 'team-a, team-b', '--allow-insecure-kubeconfigs'], { POD_NAMESPACE: 'rowcast-system' });
+  assert.ok(set.ok);
+  assert.deepEqual(set.options.allowInClusterNamespaces, ['team-a', 'team-b']);
+  assert.equal(set.options.allowInsecureKubeconfigs, true);
+  assert.equal(set.options.controllerNamespace, 'rowcast-system');
+  const fromEnv = parseControllerOptions([], { ROWCAST_ALLOW_IN_CLUSTER_NAMESPACES: '*', ROWCAST_ALLOW_INSECURE_KUBECONFIGS: 'true' });
+  assert.ok(fromEnv.ok);
+  assert.deepEqual(fromEnv.options.allowInClusterNamespaces, ['*']);
+  assert.equal(fromEnv.options.allowInsecureKubeconfigs, true);
+  const bad = parseControllerOptions(['--allow-in-cluster-namespaces', 'Not_A_Namespace'], {});
+  assert.ok(!bad.ok && !bad.help);
+  assert.match(bad.error, /--allow-in-cluster-namespaces/);
+  for (const flag of ['--allow-in-cluster-namespaces', '--allow-insecure-kubeconfigs']) assert.ok(controllerHelp().includes(flag), flag);
+});
