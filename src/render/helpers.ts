@@ -4,7 +4,7 @@ import { dump } from 'js-yaml';
 import { sha256Hex } from './canonical-json.ts';
 import { HelperError, MissingFieldError, type TemplateLocation } from './errors.ts';
 import { NOT_SINGLE_QUOTABLE, blockText, doubleQuotedContent, escapeForYaml, jsonQuote, plainScalar, singleQuotedContent } from './escape.ts';
-import type { OutputContext } from './output-context.ts';
+import type { BlockContext, OutputContext } from './output-context.ts';
 import { plainValue } from './plain-value.ts';
 
 /** What Handlebars passes as a helper's last argument (the parts we read). */
@@ -83,7 +83,13 @@ class IndentedText {
     return this.#prefix() + plainScalar(this.text);
   }
 
-  inBlock(context: Extract<OutputContext, { kind: 'block' }>): string {
+  /** Lands inside the block scalar whose edge it starts at, or is one plain scalar. */
+  atBlockEdge(edge: BlockContext): string {
+    const column = this.newline ? this.width : edge.column + this.width;
+    return column > edge.parent ? this.inBlock(edge) : this.plain();
+  }
+
+  inBlock(context: BlockContext): string {
     return blockText(this.text, {
       prefix: this.#prefix(),
       firstColumn: this.newline ? this.width : context.column + this.width,
@@ -368,8 +374,15 @@ function writeOutput(value: unknown, context: OutputContext, what: string, optio
   if (value instanceof Handlebars.SafeString || value instanceof IndentedText) {
     if (context.kind === 'dq') return doubleQuotedContent(value.toString());
     if (context.kind === 'sq') return singleQuotedContent(value.toString());
-    if (value instanceof Handlebars.SafeString || context.kind === 'raw') return value.toString();
-    return context.kind === 'block' ? value.inBlock(context) : value.plain();
+    if (value instanceof Handlebars.SafeString) return value.toString();
+    switch (context.kind) {
+      case 'raw':
+        return value.toString();
+      case 'block':
+        return value.inBlock(context);
+      case 'plain':
+        return context.blockEdge === undefined ? value.plain() : value.atBlockEdge(context.blockEdge);
+    }
   }
   const string = outputText(value, what, options);
   switch (context.kind) {

@@ -13,8 +13,23 @@ import { TemplateError } from './errors.ts';
  *   header on the header's own line.
  */
 export type OutputContext =
-  | { readonly kind: 'raw' | 'dq' | 'sq' | 'plain' }
-  | { readonly kind: 'block'; readonly parent: number; readonly contentIndent: number | undefined; readonly column: number; readonly lineIndent: number; readonly fresh: boolean };
+  | { readonly kind: 'raw' | 'dq' | 'sq' }
+  /**
+   * `blockEdge`: the output starts a line at or left of an open block
+   * scalar's parent column, so plain text ends the block, but indent or
+   * nindent may carry text into it (`{{indent 4 x}}` under `key: |`).
+   */
+  | { readonly kind: 'plain'; readonly blockEdge?: BlockContext }
+  | BlockContext;
+
+export interface BlockContext {
+  readonly kind: 'block';
+  readonly parent: number;
+  readonly contentIndent: number | undefined;
+  readonly column: number;
+  readonly lineIndent: number;
+  readonly fresh: boolean;
+}
 
 type Node = hbs.AST.Node;
 
@@ -210,7 +225,9 @@ function contextAt(s: State, escaped: boolean): OutputContext {
       s.inBlockLine = true;
       return { kind: 'block', parent: s.block.parent, contentIndent: s.block.contentIndent, column: s.column, lineIndent: s.column, fresh: false };
     }
+    const blockEdge: BlockContext = { kind: 'block', parent: s.block.parent, contentIndent: s.block.contentIndent, column: s.column, lineIndent: s.column, fresh: false };
     s.block = undefined;
+    return { kind: 'plain', blockEdge };
   }
   if (s.inBlockLine && s.block !== undefined) {
     return { kind: 'block', parent: s.block.parent, contentIndent: s.block.contentIndent, column: s.column, lineIndent: s.keyColumn, fresh: false };

@@ -188,6 +188,14 @@ describe('structure helpers are safe with hostile values', () => {
     assert.match(failureOf(cm('  script: |{{nindent 4 row.v}}'), { id: 1, v: 'a\rkind: Secret' }).message, /block scalar/);
   });
 
+  test('Helm-style indent on its own line after the block header puts the text in the block', () => {
+    for (const v of [INJECTION, 'a\n\nb']) {
+      assert.deepEqual(dataOf(cm('  script: |-\n{{indent 4 row.v}}\n  after: fixed'), { id: 1, v }), { script: v, after: 'fixed' }, JSON.stringify(v));
+    }
+    // Not beyond the key's column: the block ends, and the text is one quoted scalar where no value can stand.
+    assert.equal(failureOf(cm('  script: |-\n{{indent 2 row.v}}\n  after: fixed'), { id: 1, v: 'a\nkind: Secret' }).field, 'output');
+  });
+
   test('nindent of text outside a block scalar is a quoted scalar, not structure', () => {
     assert.deepEqual(dataOf(cm('  v:{{nindent 4 row.v}}'), { id: 1, v: INJECTION }), { v: INJECTION });
     assert.deepEqual(dataOf(cm('  v: {{indent 2 row.v}}'), { id: 1, v: INJECTION }), { v: INJECTION });
