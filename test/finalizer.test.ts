@@ -231,3 +231,43 @@ test('deletion never touches a paused ClusterTarget', async () => {
     await adminRequest(env.state.hub, 'PATCH', `${ctPath}/member-2`, { spec: { paused: false } });
   }
 });
+
+test('a cluster that leaves a DQR gets its deletionPolicy: Delete under the prune limit, Orphan unmarks; a paused one waits', async () => {
+  const both = { clusters: ['member-1', 'member-2'] };
+  const eastOnly = { clusters: ['member-1'] };
+  await putDqr(env, 'leave-del', { query: 'SELECT id FROM items', template: template('leave-del'), targets: both, pruneLimit: '100%' });
+  await putDqr(env, 'leave-orphan', { query: 'SELECT id FROM items', template: template('leave-orphan'), targets: both, deletionPolicy: 'Orphan' });
+  await putDqr(env, 'leave-limit', { query: 'SELECT id FROM items', template: template('leave-limit'), targets: both });
+  await putDqr(env, 'leave-paused', { query: 'SELECT id FROM items', template: template('leave-paused'), targets: both, pruneLimit: '100%' });
+  for (const name of ['leave-del', 'leave-orphan', 'leave-limit', 'leave-paused']) for (const cluster of [east, west]) await present(cluster, `${name}-1`);
+
+  for (const name of ['leave-del', 'leave-orphan', 'leave-limit']) await adminRequest(env.state.hub, 'PATCH', dqrPath(env, name), { spec: { targets: eastOnly } });
+  await gone(west, 'leave-del-1');
+  await eventually('member-2 leaves the status of leave-del', async () => ((await dqrStatus(env, 'leave-del')).clusters?.map((c) => c.name).join() === 'member-1' ? true : undefined));
+  const orphaned = await eventually('leave-orphan-1 unmarked on member-2', async () => {
+    const object = await objectOn(west, 'leave-orphan-1');
+    return object !== undefined && object.labels['rowcast.dev/owner'] === undefined ? object : undefined;
+  });
+  assert.equal(orphaned.annotations['rowcast.dev/owner-ref'], undefined);
+  const blocked = await eventually('leave-limit blocked', async () => {
+    const synced = condition(await dqrStatus(env, 'leave-limit'), 'Synced');
+    return synced?.reason === 'PruneBlocked' ? synced : undefined;
+  });
+  assert.match(blocked.message, /member-2/);
+  assert.ok((await objectOn(west, 'leave-limit-1')) !== undefined, 'the prune limit holds a leaving cluster too');
+  for (const name of ['leave-del', 'leave-orphan', 'leave-limit']) assert.ok((await objectOn(east, `${name}-1`)) !== undefined);
+
+  await adminRequest(env.state.hub, 'PATCH', `${ctPath}/member-2`, { spec: { paused: true } });
+  try {
+    await targetReady('member-2', 'False');
+    await adminRequest(env.state.hub, 'PATCH', dqrPath(env, 'leave-paused'), { spec: { targets: eastOnly } });
+    await eventually('leave-paused synced without member-2', async () => ((await dqrStatus(env, 'leave-paused')).observedGeneration === 2 ? true : undefined));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const untouched = await objectOn(west, 'leave-paused-1');
+    assert.ok(untouched !== undefined && untouched.labels['rowcast.dev/owner'] !== undefined, 'a paused target is left untouched');
+    assert.ok((await dqrStatus(env, 'leave-paused')).clusters?.some((c) => c.name === 'member-2'), 'and still remembered');
+  } finally {
+    await adminRequest(env.state.hub, 'PATCH', `${ctPath}/member-2`, { spec: { paused: false } });
+  }
+  await gone(west, 'leave-paused-1');
+});

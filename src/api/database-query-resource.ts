@@ -255,7 +255,8 @@ export const databaseQueryResourceSpecSchema: ObjectSchema = {
     },
     deletionPolicy: {
       type: 'string',
-      description: 'What happens to member objects when this DQR is deleted: Delete them, or Orphan them (they stay, unmanaged).',
+      description:
+        'What happens to member objects when this DQR is deleted, and on a cluster it stops selecting (dropped from targets, labels no longer matching): Delete them (on a cluster left behind, as a prune under pruneLimit), or Orphan them (they stay, without Rowcast\'s label and annotations). A paused ClusterTarget is left untouched until it is unpaused or removed; status.clusters keeps listing a cluster while anything may be left there.',
       enum: ['Delete', 'Orphan'],
       default: 'Delete',
     },

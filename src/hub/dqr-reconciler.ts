@@ -10,6 +10,7 @@ import {
   parseDatabaseQueryResource,
   type ClusterTarget,
   type Condition,
+  type DatabaseQueryResource,
   type PendingPruneStatus,
 } from '../api/index.ts';
 import { classifyDbError, compileStatusTemplate, ensureLedger, rowColumnsOf, type DbErrorClassification, type PoolLease } from '../db/index.ts';
@@ -19,7 +20,7 @@ import { setConditions, transitioned, truncateMessage, type ConditionUpdate } fr
 import { inSpan, type Logger } from '../telemetry/index.ts';
 import { QueryShapeError, connectionSettingsFromSecret, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { closeSubscription, decideSync, recordSyncRun, type SyncDecision } from './change-detection.ts';
-import { finalizeDqr, statusClusterName } from './finalizer.ts';
+import { clustersWrittenTo, finalizeDqr, statusClusterName } from './finalizer.ts';
 import { splitKey, type HubContext, type HubObject } from './context.ts';
 
 export function dqrPath(namespace: string, name: string): string {
@@ -225,6 +226,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
       unavailableClusters.push(targetKey);
     } else clusters.push({ target, member });
   }
+  const { leaving, held } = leftClusters(ctx, raw, dqr, new Set([...clusters.map((c) => c.member.key), ...unavailableClusters]));
 
   const pendingPrune = raw.status?.['pendingPrune'] as PendingPruneStatus | undefined;
   const confirmation = dqr.metadata.annotations[ANNOTATIONS.confirmPrune];
@@ -270,6 +272,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
         owner: { hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '' },
         clusters,
         unavailableClusters,
+        leaving,
         previousResources,
         previousKeyColumns,
         pruneBaseline: pendingPrune?.clusters,
@@ -317,7 +320,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   // The former key columns stay recorded until a sync without a failure has re-stamped every object under the new ones.
   const keyColumnsChanged = previousKeyColumns !== undefined && previousKeyColumns.join('\u0000') !== outcome.keyColumns.join('\u0000');
   const rowKeyColumns = outcome.keyColumns.length > 0 && (!keyColumnsChanged || (clean && outcome.failures.length === 0)) ? outcome.keyColumns : undefined;
-  await reportOutcome(report, namespace, outcome, refusals, selection.selected.length, decision.trigger, ctx.statusWatches.failures.get(key), pendingPrune !== undefined, rowKeyColumns);
+  await reportOutcome(report, namespace, outcome, refusals, selection.selected.length, decision.trigger, ctx.statusWatches.failures.get(key), pendingPrune !== undefined, rowKeyColumns, held);
   recordMetrics(ctx, namespace, name, outcome, startedAt - decision.seenAt);
   // Within the limit (or confirmed and done): a confirmation left over would only wait to release some later prune.
   if (outcome.pruneEvaluated && outcome.pruneBlocked === undefined && confirmation !== undefined) {
@@ -352,6 +355,31 @@ function recordMetrics(ctx: HubContext, namespace: string, name: string, outcome
   }
 }
 
+/**
+ * Clusters this DQR wrote to (status.clusters) that this sync does not
+ * sync: a connected one it no longer selects is left (deletionPolicy applies
+ * there); a paused one is left untouched until it is unpaused or removed, and
+ * one not connected waits, both still listed; one whose ClusterTarget is gone
+ * is forgotten, as nothing can reach it.
+ */
+function leftClusters(ctx: HubContext, raw: HubObject, dqr: DatabaseQueryResource, syncing: ReadonlySet<string>): { leaving: SyncCluster[]; held: { target: string; lastError: string }[] } {
+  const leaving: SyncCluster[] = [];
+  const held: { target: string; lastError: string }[] = [];
+  for (const key of clustersWrittenTo(raw)) {
+    if (syncing.has(key)) continue;
+    const { namespace, name } = splitKey(key);
+    const targetRaw = ctx.informers.clusterTargets.get(name, namespace);
+    if (targetRaw === undefined) continue;
+    const target = parseClusterTarget(targetRaw);
+    const member = ctx.members.get(key);
+    if (!target.ok) held.push({ target: key, lastError: `ClusterTarget ${key} has an invalid spec: what this DatabaseQueryResource left there waits for it` });
+    else if (target.value.spec.paused) held.push({ target: key, lastError: `ClusterTarget ${key} is paused: what this DatabaseQueryResource left there is untouched until it is unpaused or removed` });
+    else if (member === undefined) held.push({ target: key, lastError: `ClusterTarget ${key} is not connected: spec.deletionPolicy ${dqr.spec.deletionPolicy} waits for it` });
+    else leaving.push({ target: target.value, member });
+  }
+  return { leaving, held };
+}
+
 /** Writes the outcome into status and Events. */
 async function reportOutcome(
   report: Reporter,
@@ -363,6 +391,7 @@ async function reportOutcome(
   writeBackFailure: string | undefined,
   hadPendingPrune: boolean,
   rowKeyColumns: string[] | undefined,
+  held: readonly { target: string; lastError: string }[],
 ): Promise<void> {
   const clusterErrors = outcome.clusters.filter((c) => c.lastError !== undefined);
   const first = outcome.failures[0];
@@ -408,13 +437,19 @@ async function reportOutcome(
       clusterCount: outcome.clusters.length,
       lastSyncTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
       managedResources: outcome.resources.slice(0, STATUS_LIMITS.managedResources),
-      clusters: outcome.clusters.slice(0, STATUS_LIMITS.clusters).map((c) => ({
-        name: statusClusterName(namespace, c.target),
-        applied: c.applied,
-        failed: c.failed,
-        pruned: c.pruned,
-        ...(c.lastError === undefined ? {} : { lastError: truncateMessage(c.lastError) }),
-      })),
+      // A cluster left behind stays listed while anything of this DQR may be left there: the finalizer and the next sync act on this list.
+      clusters: [
+        ...outcome.clusters
+          .filter((c) => !c.leaving || c.managed > 0 || c.lastError !== undefined)
+          .map((c) => ({
+            name: statusClusterName(namespace, c.target),
+            applied: c.applied,
+            failed: c.failed,
+            pruned: c.pruned,
+            ...(c.lastError === undefined ? {} : { lastError: truncateMessage(c.lastError) }),
+          })),
+        ...held.map((h) => ({ name: statusClusterName(namespace, h.target), lastError: truncateMessage(h.lastError) })),
+      ].slice(0, STATUS_LIMITS.clusters),
       failingRows,
       // A merge patch: null removes a pending prune this sync no longer has.
       ...(rowKeyColumns === undefined ? {} : { rowKeyColumns }),

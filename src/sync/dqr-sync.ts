@@ -6,7 +6,7 @@ import { RowKeyError, allowedKindKey, renderRow, rowKeyOf, type CompiledTemplate
 import type { Fence } from '../runtime/index.ts';
 import { inBatchSpan, inSpan } from '../telemetry/index.ts';
 import { identityOf } from './identity.ts';
-import { pruneMember, syncMember, type PlannedChange, type PruneResult, type ResourceKey, type RowFailure } from './member-sync.ts';
+import { listLeaving, pruneMember, syncMember, unmarkMember, type PlannedChange, type PruneResult, type ResourceKey, type RowFailure } from './member-sync.ts';
 import type { DesiredObject, LiveObject } from './plan.ts';
 import { decidePrune, type PendingPrune, type PruneDecision } from './prune-decision.ts';
 import { rowClusters, targetKey } from './targets.ts';
@@ -26,6 +26,11 @@ export interface DqrSyncInput {
   unavailableClusters?: readonly string[];
   /** status.rowKeyColumns: the columns the row keys on existing objects are made of. */
   previousKeyColumns?: readonly string[] | undefined;
+  /**
+   * Clusters this DQR wrote to and no longer selects (connected, not paused):
+   * spec.deletionPolicy applies there, Delete under the prune limit.
+   */
+  leaving?: readonly SyncCluster[];
   /** Kinds in use after the previous sync (from status). */
   previousResources: readonly ResourceKey[];
   /** status.pendingPrune.clusters of the prune still pending, if any: the limit's share stays of those counts. */
@@ -50,6 +55,8 @@ export interface ClusterOutcome {
   target: string;
   /** Objects listed as owned or applied there, as knownObject() names them. */
   known: string[];
+  /** A cluster the DQR no longer selects, being cleaned up; kept in status while something is left. */
+  leaving: boolean;
   applied: number;
   unchanged: number;
   failed: number;
@@ -350,12 +357,28 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   );
   for (const result of results) failures.push(...result.failures);
 
+  // Clusters left behind: Delete makes their objects prune candidates (the limit weighs them like any), Orphan unmarks them.
+  const leavingClusters = input.dryRun === true ? [] : (input.leaving ?? []);
+  const leaving = await Promise.all(
+    leavingClusters.map(async ({ target, member }) => {
+      const result = await listLeaving({ member, target, owner: { ...input.owner, target: targetKey(target) }, previousResources: input.previousResources, signal: input.signal });
+      if (spec.deletionPolicy === 'Orphan' && result.error === undefined) {
+        const done = await unmarkMember(member, result.pruneCandidates, fence, input.signal);
+        result.managed -= done.unmarked;
+        result.pruneCandidates = [];
+        if (done.error !== undefined) result.error = done.error;
+      }
+      return result;
+    }),
+  );
+  const allResults = [...results, ...leaving];
+
   const decide = (confirmation: string | undefined): PruneDecision =>
     decidePrune({
       prune: spec.prune,
       limit: spec.pruneLimit,
       unkeyedRows: unkeyedRows + unattributableRows,
-      clusters: results.map((r) => ({ cluster: r.cluster, managedBefore: r.managedBefore, candidates: r.pruneCandidates, failed: r.error !== undefined })),
+      clusters: allResults.map((r) => ({ cluster: r.cluster, managedBefore: r.managedBefore, candidates: r.pruneCandidates, failed: r.error !== undefined })),
       confirmation,
       baseline: input.pruneBaseline,
     });
@@ -366,7 +389,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   if (input.dryRun !== true) {
     await Promise.all(
       decision.prune.map(async ({ cluster: name, objects }) => {
-        const cluster = clusters.find((c) => c.member.name === name);
+        const cluster = [...clusters, ...leavingClusters].find((c) => c.member.name === name);
         if (cluster === undefined) return;
         const done = await inBatchSpan('rowcast.prune', { 'rowcast.cluster': name, 'rowcast.objects': objects.length }, () => pruneMember(cluster.member, objects, fence, input.signal));
         pruned.set(name, done);
@@ -378,7 +401,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
     const ledger = input.ledger;
     const generation = dqr.metadata.generation ?? 0;
     await Promise.all(
-      results.map(async (r) => {
+      allResults.map(async (r) => {
         const appliedAt = new Date();
         const entry = (o: DesiredObject): LedgerEntry => ({
           dqr: dqrKey,
@@ -409,12 +432,13 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   const failedCount = (cluster: string): number => new Set(failures.filter((f) => f.cluster === cluster || f.cluster === '').map((f) => f.rowKey)).size;
   return {
     rowCount,
-    clusters: results.map((r) => {
+    clusters: allResults.map((r) => {
       const p = pruned.get(r.cluster);
       return {
         name: r.cluster,
         target: r.target,
         known: r.known,
+        leaving: leaving.includes(r),
         applied: r.applied + r.unchanged,
         unchanged: r.unchanged,
         failed: failedCount(r.cluster),
@@ -434,6 +458,6 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
     queryMs,
     keyColumns,
     rowValues,
-    resources: [...new Set([...results.flatMap((r) => r.resources), ...(results.some((r) => r.error !== undefined) ? input.previousResources : [])])].sort(),
+    resources: [...new Set([...allResults.flatMap((r) => r.resources), ...(allResults.some((r) => r.error !== undefined) ? input.previousResources : [])])].sort(),
   };
 }

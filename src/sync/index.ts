@@ -1,6 +1,6 @@
 export { QueryShapeError, readAndRender, syncDqr, type ClusterOutcome, type DqrSyncInput, type DqrSyncOutcome, type RenderCluster, type RenderedRows, type RenderInput, type SyncCluster } from './dqr-sync.ts';
 export { describeObject, groupOf, identityOf } from './identity.ts';
-export { knownObject, listOwned, pruneMember, unmarkMember, resourceKey, syncMember, type MemberSyncInput, type MemberSyncResult, type PlannedChange, type PruneResult, type ResourceKey, type RowFailure } from './member-sync.ts';
+export { knownObject, listLeaving, listOwned, pruneMember, unmarkMember, resourceKey, syncMember, type MemberSyncInput, type MemberSyncResult, type PlannedChange, type PruneResult, type ResourceKey, type RowFailure } from './member-sync.ts';
 export { decidePrune, type PendingPrune, type PruneClusterInput, type PruneDecision, type PruneDecisionInput } from './prune-decision.ts';
 export { planCluster, type ClusterPlan, type DesiredObject, type LiveObject } from './plan.ts';
 export { matchesLabelSelector, rowClusters, selectTargets, targetKey, type TargetRefusal, type TargetSelection } from './targets.ts';

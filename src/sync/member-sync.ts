@@ -339,6 +339,49 @@ function isBase64(value: string): boolean {
   return /^[A-Za-z0-9+/]*={0,2}$/.test(value) && value.length % 4 === 0;
 }
 
+/**
+ * A cluster this DQR wrote to and no longer selects (dropped from
+ * spec.targets, labels no longer matching): what it still owns there, as
+ * prune candidates. Whether they are deleted (under the prune limit) or
+ * unmarked is the caller's decision (deletionPolicy). Writes nothing.
+ */
+export async function listLeaving(input: { member: Member; target: ClusterTarget; owner: OwnerIdentity; previousResources: readonly ResourceKey[]; signal: AbortSignal }): Promise<MemberSyncResult> {
+  const { member, signal } = input;
+  const result: MemberSyncResult = {
+    cluster: member.name,
+    target: input.owner.target,
+    planned: [],
+    appliedObjects: [],
+    unchangedObjects: [],
+    applied: 0,
+    unchanged: 0,
+    failures: [],
+    pruneCandidates: [],
+    kept: 0,
+    managed: 0,
+    managedBefore: 0,
+    resources: [],
+    error: undefined,
+    known: [],
+  };
+  try {
+    const kinds = [];
+    for (const key of input.previousResources) {
+      const [apiVersion = '', kind = ''] = key.split('|');
+      kinds.push({ apiVersion, kind, resource: await member.queue.run(() => member.api.resourceFor(apiVersion, kind), signal) });
+    }
+    const owned = await listOwned(member, input.target, kinds, ownerMatcher(input.owner), signal);
+    result.pruneCandidates = owned;
+    result.managed = owned.length;
+    result.managedBefore = owned.length;
+    result.resources = [...new Set(owned.map((o) => resourceKey(o.apiVersion, o.kind)))];
+  } catch (error) {
+    result.error = `listing owned objects on a cluster this DQR left failed: ${describeApiError(error).message}`;
+    result.resources = [...input.previousResources];
+  }
+  return result;
+}
+
 /** An object Rowcast applied or listed, as the status watch checks it: uid and identity together. */
 export function knownObject(uid: string, object: { apiVersion: string; kind: string; namespace: string | undefined; name: string }): string {
   return `${uid}|${identityOf(object)}`;
