@@ -276,12 +276,17 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
         previousResources,
         previousKeyColumns,
         pruneBaseline: pendingPrune?.clusters,
-        // Unreadable is unconfirmed: the prune waits for the next sync.
-        confirmation: () =>
-          ctx.hub.request<HubObject>('GET', path, { signal }).then(
-            (live) => live.metadata?.annotations?.[ANNOTATIONS.confirmPrune],
-            () => undefined,
-          ),
+        // Checked live only when the cached copy has one (a new one queues its own sync), so a blocked DQR
+        // polling every few seconds costs the hub no GET; unreadable is unconfirmed: the prune waits.
+        ...(confirmation === undefined
+          ? {}
+          : {
+              confirmation: () =>
+                ctx.hub.request<HubObject>('GET', path, { signal }).then(
+                  (live) => live.metadata?.annotations?.[ANNOTATIONS.confirmPrune],
+                  () => undefined,
+                ),
+            }),
         ...(writeBackColumns === undefined ? {} : { keepColumns: writeBackColumns }),
         ...(ledger === undefined ? {} : { ledger: { table: ledger.table, everything: decision.trigger === 'spec' } }),
         batchSize: ctx.options.batchSize,
