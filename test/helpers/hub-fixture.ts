@@ -35,11 +35,15 @@ export async function applyHub(env: TestEnv, path: string, body: Record<string, 
   const response = await adminRequest(env.state.hub, 'POST', path, body);
   if (response.status === 409) {
     const name = (body['metadata'] as { name: string }).name;
-    const current = await adminRequest(env.state.hub, 'GET', `${path}/${name}`);
-    const resourceVersion = (JSON.parse(current.body) as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
-    const replaced = await adminRequest(env.state.hub, 'PUT', `${path}/${name}`, { ...body, metadata: { ...(body['metadata'] as object), resourceVersion } });
-    if (replaced.status >= 300) throw new Error(`PUT ${path}/${name}: ${replaced.status} ${replaced.body}`);
-    return;
+    // The controller writes the object (status, finalizer, annotations) between our GET and PUT at times: read again and retry.
+    for (let attempt = 1; ; attempt++) {
+      const current = await adminRequest(env.state.hub, 'GET', `${path}/${name}`);
+      const resourceVersion = (JSON.parse(current.body) as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
+      const replaced = await adminRequest(env.state.hub, 'PUT', `${path}/${name}`, { ...body, metadata: { ...(body['metadata'] as object), resourceVersion } });
+      if (replaced.status === 409 && attempt < 5) continue;
+      if (replaced.status >= 300) throw new Error(`PUT ${path}/${name}: ${replaced.status} ${replaced.body}`);
+      return;
+    }
   }
   if (response.status >= 300) throw new Error(`POST ${path}: ${response.status} ${response.body}`);
 }
