@@ -190,6 +190,27 @@ async function putClusterTarget(name: string, kubeconfig: string): Promise<void>
   });
 }
 
+/** A member that accepts connections and never answers: every replica's start-up waits on it for 10 s, past the 6 s Lease. */
+async function startBlackhole(): Promise<{ stop: () => Promise<void> }> {
+  assert.ok(audited !== undefined);
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  await putClusterTarget('blackhole', kubeconfigYaml('blackhole', { ...audited.info, server: `https://127.0.0.1:${port}` }));
+  return {
+    stop: async () => {
+      await adminRequest(env.hub.info, 'DELETE', `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}/blackhole`);
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}
+
 before(async () => {
   const dir = join(env.state.runDir, `audit-${env.namespace}`);
   await mkdir(dir, { recursive: true });
@@ -229,16 +250,7 @@ env.defer(async () => {
 
 test('a start-up slower than the Lease keeps renewing it: the standby never takes over and only the leader writes', async (t) => {
   assert.ok(audited !== undefined);
-  // A member that accepts connections and never answers: every replica's start-up waits on it for 10 s, past the 6 s Lease.
-  const sockets = new Set<Socket>();
-  const blackhole: Server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  blackhole.listen(0, '127.0.0.1');
-  await once(blackhole, 'listening');
-  const port = (blackhole.address() as { port: number }).port;
-  await putClusterTarget('blackhole', kubeconfigYaml('blackhole', { ...audited.info, server: `https://127.0.0.1:${port}` }));
+  const blackhole = await startBlackhole();
   const since = Date.now() * 1000;
   await putDqr(env, 'fenced', dqrSpec('slow'));
   const lease = watchLease();
@@ -258,9 +270,7 @@ test('a start-up slower than the Lease keeps renewing it: the standby never take
     await lease.stop();
     const codes = await Promise.all([stopProcess(a), b === undefined ? null : stopProcess(b)]);
     t.diagnostic(`exit codes: ${JSON.stringify(codes)}`);
-    await adminRequest(env.hub.info, 'DELETE', `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}/blackhole`);
-    for (const socket of sockets) socket.destroy();
-    blackhole.close();
+    await blackhole.stop();
   }
   const all = await writes(since);
   t.diagnostic(`Lease holders: ${JSON.stringify(lease.holders)}; writes by replica: ${JSON.stringify(countBy(all))}`);
@@ -322,5 +332,36 @@ test('a leader frozen past its Lease writes nothing when it wakes, and exits non
     await churn?.stop();
     await lease.stop();
     await Promise.all([stopProcess(a), b === undefined ? null : stopProcess(b)]);
+  }
+});
+
+test('a leader whose Lease is taken while it starts stops at once, writes nothing and exits non-zero', async () => {
+  const blackhole = await startBlackhole();
+  await env.sql('UPDATE things SET v = v + 1');
+  await putDqr(env, 'fenced', dqrSpec('taken'));
+  const a = startProcess();
+  try {
+    const first = await identityOf(a);
+    await eventually('the replica leads', async () => ((await leaseSpec())?.holderIdentity === first ? true : undefined));
+    // Another holder, as the apiserver would see one that acquired: the replica's renewals fail from now on, mid start-up.
+    const current = await adminRequest(env.hub.info, 'GET', leasePath);
+    const lease = JSON.parse(current.body) as { spec: Record<string, unknown> };
+    const now = new Date().toISOString().replace(/(\.\d{3})Z$/, '$1000Z');
+    const taken = await adminRequest(env.hub.info, 'PUT', leasePath, { ...lease, spec: { ...lease.spec, holderIdentity: 'intruder', acquireTime: now, renewTime: now, leaseDurationSeconds: 3600 } });
+    assert.equal(taken.status, 200, taken.body);
+    const takenAt = micros(now);
+    const code = await Promise.race([a.exited, new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 30_000))]);
+    assert.deepEqual(
+      (await writes(takenAt)).filter((w) => w.identity === first),
+      [],
+      'the replica wrote after its Lease was taken',
+    );
+    assert.notEqual(code, 'still running', 'the replica exits');
+    assert.notEqual(code, 0, 'the replica exits non-zero');
+    assert.match(a.output.join(''), /"msg":"lost the leader Lease: stopping at once"/);
+  } finally {
+    await stopProcess(a);
+    await blackhole.stop();
+    await adminRequest(env.hub.info, 'DELETE', leasePath);
   }
 });

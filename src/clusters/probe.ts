@@ -10,13 +10,18 @@ export interface ProbeResult {
   probedAt: Date;
 }
 
-/** /version says the member answers; /readyz says it can serve. Both bounded by a timeout. */
-export async function probeMember(member: Member, timeoutMs: number): Promise<ProbeResult> {
+/**
+ * /version says the member answers; /readyz says it can serve. Both bounded by
+ * a timeout, and ended by `signal` (a stopping controller): the caller then
+ * reports nothing, since an aborted probe says nothing about the member.
+ */
+export async function probeMember(member: Member, timeoutMs: number, signal?: AbortSignal): Promise<ProbeResult> {
   const probedAt = new Date();
+  const bounded = (): AbortSignal => (signal === undefined ? AbortSignal.timeout(timeoutMs) : AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]));
   try {
-    const serverVersion = await member.api.version(AbortSignal.timeout(timeoutMs));
+    const serverVersion = await member.api.version(bounded());
     try {
-      await member.api.request('GET', '/readyz', { signal: AbortSignal.timeout(timeoutMs) });
+      await member.api.request('GET', '/readyz', { signal: bounded() });
       return { reachable: true, ready: true, serverVersion, message: `reachable, Kubernetes ${serverVersion}`, probedAt };
     } catch (error) {
       return { reachable: true, ready: false, serverVersion, message: `reachable but not ready: ${describeApiError(error).message}`, probedAt };

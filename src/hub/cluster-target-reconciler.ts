@@ -14,7 +14,7 @@ function resourcePath(namespace: string, name: string): string {
  * the member's client and queue, probes it, and reports Ready and Reachable.
  * Runs again every probe interval.
  */
-export async function reconcileClusterTarget(ctx: HubContext, key: string): Promise<ReconcileResult> {
+export async function reconcileClusterTarget(ctx: HubContext, key: string, signal: AbortSignal): Promise<ReconcileResult> {
   const { namespace, name } = splitKey(key);
   const raw = ctx.informers.clusterTargets.get(name, namespace);
   if (raw === undefined) {
@@ -108,7 +108,9 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string): Prom
     );
   }
   ctx.metrics.initialiseCluster(name);
-  const probe = await probeMember(ensured.member, Math.min(ctx.options.requestTimeoutMs, 10_000));
+  const probe = await probeMember(ensured.member, Math.min(ctx.options.requestTimeoutMs, 10_000), signal);
+  // Stopping (leadership lost, or shutdown): the probe was cut short and proves nothing about the member.
+  signal.throwIfAborted();
   ctx.metrics.memberReachable.labels(name).set(probe.reachable ? 1 : 0);
   const wasReachable = previous.find((c) => c.type === CONDITION_TYPES.reachable)?.status === 'True';
   await report(

@@ -71,7 +71,7 @@ export class HubController {
     const hubKubeconfig = this.deps.hubKubeconfig === 'in-cluster' ? hubConfig.exportConfig() : this.deps.hubKubeconfig;
     const hubId = options.hubId ?? (await hub.request<{ metadata: { uid: string } }>('GET', '/api/v1/namespaces/kube-system')).metadata.uid;
     // Stopped (leadership lost) while asking: nothing may start now.
-    if (this.stopped) {
+    if (this.hasStopped()) {
       await hub.close();
       return;
     }
@@ -106,7 +106,7 @@ export class HubController {
     const ctQueue = new WorkQueue({
       ...measured('clustertarget'),
       concurrency: 4,
-      reconcile: (key) => reconcileClusterTarget(this.context(), key),
+      reconcile: (key, signal) => reconcileClusterTarget(this.context(), key, signal),
     });
     const ctx: HubContext = {
       options,
@@ -187,6 +187,7 @@ export class HubController {
     // ClusterTargets first: DQR syncs need their members.
     ctQueue.start();
     await this.waitForClusterTargets(ctx);
+    if (this.hasStopped()) return;
     dqrQueue.start();
     enqueueAllDqrs(ctx);
     logger.info('hub controller started', { dqrs: ctx.informers.dqrs.list().length, clusterTargets: ctx.informers.clusterTargets.list().length });
@@ -207,6 +208,11 @@ export class HubController {
     await ctx.pools.closeAll();
     await ctx.hub.close();
     this.ctx = undefined;
+  }
+
+  /** Asked after each await of start(): stop() may have run meanwhile (leadership lost during start-up). */
+  private hasStopped(): boolean {
+    return this.stopped;
   }
 
   private context(): HubContext {
