@@ -14,6 +14,7 @@ import {
 } from '../src/db/index.ts';
 import { failOnLeaks, openTestEnv } from './harness/test-env.ts';
 import { recordingLogger, rejection } from './helpers/db.ts';
+import { startPgHoldProxy } from './helpers/pg-hold-proxy.ts';
 
 const env = await openTestEnv('db-writeback');
 failOnLeaks(env);
@@ -258,4 +259,40 @@ test('a pool that has ended (credentials rotated) fails at once instead of retry
   assert.deepEqual([error.attempts, error.retryable], [1, false]);
   assert.match(error.message, /the pool has ended/);
   assert.ok(performance.now() - started < 900, 'no backoff wait');
+});
+
+test('a write-back that changes its session leaves no trace on the pool the DQR reads with', async (t) => {
+  const queue = openQueue(t);
+  const lone = registry.acquire(withConnectionDefaults({ ...env.db, sslmode: 'disable', pool: { max: 1, idleTimeoutMs: 200, statementTimeoutMs: 5000 } }));
+  t.after(() => lone.release());
+  // One connection: without the guard the next checkout is the very session the statement changed.
+  const statement = compile("SELECT set_config('statement_timeout', '0', false), set_config('application_name', 'tainted', false) WHERE {{param resource.ready}}::int IS NOT NULL");
+  assert.equal(await queue.enqueue(lone.pool, lone.key, 'obj-session', statement, bindParams(statement, { resource: { ready: 1 }, row: {}, cluster })), 'written');
+  const { rows } = await lone.pool.query<{ application_name: string; statement_timeout: string }>('SELECT current_setting($1) AS application_name, current_setting($2) AS statement_timeout', ['application_name', 'statement_timeout']);
+  assert.notEqual(rows[0]?.application_name, 'tainted');
+  assert.equal(rows[0]?.statement_timeout, '5s');
+});
+
+test('a write-back the server never answers fails within the bound set by the statement timeout', async (t) => {
+  const queue = openQueue(t, { retries: 0 });
+  const proxy = await startPgHoldProxy(env.db.port, (type, body) => type === 'P' && body.toString('utf8').includes('held_write'));
+  const held = registry.acquire(withConnectionDefaults({ ...env.db, sslmode: 'disable', port: proxy.port, pool: { idleTimeoutMs: 200, statementTimeoutMs: 1000 } }));
+  try {
+    const statement = compile('UPDATE apps SET note = {{param resource.note}} WHERE id = 47 AND true /* held_write */');
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      queue.enqueue(held.pool, held.key, 'obj-held', statement, bindParams(statement, { resource: { note: 'x' }, row: {}, cluster })).then(
+        () => 'written',
+        (error: unknown) => (error instanceof WriteBackError ? `failed: ${error.message}` : String(error)),
+      ),
+      new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve('hung'), 30_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    assert.match(outcome, /^failed: .*did not answer/);
+  } finally {
+    await proxy.close();
+    await held.release();
+  }
 });

@@ -11,6 +11,7 @@ export {
 export { classifyDbError, DbConnectionError, DbError, type ClassifyOptions, type DbErrorClassification, type DbReachability } from './errors.ts';
 export { PoolRegistry, type DbLogger, type PoolLease, type PoolRegistryOptions } from './pool-registry.ts';
 export { readRows, type BatchHandler, type QueryOptions, type QueryResultSummary, type Row } from './read-rows.ts';
+export { leavesSessionState } from './session-guard.ts';
 export { splitStatements } from './split-statements.ts';
 export { rowcastTypes } from './type-parsers.ts';
 export { maxTimestamp } from './change-detection.ts';

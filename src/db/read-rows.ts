@@ -1,8 +1,9 @@
 import type pg from 'pg';
 import Cursor from 'pg-cursor';
 import { cancelBackend } from './cancel.ts';
-import { DbConnectionError, DbError } from './errors.ts';
-import { splitStatements, stripLeadingComments } from './split-statements.ts';
+import { DbError } from './errors.ts';
+import { ConnectionWatch, cleanupTimeoutMs, leavesSessionState, replyBoundMs } from './session-guard.ts';
+import { splitStatements } from './split-statements.ts';
 import { rowcastTypes } from './type-parsers.ts';
 
 export interface QueryOptions {
@@ -22,8 +23,6 @@ export type Row = Record<string, unknown>;
 export type BatchHandler = (rows: Row[], columns: string[]) => void | Promise<void>;
 
 const defaultBatchSize = 1000;
-/** Bound on the clean-up statements of a failed read; past it the connection is simply destroyed. */
-const cleanupTimeoutMs = 5000;
 
 /**
  * One round trip that opens the transaction and pins what the type parsers
@@ -40,12 +39,6 @@ const beginSql = [
   'SELECT 1',
 ].join('; ');
 
-/**
- * Setup statements that cannot change the session beyond this transaction.
- * After any other (a plain SET, SET ROLE, pg_advisory_lock…) the connection is
- * closed instead of going back to a pool that other queries share.
- */
-const transactionScoped = /^(set\s+local\s|set\s+transaction\s|set\s+constraints\s|show\s)/i;
 
 /**
  * Runs `sql` in one READ ONLY transaction on one pooled connection: every
@@ -72,7 +65,7 @@ export async function readRows(pool: pg.Pool, sql: string, onBatch: BatchHandler
   const client = await abortable(pool.connect(), signal, (late) => {
     late.release();
   });
-  const connection = new ConnectionWatch(client, replyBoundMs(pool));
+  const connection = new ConnectionWatch(client, replyBoundMs(pool), 'the read');
   const cancel = (): void => {
     void cancelBackend(client, cleanupTimeoutMs);
   };
@@ -91,8 +84,9 @@ export async function readRows(pool: pg.Pool, sql: string, onBatch: BatchHandler
       if (client.getTransactionStatus() !== 'T') {
         throw new DbError('ROWCAST_TRANSACTION_ENDED', `setup statement ${index + 1} ended the read-only transaction: a query may not COMMIT or ROLLBACK`);
       }
-      if (!transactionScoped.test(stripLeadingComments(statement))) keepConnection = false;
+      if (leavesSessionState(statement)) keepConnection = false;
     }
+    if (leavesSessionState(last)) keepConnection = false;
     cursor = client.query(new Cursor<Row>(last, undefined, { types: rowcastTypes }));
     const summary = await readCursor(cursor, batchSize, onBatch, signal, cursorState, connection);
     await connection.reply(abortable(client.query('COMMIT'), signal), 'COMMIT');
@@ -134,94 +128,6 @@ async function readCursor(
   }
   await connection.reply(cursor.close(), 'closing the cursor');
   return { columns, rowCount };
-}
-
-/**
- * How long one round trip may wait for the server's answer. The server ends
- * its own statement at statement_timeout; past that plus a grace, an answer
- * is not coming (a silent network path) and the read fails. With no
- * statement_timeout only the connection's own end or error, and TCP
- * keepalive behind it, bound the wait.
- */
-function replyBoundMs(pool: pg.Pool): number | undefined {
-  const timeout = (pool.options as { statement_timeout?: unknown }).statement_timeout;
-  return typeof timeout === 'number' && timeout > 0 ? timeout + cleanupTimeoutMs : undefined;
-}
-
-/**
- * Races each round trip of a read against the connection's death and a bound.
- * pg-cursor misses a connection that ends in the read's last round trip
- * (after CommandComplete, before ReadyForQuery): its callback is never called,
- * and the read would wait forever with its DQR's key.
- */
-class ConnectionWatch {
-  /** Set on the client's first 'error' or 'end'; the connection is not reused after it. */
-  failure: Error | undefined;
-  private readonly client: pg.PoolClient;
-  private readonly boundMs: number | undefined;
-  private readonly waiting = new Set<(error: Error) => void>();
-  // A connection that dies while checked out emits 'error' on the client; without a listener that crashes Node.
-  private readonly onError = (error: Error): void => {
-    this.fail(new DbConnectionError('the database connection failed during the read', { cause: error }));
-  };
-  private readonly onEnd = (): void => {
-    this.fail(new DbConnectionError('the database connection closed during the read'));
-  };
-
-  constructor(client: pg.PoolClient, boundMs: number | undefined) {
-    this.client = client;
-    this.boundMs = boundMs;
-    client.on('error', this.onError);
-    client.on('end', this.onEnd);
-  }
-
-  /** Settles with `promise`, or rejects once the connection fails or the server has not answered `what` within the bound. */
-  reply<T>(promise: Promise<T>, what: string): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const settle = (): void => {
-        clearTimeout(timer);
-        this.waiting.delete(fail);
-      };
-      const fail = (error: Error): void => {
-        settle();
-        reject(error);
-      };
-      promise.then(
-        (value) => {
-          settle();
-          resolve(value);
-        },
-        (error: unknown) => {
-          settle();
-          reject(error instanceof Error ? error : new Error(String(error)));
-        },
-      );
-      if (this.failure !== undefined) {
-        fail(this.failure);
-        return;
-      }
-      this.waiting.add(fail);
-      if (this.boundMs !== undefined) {
-        const boundMs = this.boundMs;
-        timer = setTimeout(() => {
-          // A connection that went silent is not asked for a ROLLBACK either: it is destroyed.
-          this.fail(new DbConnectionError(`the database did not answer ${what} within ${boundMs} ms (statement timeout plus ${cleanupTimeoutMs} ms)`));
-        }, boundMs);
-      }
-    });
-  }
-
-  dispose(): void {
-    // pg-pool has its own listener for idle clients; ours would otherwise pile up across checkouts.
-    this.client.removeListener('error', this.onError);
-    this.client.removeListener('end', this.onEnd);
-  }
-
-  private fail(error: Error): void {
-    this.failure ??= error;
-    for (const waiter of [...this.waiting]) waiter(this.failure);
-  }
 }
 
 function readBatch(cursor: Cursor<Row>, batchSize: number): Promise<{ rows: Row[]; fields: pg.FieldDef[] }> {

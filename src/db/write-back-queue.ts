@@ -3,7 +3,9 @@ import { createHash } from 'node:crypto';
 import PQueue from 'p-queue';
 import type pg from 'pg';
 import { backoffDelay, type BackoffPolicy } from '../runtime/index.ts';
+import { cancelBackend } from './cancel.ts';
 import { classifyDbError, DbError } from './errors.ts';
+import { ConnectionWatch, cleanupTimeoutMs, leavesSessionState, replyBoundMs } from './session-guard.ts';
 import type { DbLogger } from './pool-registry.ts';
 import type { CompiledStatement } from './status-template.ts';
 
@@ -136,7 +138,7 @@ export class WriteBackQueue {
         signal.throwIfAborted();
         // Extended protocol even without values: the server then accepts exactly one statement.
         const query: pg.QueryConfig & { queryMode: 'extended' } = { text: statement.text, values, queryMode: 'extended' };
-        await this.#queue(poolKey).add(() => pool.query(query), { signal });
+        await this.#queue(poolKey).add(() => runGuarded(pool, query, signal), { signal });
         this.#written.set(objectKey, hash);
         return 'written';
       } catch (error) {
@@ -196,4 +198,28 @@ function positiveInteger(value: number | undefined, fallback: number, name: stri
 function nonNegativeInteger(value: number, name: string): number {
   if (!Number.isInteger(value) || value < 0) throw new DbError('ROWCAST_INVALID_OPTIONS', `${name} must be a non-negative integer, got ${value}`);
   return value;
+}
+
+/**
+ * One write-back statement under the session guard the DQR's query runs
+ * with: each round trip bounded, and a statement that may change its session
+ * closes the connection instead of handing the change to the next checkout.
+ */
+async function runGuarded(pool: pg.Pool, query: pg.QueryConfig & { queryMode: 'extended' }, signal: AbortSignal): Promise<void> {
+  const client = await pool.connect();
+  const connection = new ConnectionWatch(client, replyBoundMs(pool), 'the write-back');
+  const cancel = (): void => {
+    void cancelBackend(client, cleanupTimeoutMs);
+  };
+  signal.addEventListener('abort', cancel, { once: true });
+  try {
+    await connection.reply(client.query(query), 'the write-back statement');
+    client.release(leavesSessionState(query.text) ? true : undefined);
+  } catch (error) {
+    client.release(error instanceof Error ? error : true);
+    throw error;
+  } finally {
+    signal.removeEventListener('abort', cancel);
+    connection.dispose();
+  }
 }
