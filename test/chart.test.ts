@@ -70,8 +70,11 @@ interface K8sObject {
   [field: string]: unknown;
 }
 
+/** Where a user pushed `npm run image`'s archive: the chart refuses its own placeholder repository. */
+const image = { repository: 'registry.test/team/rowcast' };
+
 async function render(release: string, namespace: string, values: Record<string, unknown> = {}): Promise<K8sObject[]> {
-  const out = await helm(['template', release, chart, '--namespace', namespace, '-f', await valuesFile(values)]);
+  const out = await helm(['template', release, chart, '--namespace', namespace, '-f', await valuesFile({ image, ...values })]);
   return (yaml.loadAll(out) as (K8sObject | null)[]).filter((o): o is K8sObject => o !== null);
 }
 
@@ -217,12 +220,22 @@ test('with prometheusRule on, the chart ships exactly the alerts of dashboards/a
   assert.equal(monitor.spec.endpoints[0]?.honorLabels, true);
 });
 
+test('the chart refuses the placeholder image repository until image.repository is set', async () => {
+  for (const args of [['template', 'rc', chart], ['install', `rcp-${suffix}`, chart, '--namespace', releaseNamespace, '--dry-run=server', '--kubeconfig', env.state.hub.kubeconfigPath]]) {
+    await assert.rejects(helm(args), (error: Error & { stderr?: string }) => {
+      assert.match(error.stderr ?? '', /image\.repository .*registry\.example\.com\/rowcast\/rowcast.*npm run image/);
+      return true;
+    }, `helm ${args[0] ?? ''} with the placeholder repository`);
+  }
+  await helm(['template', 'rc', chart, '--set', `image.repository=${image.repository}`]);
+});
+
 test('helm lint passes with default and non-default values, and the schema refuses bad ones', async () => {
-  await helm(['lint', '--strict', chart]);
+  await helm(['lint', '--strict', chart, '-f', await valuesFile({ image })]);
   await helm(['lint', '--strict', chart, '--namespace', 'rowcast-system', '-f', await valuesFile(nonDefault)]);
-  await helm(['lint', '--strict', chart, '-f', await valuesFile({ controller: { hubId: 'hub-a' }, rbac: { inClusterMemberRules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }] } })]);
+  await helm(['lint', '--strict', chart, '-f', await valuesFile({ image, controller: { hubId: 'hub-a' }, rbac: { inClusterMemberRules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }] } })]);
   for (const bad of [{ controller: { logLevel: 'loud' } }, { controller: { probeInterval: 'soon' } }, { replica: 2 }, { controller: { workers: 0 } }]) {
-    await assert.rejects(helm(['lint', chart, '-f', await valuesFile(bad)]), `values ${JSON.stringify(bad)} must be refused`);
+    await assert.rejects(helm(['lint', chart, '-f', await valuesFile({ image, ...bad })]), `values ${JSON.stringify(bad)} must be refused`);
   }
 });
 
@@ -233,7 +246,7 @@ test('default values: a hardened single controller, cluster-wide RBAC exactly as
   assertHardened(spec, container);
   assert.equal(spec.replicas, 1);
   assert.equal(spec.strategy.type, 'Recreate', 'no two controllers at once without leader election');
-  assert.equal(container.image, 'registry.example.com/rowcast/rowcast:0.1.0');
+  assert.equal(container.image, `${image.repository}:0.1.0`);
   assert.deepEqual(container.args, [
     'controller',
     '--log-level=info',
@@ -362,7 +375,7 @@ test('the rendered chart is accepted by the hub apiserver object by object, and 
 test('helm install --dry-run=server against the hub succeeds, and NOTES.txt says how to register a member', async () => {
   const out = await helm([
     'install', `rcn-${suffix}`, chart, '--namespace', releaseNamespace, '--dry-run=server', '--kubeconfig', env.state.hub.kubeconfigPath,
-    '--set', `watchNamespace=${env.namespace}`,
+    '--set', `watchNamespace=${env.namespace}`, '--set', `image.repository=${image.repository}`,
   ]);
   const notes = out.slice(out.indexOf('NOTES:'));
   assert.ok(notes.length > 'NOTES:'.length, `no NOTES in:\n${out}`);

@@ -40,6 +40,9 @@ app.kubernetes.io/part-of: rowcast
 {{- end }}
 
 {{- define "rowcast.image" -}}
+{{- if eq .Values.image.repository "registry.example.com/rowcast/rowcast" }}
+{{- fail "image.repository is the placeholder registry.example.com/rowcast/rowcast, which does not exist: build the image (npm run image), push it to your registry (skopeo copy oci-archive:dist/rowcast-<version>.oci.tar docker://<registry>/rowcast:<version>) and set image.repository to it; see docs/install.md" }}
+{{- end }}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
 {{- else }}
