@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -62,12 +62,27 @@ function commandOf(pid: number): string[] {
   }
 }
 
+/** Every process below pid, from /proc's parent links (buildah, in Go, forks from any of its threads). */
 async function descendants(pid: number): Promise<number[]> {
-  const children = await readFile(`/proc/${String(pid)}/task/${String(pid)}/children`, 'utf8').then(
-    (text) => text.split(' ').filter((p) => p !== '').map(Number),
-    () => [],
-  );
-  return [...children, ...(await Promise.all(children.map(descendants))).flat()];
+  const parents = new Map<number, number>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // The fields after the command's closing parenthesis: state, then ppid.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (Number.isInteger(ppid)) parents.set(Number(entry), ppid);
+  }
+  const found: number[] = [];
+  const below = (parent: number): void => {
+    for (const [child, p] of parents) {
+      if (p === parent) {
+        found.push(child);
+        below(child);
+      }
+    }
+  };
+  below(pid);
+  return found;
 }
 
 interface LockEntry {
