@@ -17,20 +17,9 @@ CREATE TABLE app_status (
   PRIMARY KEY (app_name, cluster)
 );
 
--- spec.ledger: Rowcast inserts a row per managed object on create and deletes
--- it on prune.
-CREATE TABLE rowcast_ledger (
-  row_key    text NOT NULL,
-  cluster    text NOT NULL,
-  kind       text NOT NULL,
-  namespace  text NOT NULL DEFAULT '',
-  name       text NOT NULL,
-  hash       text NOT NULL,
-  applied_at timestamptz NOT NULL,
-  status     text,
-  last_error text,
-  PRIMARY KEY (cluster, kind, namespace, name)
-);
+-- spec.ledger: Rowcast creates rowcast_ledger (one row per managed object per
+-- cluster) on its first sync, with the shape docs/database.md shows under
+-- "The fleet ledger". A DBA may create it in advance from that DDL instead.
 
 -- Notify change detection: Rowcast LISTENs on rowcast_apps. The payload is
 -- informational; any notification triggers a (debounced) sync.
