@@ -44,7 +44,8 @@ export function targetKey(target: ClusterTarget): string {
  * Which ClusterTargets a DQR selects: those named, those its selector matches,
  * or, when it only names a row column, every target it may use (each row then
  * picks among them). Tenancy: a target accepts DQRs from its own namespace and
- * from its allowedSourceNamespaces.
+ * from its allowedSourceNamespaces; one named but not accepting is refused
+ * with a reason, one a selector matches but not accepting is not seen.
  */
 export function selectTargets(dqrNamespace: string, targets: Targets, all: readonly ClusterTarget[]): TargetSelection {
   const byKey = new Map(all.map((t) => [targetKey(t), t]));
@@ -62,7 +63,8 @@ export function selectTargets(dqrNamespace: string, targets: Targets, all: reado
   const everyUsable = targets.clusters.length === 0 && targets.clusterSelector === undefined;
   for (const target of all) {
     const matched = everyUsable || (targets.clusterSelector !== undefined && matchesLabelSelector(targets.clusterSelector, target.metadata.labels));
-    if (matched && (everyUsable ? acceptsSourceNamespace(target, dqrNamespace) : true)) candidates.set(targetKey(target), target);
+    // A selector reaches only targets that accept this namespace: another tenant's target is never named in this DQR's status.
+    if (matched && acceptsSourceNamespace(target, dqrNamespace)) candidates.set(targetKey(target), target);
   }
   const selected: ClusterTarget[] = [];
   for (const target of candidates.values()) {
