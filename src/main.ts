@@ -59,7 +59,7 @@ async function controller(argv: string[]): Promise<number> {
   let leaseApi: MemberApi | undefined;
   // A standby replica is ready to take over; only the leader waits for its caches.
   const ready = (): boolean => (elector !== undefined && !elector.isLeader ? true : hub.ready);
-  const endpoints = options.metricsBindAddress === '0' ? undefined : await serveEndpoints({ bindAddress: options.metricsBindAddress, registry: metrics.registry, ready });
+  const endpoints = options.metricsBindAddress === '0' ? undefined : await serveEndpoints({ bindAddress: options.metricsBindAddress, registry: metrics.registry, ready, notReadyReason: () => hub.notReadyReason });
   if (endpoints !== undefined) logger.info('serving /metrics, /healthz and /readyz', { port: endpoints.port });
   let exitCode = 0;
   let graceMs = options.shutdownGraceMs;

@@ -1,5 +1,6 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubernetesListObject } from '@kubernetes/client-node';
-import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, WATCH_LABEL } from '../api/index.ts';
+import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, GROUP, WATCH_LABEL } from '../api/index.ts';
 import type { ControllerOptions } from '../config/index.ts';
 import { MemberApi, MemberKubeConfig, MemberRegistry } from '../clusters/index.ts';
 import { NotifyHub, PoolRegistry, WriteBackQueue } from '../db/index.ts';
@@ -51,6 +52,8 @@ export class HubController {
   private readonly deps: HubControllerDeps;
   private ctx: HubContext | undefined;
   private stopped = false;
+  private readonly stopping = new AbortController();
+  private missingCrds: string | undefined;
 
   constructor(deps: HubControllerDeps) {
     this.deps = deps;
@@ -59,6 +62,12 @@ export class HubController {
   get ready(): boolean {
     const i = this.ctx?.informers;
     return i !== undefined && i.dqrs.synced && i.clusterTargets.synced && i.secrets.synced;
+  }
+
+  /** Why the controller is not ready, for /readyz; undefined when it is. */
+  get notReadyReason(): string | undefined {
+    if (this.ready) return undefined;
+    return this.missingCrds ?? 'caches not synced';
   }
 
   async start(): Promise<void> {
@@ -70,7 +79,8 @@ export class HubController {
     const hub = new MemberApi(hubConfig, onResponse);
     const hubKubeconfig = this.deps.hubKubeconfig === 'in-cluster' ? hubConfig.exportConfig() : this.deps.hubKubeconfig;
     const hubId = options.hubId ?? (await hub.request<{ metadata: { uid: string } }>('GET', '/api/v1/namespaces/kube-system')).metadata.uid;
-    // Stopped (leadership lost) while asking: nothing may start now.
+    await this.waitForCrds(hub);
+    // Stopped (leadership lost, or a signal) while asking: nothing may start now.
     if (this.hasStopped()) {
       await hub.close();
       return;
@@ -196,6 +206,7 @@ export class HubController {
   /** `graceMs`: how long in-flight syncs may go on before their signal aborts; 0 when leadership is lost. */
   async stop(graceMs = this.deps.options.shutdownGraceMs): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     const ctx = this.ctx;
     if (ctx === undefined) return;
     await Promise.all(Object.values(ctx.informers).map((i) => i.stop()));
@@ -242,6 +253,38 @@ export class HubController {
     const changed = this.seen.get(key) !== fingerprint;
     this.seen.set(key, fingerprint);
     return changed || event === 'add';
+  }
+
+  /**
+   * Informers on resources the hub does not serve fail and retry forever, one
+   * warning each time, and never sync: without the CRDs the controller says so
+   * once and waits for them instead.
+   */
+  private async waitForCrds(hub: MemberApi): Promise<void> {
+    const wanted = [DATABASE_QUERY_RESOURCE.plural, CLUSTER_TARGET.plural];
+    let attempt = 0;
+    while (!this.hasStopped()) {
+      let served: string[];
+      try {
+        served = (await hub.request<{ resources?: { name: string }[] }>('GET', `/apis/${API_VERSION}`)).resources?.map((r) => r.name) ?? [];
+      } catch (error) {
+        // Anything but "not served" is for the informers to report and retry.
+        if ((error as { code?: number }).code !== 404) return;
+        served = [];
+      }
+      const missing = wanted.filter((plural) => !served.includes(plural));
+      if (missing.length === 0) {
+        if (this.missingCrds !== undefined) this.deps.logger.info('the Rowcast CRDs are installed now; starting');
+        this.missingCrds = undefined;
+        return;
+      }
+      if (this.missingCrds === undefined) {
+        this.missingCrds = `the hub does not serve ${missing.map((p) => `${p}.${GROUP}`).join(' and ')}: the Rowcast CRDs are not installed (kubectl apply --server-side -f crds/)`;
+        this.deps.logger.error(`${this.missingCrds}; waiting for them`);
+      }
+      attempt++;
+      await sleep(Math.min(1000 * 2 ** Math.min(attempt, 5), 30_000), undefined, { signal: this.stopping.signal }).catch(() => undefined);
+    }
   }
 
   /** Give every ClusterTarget one reconcile before DQRs start, so the first syncs find their members. */

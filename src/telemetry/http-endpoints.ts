@@ -7,6 +7,8 @@ export interface EndpointOptions {
   registry: Registry;
   /** /readyz answers 200 only while this is true (hub caches synced). */
   ready: () => boolean;
+  /** Why it is not ready, told in the /readyz body. */
+  notReadyReason?: () => string | undefined;
 }
 
 export interface RunningEndpoints {
@@ -31,7 +33,7 @@ export async function serveEndpoints(options: EndpointOptions): Promise<RunningE
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const ready = options.ready();
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ok\n' : 'caches not synced\n');
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ok\n' : `${options.notReadyReason?.() ?? 'caches not synced'}\n`);
     } else if (path === '/metrics') {
       options.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': options.registry.contentType }).end(text),
