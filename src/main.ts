@@ -17,6 +17,8 @@ commands:
   render         print the manifests a DatabaseQueryResource's rows render to, per cluster
   plan           show what a sync would create, update, prune or refuse, by server-side dry run
   cluster add    register a member cluster: a kubeconfig Secret and a ClusterTarget
+  completion     print a bash or zsh completion script
+  version        print the version (also --version)
 
 Every command takes --help.
 
@@ -43,7 +45,16 @@ async function controller(argv: string[]): Promise<number> {
     import('./runtime/index.ts'),
   ]);
   const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
-  const hubKubeconfig = options.kubeconfig === undefined ? 'in-cluster' : await readFile(options.kubeconfig, 'utf8');
+  let hubKubeconfig = 'in-cluster';
+  if (options.kubeconfig !== undefined) {
+    try {
+      hubKubeconfig = await readFile(options.kubeconfig, 'utf8');
+    } catch (error) {
+      process.stderr.write(`rowcast controller: cannot read the hub kubeconfig ${options.kubeconfig}: ${(error as NodeJS.ErrnoException).code ?? String(error)}\n`);
+      await tracing.shutdown();
+      return 2;
+    }
+  }
   const identity = `${hostname()}-${randomUUID().slice(0, 8)}`;
   const userAgent = `rowcast (replica ${identity})`;
   let elector: LeaderElector | undefined;
@@ -121,9 +132,9 @@ function aborted(signal: AbortSignal): Promise<void> {
   });
 }
 
-/** Runs a CLI command; its expected failures print as one line, not a stack. */
+/** Runs a CLI command; its failures print as one line, never a stack. */
 async function cli(run: (commands: typeof import('./cli/index.ts')) => Promise<number>): Promise<number> {
-  const commands = await import('./cli/index.ts');
+  const [commands, { describeApiError }] = await Promise.all([import('./cli/index.ts'), import('./runtime/index.ts')]);
   const { CliError, EXIT } = commands;
   try {
     return await run(commands);
@@ -136,7 +147,9 @@ async function cli(run: (commands: typeof import('./cli/index.ts')) => Promise<n
       process.stderr.write(`rowcast: ${error.message}\n`);
       return EXIT.usage;
     }
-    throw error;
+    // An apiserver's or the network's answer: its message, not client-node's multi-line dump.
+    process.stderr.write(`rowcast: ${describeApiError(error).message.split('\n')[0] ?? ''}\n`);
+    return EXIT.failed;
   }
 }
 
@@ -149,6 +162,14 @@ async function main(argv: string[]): Promise<number> {
       return cli((c) => c.renderCommand(rest));
     case 'plan':
       return cli((c) => c.planCommand(rest));
+    case 'completion':
+      return cli((c) => c.completionCommand(rest));
+    case 'version':
+    case '--version':
+      return cli((c) => {
+        process.stdout.write(`rowcast ${c.rowcastVersion()}\n`);
+        return Promise.resolve(c.EXIT.ok);
+      });
     case 'cluster':
       if (rest[0] === 'add') return cli((c) => c.clusterAddCommand(rest.slice(1)));
       process.stderr.write(`rowcast cluster: unknown subcommand ${JSON.stringify(rest[0] ?? '')}; try rowcast cluster add --help\n`);

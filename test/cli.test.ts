@@ -82,9 +82,9 @@ test('rowcast render prints each row per cluster, and names a failing row and it
   assert.ok(!ok.stdout.includes(env.db.password) && !ok.stderr.includes(env.db.password));
 
   const broken = await dqrFile('broken', { template: template.replace('{{quote row.email}}', '{{quote row.emial}}') });
-  const bad = await rowcast('render', '-f', broken, '--database-url', `${env.db.url}?sslmode=disable`);
+  const bad = await rowcast('render', '-f', broken, '--database-url', `${env.db.url}?sslmode=disable`, '--cluster', 'east');
   assert.equal(bad.code, 1);
-  assert.match(bad.stderr, /row "1" on cluster local: row\.emial: .*line 6/);
+  assert.match(bad.stderr, /row "1" on cluster east: row\.emial: .*line 6/);
 
   const invalid = await dqrFile('invalid', { pollInterval: 'soon' });
   const usage = await rowcast('render', '-f', invalid, '--database-url', env.db.url);

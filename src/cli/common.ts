@@ -1,7 +1,20 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { parse as parseConnectionString } from 'pg-connection-string';
-import { DATABASE_QUERY_RESOURCE, YAML_LIMITS, loadYamlDocuments, parseDatabaseQueryResource, type DatabaseQueryResource } from '../api/index.ts';
+import {
+  API_VERSION,
+  CLUSTER_TARGET,
+  DATABASE_QUERY_RESOURCE,
+  GROUP,
+  YAML_LIMITS,
+  loadYamlDocuments,
+  parseClusterTarget,
+  parseDatabaseQueryResource,
+  type ClusterTarget,
+  type DatabaseQueryResource,
+} from '../api/index.ts';
+import { selectTargets, type TargetRefusal } from '../sync/index.ts';
 import { TemplateError, compileTemplate, type CompiledTemplate } from '../render/index.ts';
 import { MemberApi, MemberKubeConfig } from '../clusters/index.ts';
 import { sslModes, withConnectionDefaults, type ConnectionSettings, type SslMode } from '../db/index.ts';
@@ -44,8 +57,18 @@ export async function readDqrFile(path: string, namespace: string | undefined): 
 
 /** postgres://user:password@host:port/db?sslmode=... into the settings Rowcast's pools take. */
 export function settingsFromUrl(url: string, pool: DatabaseQueryResource['spec']['database']['pool']): ConnectionSettings {
-  const parsed = parseConnectionString(url);
-  const sslmode = new URL(url.replace(/^postgres(ql)?:/, 'http:')).searchParams.get('sslmode') ?? undefined;
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1];
+  if (scheme === undefined) throw new CliError('--database-url: not a URL; expected postgres://user:password@host:port/database', EXIT.usage);
+  if (scheme !== 'postgres' && scheme !== 'postgresql') throw new CliError(`--database-url: scheme ${JSON.stringify(scheme)}: Rowcast reads PostgreSQL only (postgres:// or postgresql://)`, EXIT.usage);
+  let parsed: ReturnType<typeof parseConnectionString>;
+  let sslmode: string | undefined;
+  try {
+    parsed = parseConnectionString(url);
+    sslmode = new URL(url.replace(/^postgres(ql)?:/, 'http:')).searchParams.get('sslmode') ?? undefined;
+  } catch {
+    // The URL itself is not echoed: it holds the password.
+    throw new CliError('--database-url: malformed URL; expected postgres://user:password@host:port/database', EXIT.usage);
+  }
   if (sslmode !== undefined && !sslModes.includes(sslmode as SslMode)) throw new CliError(`--database-url: unknown sslmode ${JSON.stringify(sslmode)}`, EXIT.usage);
   if ((parsed.host ?? '') === '' || (parsed.database ?? '') === '') {
     throw new CliError('--database-url: expected postgres://user:password@host:port/database', EXIT.usage);
@@ -99,4 +122,68 @@ export function compileDqrTemplate(dqr: DatabaseQueryResource): CompiledTemplate
     const where = error instanceof TemplateError && error.line !== undefined ? ` line ${error.line}` : '';
     throw new CliError(`spec.template${where}: ${error instanceof Error ? error.message : String(error)}`, EXIT.usage);
   }
+}
+
+/** The version in package.json, the one place it is kept. */
+export function rowcastVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** A hub without the CRDs answers 404 to every Rowcast path: say that instead. */
+export async function requireCrds(hub: MemberApi): Promise<void> {
+  const wanted = [DATABASE_QUERY_RESOURCE.plural, CLUSTER_TARGET.plural];
+  let served: string[] = [];
+  try {
+    served = (await hub.request<{ resources?: { name: string }[] }>('GET', `/apis/${API_VERSION}`)).resources?.map((r) => r.name) ?? [];
+  } catch (error) {
+    if ((error as { code?: number }).code !== 404) throw error;
+  }
+  const missing = wanted.filter((plural) => !served.includes(plural));
+  if (missing.length > 0) {
+    throw new CliError(`the hub does not serve ${missing.map((p) => `${p}.${GROUP}`).join(' and ')}: the Rowcast CRDs are not installed (kubectl apply --server-side -f crds/)`);
+  }
+}
+
+/**
+ * The ClusterTargets a DQR selects on the hub, and those it names but may not use.
+ * Selecting none is an error: there would be nothing to render or plan.
+ */
+export async function selectedOnHub(hub: MemberApi, dqr: DatabaseQueryResource): Promise<{ selected: ClusterTarget[]; refused: TargetRefusal[] }> {
+  await requireCrds(hub);
+  const namespace = dqr.metadata.namespace ?? 'default';
+  // Without cluster-wide list rights, the DQR's own namespace is what can be seen.
+  const list = await hub
+    .request<{ items: unknown[] }>('GET', `/apis/${API_VERSION}/${CLUSTER_TARGET.plural}`)
+    .catch(() => hub.request<{ items: unknown[] }>('GET', `/apis/${API_VERSION}/namespaces/${namespace}/${CLUSTER_TARGET.plural}`));
+  const all: ClusterTarget[] = [];
+  for (const item of list.items) {
+    const parsed = parseClusterTarget(item);
+    if (parsed.ok) all.push(parsed.value);
+  }
+  const selection = selectTargets(namespace, dqr.spec.targets, all);
+  if (selection.selected.length === 0) {
+    const why = selection.refused.length > 0 ? selection.refused.map((r) => r.message).join('; ') : `no ClusterTarget matches spec.targets (${all.length} on the hub)`;
+    throw new CliError(`${namespace}/${dqr.metadata.name} selects no ClusterTarget: ${why}`);
+  }
+  return selection;
+}
+
+/** --cluster flags checked against the DQR's targets, as if each were a ClusterTarget in the DQR's namespace. */
+export function selectedFlagClusters(dqr: DatabaseQueryResource, flags: readonly { name: string; labels: Record<string, string> }[]): ClusterTarget[] {
+  const namespace = dqr.metadata.namespace ?? 'default';
+  const targets: ClusterTarget[] = [];
+  for (const flag of flags) {
+    const parsed = parseClusterTarget({ apiVersion: API_VERSION, kind: CLUSTER_TARGET.kind, metadata: { name: flag.name, namespace, labels: flag.labels }, spec: { kubeconfigSecretRef: { name: 'none', key: 'kubeconfig' } } });
+    if (!parsed.ok) throw new CliError(`--cluster ${flag.name}: ${parsed.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, EXIT.usage);
+    targets.push(parsed.value);
+  }
+  const selected = new Set(selectTargets(namespace, dqr.spec.targets, targets).selected.map((t) => t.metadata.name));
+  for (const flag of flags) {
+    if (!selected.has(flag.name)) throw new CliError(`--cluster ${flag.name}: the DQR's spec.targets do not select a cluster with this name and labels`, EXIT.usage);
+  }
+  return targets;
 }

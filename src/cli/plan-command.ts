@@ -1,13 +1,13 @@
 import { parseArgs } from 'node:util';
 import { createTwoFilesPatch } from 'diff';
 import yaml from 'js-yaml';
-import { ANNOTATIONS, API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, parseClusterTarget, type ClusterTarget, type PendingPruneStatus } from '../api/index.ts';
+import { ANNOTATIONS, API_VERSION, DATABASE_QUERY_RESOURCE, type PendingPruneStatus } from '../api/index.ts';
 import { MemberRegistry, type MemberApi } from '../clusters/index.ts';
 import { PoolRegistry, type ConnectionSettings } from '../db/index.ts';
 import { readSecretKeys, unfenced, type SecretLike } from '../runtime/index.ts';
-import { connectionSettingsFromSecret, describeObject, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
+import { connectionSettingsFromSecret, describeObject, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { SecretScrubber, createLogger } from '../telemetry/index.ts';
-import { CliError, EXIT, compileDqrTemplate, hubFromKubeconfig, readDqrFile, settingsFromUrl } from './common.ts';
+import { CliError, EXIT, compileDqrTemplate, hubFromKubeconfig, readDqrFile, requireCrds, selectedOnHub, settingsFromUrl } from './common.ts';
 
 export const planHelp = `usage: rowcast plan -f FILE [flags]
 
@@ -116,6 +116,7 @@ export async function planCommand(argv: string[]): Promise<number> {
   const members = new MemberRegistry({ policy: { allowExecAuth: values['allow-exec-auth'] === true, allowFilePaths: false, allowInsecure: values['allow-insecure-kubeconfigs'] === true }, scrubber, requestTimeoutMs: 15_000 });
   const pools = new PoolRegistry({ logger });
   try {
+    await requireCrds(hub);
     const hubId = values['hub-id'] ?? (await hub.request<{ metadata: { uid: string } }>('GET', '/api/v1/namespaces/kube-system')).metadata.uid;
     const live = await getOrUndefined<{ metadata: { uid: string; generation?: number; annotations?: Record<string, string> }; status?: { managedResources?: string[]; pendingPrune?: PendingPruneStatus; rowKeyColumns?: string[] } }>(
       hub,
@@ -134,14 +135,8 @@ export async function planCommand(argv: string[]): Promise<number> {
       settings = connection.settings;
     }
 
-    const list = await hub.request<{ items: unknown[] }>('GET', `/apis/${API_VERSION}/${CLUSTER_TARGET.plural}`);
-    const targets: ClusterTarget[] = [];
-    for (const item of list.items) {
-      const parsed = parseClusterTarget(item);
-      if (parsed.ok) targets.push(parsed.value);
-    }
-    const selection = selectTargets(namespace, dqr.spec.targets, targets);
-    for (const refusal of selection.refused) process.stdout.write(`refused: ${refusal.message}\n`);
+    const selection = await selectedOnHub(hub, dqr);
+    for (const refusal of selection.refused) process.stderr.write(`rowcast: ${refusal.message}\n`);
     const clusters: SyncCluster[] = [];
     for (const target of selection.selected) {
       const ns = target.metadata.namespace ?? '';
@@ -189,7 +184,7 @@ export async function planCommand(argv: string[]): Promise<number> {
     }
     const limit = dqr.spec.pruneLimit.kind === 'count' ? String(dqr.spec.pruneLimit.count) : `${dqr.spec.pruneLimit.percent}%`;
     const { changes, problems } = print(outcome, limit);
-    if (problems > 0) return EXIT.failed;
+    if (problems + selection.refused.length > 0) return EXIT.failed;
     return values['detailed-exitcode'] === true && changes > 0 ? EXIT.changes : EXIT.ok;
   } finally {
     await members.closeAll();

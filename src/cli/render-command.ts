@@ -1,10 +1,9 @@
 import { parseArgs } from 'node:util';
 import yaml from 'js-yaml';
-import { API_VERSION, CLUSTER_TARGET, parseClusterTarget, type ClusterTarget } from '../api/index.ts';
 import { PoolRegistry } from '../db/index.ts';
-import { readAndRender, selectTargets, type RenderCluster } from '../sync/index.ts';
+import { readAndRender, targetKey, type RenderCluster } from '../sync/index.ts';
 import { SecretScrubber, createLogger } from '../telemetry/index.ts';
-import { CliError, EXIT, compileDqrTemplate, hubFromKubeconfig, parseClusterFlag, readDqrFile, settingsFromUrl } from './common.ts';
+import { CliError, EXIT, compileDqrTemplate, hubFromKubeconfig, parseClusterFlag, readDqrFile, selectedFlagClusters, selectedOnHub, settingsFromUrl } from './common.ts';
 
 export const renderHelp = `usage: rowcast render -f FILE --database-url URL [flags]
 
@@ -14,32 +13,15 @@ renders to, per cluster. Nothing is applied.
 flags:
   -f, --file FILE              the DatabaseQueryResource (YAML)
   --database-url URL           postgres://user:password@host:port/db?sslmode=disable
-  --cluster NAME[:k=v,...]     a cluster to render for, with its labels (repeatable)
-  --kubeconfig PATH            read the ClusterTargets the DQR selects from this hub instead
+  --cluster NAME[:k=v,...]     a cluster to render for, with its labels (repeatable); it must be
+                               one the DQR's spec.targets select
+  --kubeconfig PATH            read the ClusterTargets the DQR selects from this hub (with --cluster:
+                               only those named)
   --context NAME               the hub's context in that kubeconfig
   -n, --namespace NS           the DQR's namespace (default: the file's, else default)
   -h, --help                   this text
 
-exit codes: 0 every row rendered, 1 some rows failed, 2 bad usage or input`;
-
-async function hubClusters(kubeconfig: string | undefined, context: string | undefined, namespace: string, targets: Parameters<typeof selectTargets>[1]): Promise<RenderCluster[]> {
-  const hub = hubFromKubeconfig(kubeconfig, context);
-  try {
-    const list = await hub.request<{ items: unknown[] }>('GET', `/apis/${API_VERSION}/${CLUSTER_TARGET.plural}`).catch(() =>
-      hub.request<{ items: unknown[] }>('GET', `/apis/${API_VERSION}/namespaces/${namespace}/${CLUSTER_TARGET.plural}`),
-    );
-    const all: ClusterTarget[] = [];
-    for (const item of list.items) {
-      const parsed = parseClusterTarget(item);
-      if (parsed.ok) all.push(parsed.value);
-    }
-    const selection = selectTargets(namespace, targets, all);
-    for (const refusal of selection.refused) process.stderr.write(`note: ${refusal.message}\n`);
-    return selection.selected.map((t) => ({ key: `${t.metadata.namespace ?? ''}/${t.metadata.name}`, name: t.metadata.name, labels: t.metadata.labels }));
-  } finally {
-    await hub.close();
-  }
-}
+exit codes: 0 every row rendered, 1 some rows failed or the hub refused, 2 bad usage or input`;
 
 export async function renderCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -62,14 +44,30 @@ export async function renderCommand(argv: string[]): Promise<number> {
   const { dqr } = await readDqrFile(values.file, values.namespace);
   const namespace = dqr.metadata.namespace ?? 'default';
   const template = compileDqrTemplate(dqr);
-  let clusters: RenderCluster[] = (values.cluster ?? []).map(parseClusterFlag).map((c) => ({ key: c.name, ...c }));
-  if (values.kubeconfig !== undefined || values.context !== undefined) clusters = await hubClusters(values.kubeconfig, values.context, namespace, dqr.spec.targets);
-  if (clusters.length === 0) {
-    process.stderr.write('note: no --cluster given: rendering for one cluster named "local" with no labels\n');
-    clusters = [{ key: 'local', name: 'local', labels: {} }];
-  }
-  const scrubber = new SecretScrubber();
   const settings = settingsFromUrl(values['database-url'], dqr.spec.database.pool);
+  const flags = (values.cluster ?? []).map(parseClusterFlag);
+  let targets;
+  if (values.kubeconfig !== undefined || values.context !== undefined) {
+    const hub = hubFromKubeconfig(values.kubeconfig, values.context);
+    try {
+      const selection = await selectedOnHub(hub, dqr);
+      for (const refusal of selection.refused) process.stderr.write(`note: ${refusal.message}\n`);
+      targets = selection.selected;
+    } finally {
+      await hub.close();
+    }
+    const names = targets.map((t) => t.metadata.name);
+    for (const flag of flags) {
+      if (!names.includes(flag.name)) throw new CliError(`--cluster ${flag.name}: the DQR does not select a ClusterTarget of this name on the hub; it selects: ${names.join(', ')}`, EXIT.usage);
+    }
+    if (flags.length > 0) targets = targets.filter((t) => flags.some((f) => f.name === t.metadata.name));
+  } else if (flags.length > 0) {
+    targets = selectedFlagClusters(dqr, flags);
+  } else {
+    throw new CliError('name the clusters to render for: --cluster NAME[:key=value,...] (repeatable), or --kubeconfig to read the ClusterTargets the DQR selects', EXIT.usage);
+  }
+  const clusters: RenderCluster[] = targets.map((t) => ({ key: targetKey(t), name: t.metadata.name, labels: t.metadata.labels }));
+  const scrubber = new SecretScrubber();
   scrubber.register(settings.password);
   const pools = new PoolRegistry({ logger: createLogger({ level: 'error', scrubber, write: (line) => process.stderr.write(`${line}\n`) }) });
   const lease = pools.acquire(settings);
