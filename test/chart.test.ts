@@ -220,6 +220,27 @@ test('with prometheusRule on, the chart ships exactly the alerts of dashboards/a
   assert.equal(monitor.spec.endpoints[0]?.honorLabels, true);
 });
 
+test('promtool check rules accepts dashboards/alerts.yaml and the groups of the chart\'s PrometheusRule', async () => {
+  const extra = { name: 'mine', rules: [{ alert: 'Mine', expr: 'vector(1)', for: '5m' }] };
+  const rule = only(await render('rules', 'monitoring', { metrics: { prometheusRule: { enabled: true, groups: [extra] } } }), 'PrometheusRule') as unknown as { spec: { groups: unknown[] } };
+  const shipped = join(work, 'prometheusrule-groups.yaml');
+  await writeFile(shipped, yaml.dump({ groups: rule.spec.groups }));
+  for (const file of [join(repo, 'dashboards', 'alerts.yaml'), shipped]) {
+    const { stdout } = await run('promtool', ['check', 'rules', file]);
+    assert.match(stdout, /SUCCESS: \d+ rules found/, `promtool check rules ${file}`);
+  }
+});
+
+test('extra prometheusRule groups named like a shipped group are refused, not rendered twice', async () => {
+  const shipped = (yaml.load(await readFile(join(repo, 'dashboards', 'alerts.yaml'), 'utf8')) as { groups: { name: string }[] }).groups;
+  const again = shipped[0];
+  assert.ok(again !== undefined);
+  await assert.rejects(render('rules', 'monitoring', { metrics: { prometheusRule: { enabled: true, groups: [again] } } }), (error: Error & { stderr?: string }) => {
+    assert.match(error.stderr ?? '', new RegExp(`metrics\\.prometheusRule\\.groups.*${again.name.replace(/\./g, '\\.')}.*already`));
+    return true;
+  });
+});
+
 test('the chart refuses the placeholder image repository until image.repository is set', async () => {
   for (const args of [['template', 'rc', chart], ['install', `rcp-${suffix}`, chart, '--namespace', releaseNamespace, '--dry-run=server', '--kubeconfig', env.state.hub.kubeconfigPath]]) {
     await assert.rejects(helm(args), (error: Error & { stderr?: string }) => {
@@ -379,7 +400,7 @@ test('helm install --dry-run=server against the hub succeeds, and NOTES.txt says
   ]);
   const notes = out.slice(out.indexOf('NOTES:'));
   assert.ok(notes.length > 'NOTES:'.length, `no NOTES in:\n${out}`);
-  for (const wanted of ['kind: ClusterTarget', 'kubeconfigSecretRef', `kubectl -n ${env.namespace} create secret generic`, 'docs/install.md', 'kubectl apply --server-side -f crds/']) {
+  for (const wanted of ['rowcast cluster add east-1 --context', '--force-conflicts', 'kind: ClusterTarget', 'kubeconfigSecretRef', `kubectl -n ${env.namespace} create secret generic`, 'docs/install.md', 'kubectl apply --server-side -f crds/']) {
     assert.ok(notes.includes(wanted), `NOTES mention ${wanted}:\n${notes}`);
   }
 });
