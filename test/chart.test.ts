@@ -393,6 +393,17 @@ test('the rendered chart is accepted by the hub apiserver object by object, and 
   }
 });
 
+test('with watchNamespace naming a namespace that does not exist, its Roles cannot be created (docs/install.md creates it first)', async () => {
+  const missing = `${env.namespace}-missing`;
+  const roles = (await render('rcm', releaseNamespace, { watchNamespace: missing })).filter((o) => o.metadata.namespace === missing);
+  assert.ok(roles.some((o) => o.kind === 'Role'), 'the chart puts Roles in the watched namespace');
+  const tried = await kubectl(['create', '--dry-run=server', '-f', '-'], roles.map((o) => JSON.stringify(o)).join('\n'));
+  assert.notEqual(tried.code, 0);
+  assert.match(tried.stderr, new RegExp(`namespaces "${missing}" not found`));
+  const install = await readFile(join(repo, 'docs', 'install.md'), 'utf8');
+  assert.ok(install.includes('kubectl create namespace platform') && install.includes('--set watchNamespace=platform'), 'docs/install.md creates the watched namespace before helm install');
+});
+
 test('helm install --dry-run=server against the hub succeeds, and NOTES.txt says how to register a member', async () => {
   const out = await helm([
     'install', `rcn-${suffix}`, chart, '--namespace', releaseNamespace, '--dry-run=server', '--kubeconfig', env.state.hub.kubeconfigPath,
