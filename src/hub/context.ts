@@ -43,6 +43,8 @@ export interface HubContext {
   managed: Map<string, Map<string, number>>;
   /** Ledgers known to exist, as pool key + table. */
   ledgers: Set<string>;
+  /** Per DQR, the failing conditions last logged: a failure is logged when it appears or changes, not on every retry. */
+  loggedFailures: Map<string, string>;
   /** Each notify-mode DQR's LISTEN subscription, with what it was made for. */
   subscriptions: Map<string, { id: string; subscription: NotifySubscription }>;
   informers: {

@@ -156,6 +156,7 @@ export class HubController {
       changes: new Map(),
       managed: new Map(),
       ledgers: new Set(),
+      loggedFailures: new Map(),
       pendingTriggers: new Map(),
       subscriptions: new Map(),
       templates: new TemplateCache(),

@@ -32,6 +32,27 @@ interface Reporter {
   warn(reason: string, message: string): Promise<void>;
 }
 
+/**
+ * What status says is failing also goes to the log, once: when it first
+ * appears or changes, again after it cleared, never per retry. Conditions that
+ * repeat another's message are one line.
+ */
+function logFailures(ctx: HubContext, key: string, conditions: readonly Condition[]): void {
+  const failed = conditions.filter((c) => c.status === 'False');
+  // Ready sums up the others; alone (a DQR stuck deleting) it is the failure.
+  const specific = failed.filter((c) => c.type !== CONDITION_TYPES.ready);
+  const failing = specific.length > 0 ? specific : failed;
+  const messages = [...new Map(failing.map((c) => [c.message, c])).values()];
+  const signature = JSON.stringify(messages.map((c) => [c.type, c.reason, c.message]));
+  if (messages.length === 0) {
+    ctx.loggedFailures.delete(key);
+    return;
+  }
+  if (ctx.loggedFailures.get(key) === signature) return;
+  ctx.loggedFailures.set(key, signature);
+  for (const c of messages) ctx.logger.warn('sync failing', { dqr: key, condition: c.type, reason: c.reason, message: c.message });
+}
+
 function reporter(ctx: HubContext, raw: HubObject, namespace: string, name: string): Reporter {
   const key = `${namespace}/${name}`;
   let previous = (raw.status?.['conditions'] ?? []) as Condition[];
@@ -44,6 +65,7 @@ function reporter(ctx: HubContext, raw: HubObject, namespace: string, name: stri
       if (ready !== undefined) ctx.metrics.dqrReady.labels(namespace, name).set(ready.status === 'True' ? 1 : 0);
       ctx.fence(key);
       await ctx.writer.patchStatus(dqrPath(namespace, name), { observedGeneration: generation, conditions, ...extra });
+      logFailures(ctx, key, conditions);
       for (const type of [CONDITION_TYPES.ready, CONDITION_TYPES.databaseConnected]) {
         const changed = transitioned(previous, conditions, type);
         if (changed !== undefined && changed.status === 'False') await ctx.writer.event(ref, 'Warning', changed.reason, changed.message);
