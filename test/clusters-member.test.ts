@@ -77,7 +77,7 @@ test('the registry builds a member once, rebuilds it on a new kubeconfig, and re
   const scrubber = new SecretScrubber();
   const registry = new MemberRegistry({ policy: { allowExecAuth: false, allowFilePaths: false, allowInsecure: false }, scrubber, requestTimeoutMs: 5000 });
   try {
-    const spec = { key: 'ns/m1', name: 'm1', labels: { region: 'a' }, kubeconfig: member.info.kubeconfig, trusted: false, rateLimit: { qps: 50, burst: 100, concurrency: 8 } };
+    const spec = { key: 'ns/m1', name: 'm1', labels: { region: 'a' }, kubeconfig: member.info.kubeconfig, scrubSource: 'secret:ns/m1', trusted: false, rateLimit: { qps: 50, burst: 100, concurrency: 8 } };
     const first = await registry.ensure(spec);
     const again = await registry.ensure(spec);
     assert.ok(first.ok && again.ok);

@@ -77,7 +77,7 @@ test('a connection Secret whose host key holds a URL is refused, and its passwor
 });
 
 test('every span passes the scrubber, whoever wrote its attributes, events or status', async () => {
-  scrubber.register('hunter2-registered');
+  scrubber.register('hunter2-registered', 'secret:ns/db');
   await inSpan('rowcast.scrub_check', { 'server.address': 'postgresql://u:hunter2-registered@db', 'db.password': 'plain', 'rowcast.list': ['a', 'x-hunter2-registered'] }, (span) => {
     span.recordException(new Error('login hunter2-registered refused'));
     span.setStatus({ code: SpanStatusCode.ERROR, message: 'auth hunter2-registered' });

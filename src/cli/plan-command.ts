@@ -127,7 +127,7 @@ export async function planCommand(argv: string[]): Promise<number> {
     let settings: ConnectionSettings;
     if (values['database-url'] !== undefined) {
       settings = settingsFromUrl(values['database-url'], dqr.spec.database.pool);
-      scrubber.register(settings.password);
+      scrubber.register(settings.password, 'command-line');
     } else {
       const secret = await getOrUndefined<SecretLike>(hub, `/api/v1/namespaces/${namespace}/secrets/${dqr.spec.database.connectionSecretRef.name}`);
       const connection = connectionSettingsFromSecret(dqr, namespace, secret, scrubber);
@@ -151,7 +151,7 @@ export async function planCommand(argv: string[]): Promise<number> {
         }
         kubeconfig = read.values['kubeconfig'] ?? '';
       }
-      const member = await members.ensure({ key: `${ns}/${target.metadata.name}`, name: target.metadata.name, labels: { ...target.metadata.labels }, kubeconfig, trusted: target.spec.inCluster, rateLimit: target.spec.rateLimit });
+      const member = await members.ensure({ key: `${ns}/${target.metadata.name}`, name: target.metadata.name, labels: { ...target.metadata.labels }, kubeconfig, scrubSource: 'command-line', trusted: target.spec.inCluster, rateLimit: target.spec.rateLimit });
       if (!member.ok) {
         process.stdout.write(`cluster ${target.metadata.name}: ! kubeconfig refused: ${member.problems.map((p) => `${p.field}: ${p.message}`).join('; ')}\n`);
         continue;

@@ -68,7 +68,7 @@ export async function renderCommand(argv: string[]): Promise<number> {
   }
   const clusters: RenderCluster[] = targets.map((t) => ({ key: targetKey(t), name: t.metadata.name, labels: t.metadata.labels }));
   const scrubber = new SecretScrubber();
-  scrubber.register(settings.password);
+  scrubber.register(settings.password, 'command-line');
   const pools = new PoolRegistry({ logger: createLogger({ level: 'error', scrubber, write: (line) => process.stderr.write(`${line}\n`) }) });
   const lease = pools.acquire(settings);
   try {

@@ -12,6 +12,8 @@ export interface MemberSpec {
   labels: Record<string, string>;
   /** Kubeconfig text from the Secret; for an in-cluster target, the hub's own. */
   kubeconfig: string;
+  /** Where the kubeconfig was read (see secretSource): its credentials are forgotten by the scrubber with that Secret. */
+  scrubSource: string;
   /** The hub's own kubeconfig is trusted as it is; a Secret's is vetted. */
   trusted: boolean;
   rateLimit: RateLimitSettings;
@@ -40,17 +42,17 @@ export interface MemberRegistryOptions {
 }
 
 /** Every credential a kubeconfig carries, so none can reach a log line. */
-function registerCredentials(scrubber: SecretScrubber, text: string): void {
+function registerCredentials(scrubber: SecretScrubber, text: string, source: string): void {
   const loaded = loadYamlDocument(text, YAML_LIMITS.kubeconfig);
   // Vetting reports YAML that is broken or over the limits, and nothing of it is used.
   if (!loaded.ok) return;
-  scrubber.register(text);
+  scrubber.register(text, source);
   const doc = loaded.value as { users?: unknown } | null | undefined;
   const users = typeof doc === 'object' && doc !== null && Array.isArray(doc.users) ? (doc.users as { user?: Record<string, unknown> }[]) : [];
   for (const entry of users) {
     for (const key of ['token', 'password', 'client-key-data', 'client-certificate-data']) {
       const value = entry.user?.[key];
-      if (typeof value === 'string') scrubber.register(value);
+      if (typeof value === 'string') scrubber.register(value, source);
     }
   }
 }
@@ -81,7 +83,7 @@ export class MemberRegistry {
   }
 
   async ensure(spec: MemberSpec): Promise<EnsureResult> {
-    registerCredentials(this.options.scrubber, spec.kubeconfig);
+    registerCredentials(this.options.scrubber, spec.kubeconfig, spec.scrubSource);
     const fingerprint = createHash('sha256').update(spec.kubeconfig).update(JSON.stringify(spec.rateLimit)).digest('hex');
     const existing = this.members.get(spec.key);
     if (existing?.fingerprint === fingerprint) {

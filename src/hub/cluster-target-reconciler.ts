@@ -1,6 +1,6 @@
 import { API_VERSION, CLUSTER_TARGET, CONDITION_TYPES, REASONS, parseClusterTarget, type ClusterTarget, type Condition } from '../api/index.ts';
 import { probeMember, type Member } from '../clusters/index.ts';
-import { readSecretKeys, type ReconcileResult } from '../runtime/index.ts';
+import { readSecretKeys, secretSource, type ReconcileResult } from '../runtime/index.ts';
 import { unwatchedSecret } from '../sync/index.ts';
 import { setConditions, transitioned, type ConditionUpdate } from '../status/index.ts';
 import { splitKey, type HubContext, type HubObject } from './context.ts';
@@ -68,6 +68,7 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string, signa
   }
 
   let kubeconfig = ctx.hubKubeconfig;
+  let scrubSource = 'hub-kubeconfig';
   if (!target.spec.inCluster) {
     const ref = target.spec.kubeconfigSecretRef;
     const secret = ctx.informers.secrets.get(ref.name, namespace);
@@ -75,12 +76,14 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string, signa
     const read = readSecretKeys(secret, { kubeconfig: ref.key }, new Set(), ctx.scrubber);
     if (!read.ok) return notReady(REASONS.secretInvalid, `Secret ${namespace}/${ref.name} has no key ${ref.key} (spec.kubeconfigSecretRef.key)`);
     kubeconfig = read.values['kubeconfig'] ?? '';
+    scrubSource = secretSource(namespace, ref.name);
   }
   const ensured = await ctx.members.ensure({
     key,
     name,
     labels: { ...target.metadata.labels },
     kubeconfig,
+    scrubSource,
     trusted: target.spec.inCluster,
     rateLimit: target.spec.rateLimit,
   });

@@ -5,7 +5,7 @@ import type { ControllerOptions } from '../config/index.ts';
 import { MemberApi, MemberKubeConfig, MemberRegistry } from '../clusters/index.ts';
 import { NotifyHub, PoolRegistry, WriteBackQueue } from '../db/index.ts';
 import { TemplateCache } from '../render/index.ts';
-import { SupervisedInformer, WorkQueue, describeApiError, unfenced, type Fence, type InformerEvent, type ReconcileOutcome } from '../runtime/index.ts';
+import { SupervisedInformer, WorkQueue, describeApiError, forgetSecretValues, unfenced, type Fence, type InformerEvent, type ReconcileOutcome } from '../runtime/index.ts';
 import { HubWriter } from '../status/index.ts';
 import type { Logger, Metrics, SecretScrubber } from '../telemetry/index.ts';
 import { enqueueAllDqrs, reconcileClusterTarget } from './cluster-target-reconciler.ts';
@@ -175,7 +175,8 @@ export class HubController {
         secrets: informer(
           'secrets',
           listPath('', 'secrets'),
-          (_event, object) => {
+          (event, object) => {
+            forgetSecretValues(object, event === 'delete', scrubber);
             const users = secretUsers(this.context(), object.metadata?.namespace ?? '', object.metadata?.name ?? '');
             for (const key of users.clusterTargets) ctQueue.add(key);
             for (const key of users.dqrs) dqrQueue.add(key);

@@ -5,7 +5,7 @@ import { createLogger, SecretScrubber } from '../../src/telemetry/index.ts';
 test('a registered secret is removed in plain, base64 and URL-encoded forms', () => {
   const scrubber = new SecretScrubber();
   const secret = 'hunter2/pa:ss@word';
-  scrubber.register(secret);
+  scrubber.register(secret, 'secret:ns/db');
   const leaks = [
     `password authentication failed: ${secret}`,
     `basic ${Buffer.from(secret).toString('base64')}`,
@@ -21,7 +21,7 @@ test('a registered secret is removed in plain, base64 and URL-encoded forms', ()
 
 test('a secret registered base64-encoded (as Secrets hold it) is removed decoded too', () => {
   const scrubber = new SecretScrubber();
-  scrubber.register(Buffer.from('s3cr3t-value').toString('base64'));
+  scrubber.register(Buffer.from('s3cr3t-value').toString('base64'), 'secret:ns/db');
   assert.equal(scrubber.scrub('got s3cr3t-value back'), 'got [REDACTED] back');
 });
 
@@ -43,14 +43,14 @@ test('values of secret-named fields are redacted at any depth; others are kept',
 
 test('short values are not registered, so ordinary words survive', () => {
   const scrubber = new SecretScrubber();
-  scrubber.register('abc');
+  scrubber.register('abc', 'secret:ns/db');
   assert.equal(scrubber.scrub('abc def'), 'abc def');
 });
 
 test('the logger writes one JSON line per call, with child fields, scrubbed, above its level', () => {
   const lines: string[] = [];
   const scrubber = new SecretScrubber();
-  scrubber.register('topsecretpw');
+  scrubber.register('topsecretpw', 'secret:ns/db');
   const logger = createLogger({ level: 'info', scrubber, write: (line) => lines.push(line) }).child({ dqr: 'ns/users' });
   logger.debug('hidden');
   logger.info('query failed', { error: new Error('auth failed for topsecretpw'), rows: 3n });
@@ -66,8 +66,26 @@ test('the logger writes one JSON line per call, with child fields, scrubbed, abo
 test('values too long for one regular expression are still removed, and scrubbing never throws', () => {
   const scrubber = new SecretScrubber();
   const long = `${'['.repeat(200_000)}${']'.repeat(200_000)}`;
-  scrubber.register(long);
-  scrubber.register('s3cr3t-value');
+  scrubber.register(long, 'secret:ns/db');
+  scrubber.register('s3cr3t-value', 'secret:ns/db');
   assert.equal(scrubber.scrub(`a ${long} b s3cr3t-value c`), 'a [REDACTED] b [REDACTED] c');
   assert.equal(scrubber.scrub(`url ${encodeURIComponent(long)}`), 'url [REDACTED]');
+});
+
+test("a Secret's values are forgotten when it goes or its data is replaced; a value another Secret registered stays scrubbed", () => {
+  const scrubber = new SecretScrubber();
+  scrubber.register('old-password', 'secret:team-a/db');
+  scrubber.register('shared-password', 'secret:team-a/db');
+  scrubber.register('shared-password', 'secret:team-b/db');
+  scrubber.register('kept-password', 'secret:team-a/db');
+
+  scrubber.forget('secret:team-a/db', ['user: app\npassword: kept-password\n']);
+  assert.equal(scrubber.scrub('old-password kept-password shared-password'), 'old-password [REDACTED] [REDACTED]');
+  assert.equal(scrubber.scrub(Buffer.from('old-password').toString('base64')), Buffer.from('old-password').toString('base64'));
+
+  scrubber.forget('secret:team-a/db');
+  assert.equal(scrubber.scrub('kept-password shared-password'), 'kept-password [REDACTED]');
+
+  scrubber.forget('secret:team-b/db');
+  assert.equal(scrubber.scrub('shared-password'), 'shared-password');
 });
