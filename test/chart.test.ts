@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -402,6 +402,41 @@ test('with watchNamespace naming a namespace that does not exist, its Roles cann
   assert.match(tried.stderr, new RegExp(`namespaces "${missing}" not found`));
   const install = await readFile(join(repo, 'docs', 'install.md'), 'utf8');
   assert.ok(install.includes('kubectl create namespace platform') && install.includes('--set watchNamespace=platform'), 'docs/install.md creates the watched namespace before helm install');
+});
+
+test('CRDs Helm installed from crds/ upgrade with kubectl apply --server-side only with --force-conflicts, as docs/install.md says', async () => {
+  // A CRD of the test's own, installed the way the chart's are: from a chart's crds/ folder by helm install.
+  const group = `w${suffix}.rowcast.test`;
+  const crd = (description: string): Record<string, unknown> => ({
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `widgets.${group}` },
+    spec: {
+      group,
+      scope: 'Namespaced',
+      names: { plural: 'widgets', singular: 'widget', kind: 'Widget', listKind: 'WidgetList' },
+      versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', description, 'x-kubernetes-preserve-unknown-fields': true } } }],
+    },
+  });
+  const crdChart = join(work, 'crd-chart');
+  await mkdir(join(crdChart, 'crds'), { recursive: true });
+  await writeFile(join(crdChart, 'Chart.yaml'), yaml.dump({ apiVersion: 'v2', name: 'crd-only', version: '0.1.0' }));
+  await writeFile(join(crdChart, 'crds', 'widgets.yaml'), yaml.dump(crd('first')));
+  const release = `rcc-${suffix}`;
+  await helm(['install', release, crdChart, '--namespace', releaseNamespace, '--kubeconfig', env.state.hub.kubeconfigPath]);
+  try {
+    const changed = JSON.stringify(crd('second'));
+    const plain = await kubectl(['apply', '--server-side', '-f', '-'], changed);
+    assert.notEqual(plain.code, 0, 'a field Helm set is owned by Helm');
+    assert.match(plain.stderr, /conflict/i);
+    const forced = await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], changed);
+    assert.equal(forced.code, 0, forced.stderr);
+  } finally {
+    await helm(['uninstall', release, '--namespace', releaseNamespace, '--kubeconfig', env.state.hub.kubeconfigPath]);
+    await kubectl(['delete', 'crd', `widgets.${group}`, '--wait=false']);
+  }
+  const install = await readFile(join(repo, 'docs', 'install.md'), 'utf8');
+  assert.ok(install.includes('kubectl apply --server-side --force-conflicts -f crds/'), 'docs/install.md upgrades the CRDs with --force-conflicts');
 });
 
 test('helm install --dry-run=server against the hub succeeds, and NOTES.txt says how to register a member', async () => {
