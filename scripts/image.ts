@@ -82,7 +82,10 @@ async function fetchDebs(log: (line: string) => void): Promise<string> {
     const present = await stat(path).then(() => true, () => false);
     if (!present) {
       log(`apt-get download ${deb.name}=${deb.version}`);
-      await run('apt-get', ['download', `${deb.name}=${deb.version}`], { cwd: dir });
+      await run('apt-get', ['download', `${deb.name}=${deb.version}`], { cwd: dir }).catch((error: unknown) => {
+        const stderr = (error as { stderr?: string }).stderr ?? String(error);
+        throw new Error(`apt-get download ${deb.name}=${deb.version} failed (run apt-get update; if the version left the archive, move the pin in scripts/image.ts): ${stderr.trim()}`);
+      });
     }
     const digest = await sha256(path);
     if (digest !== deb.sha256) {
