@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { promisify } from 'node:util';
+import { parsePatch } from 'diff';
 import yaml from 'js-yaml';
 import { vetKubeconfig } from '../src/clusters/index.ts';
 import { adminRequest } from './harness/kube-apiserver.ts';
@@ -80,6 +81,16 @@ test('rowcast render prints each row per cluster, and names a failing row and it
   );
   assert.match(ok.stdout, /# cluster: west, row: 2/);
   assert.ok(!ok.stdout.includes(env.db.password) && !ok.stderr.includes(env.db.password));
+  const asJson = await rowcast('render', '-f', file, '--database-url', `${env.db.url}?sslmode=disable`, '--cluster', 'west:region=west', '-o', 'json');
+  assert.equal(asJson.code, 0, asJson.stderr);
+  const rendered = JSON.parse(asJson.stdout) as { clusters: { name: string; objects: { row: string; manifest: { data: Record<string, string> } }[] }[]; failures: unknown[] };
+  assert.deepEqual(
+    rendered.clusters.map((c) => [c.name, c.objects.map((o) => `${o.row}/${o.manifest.data['region'] ?? ''}`)]),
+    [['west', ['1/west', '2/west']]],
+  );
+  assert.deepEqual(rendered.failures, []);
+  const asYaml = await rowcast('render', '-f', file, '--database-url', `${env.db.url}?sslmode=disable`, '--cluster', 'west:region=west', '-o', 'yaml');
+  assert.deepEqual(yaml.load(asYaml.stdout), rendered);
 
   const broken = await dqrFile('broken', { template: template.replace('{{quote row.email}}', '{{quote row.emial}}') });
   const bad = await rowcast('render', '-f', broken, '--database-url', `${env.db.url}?sslmode=disable`, '--cluster', 'east');
@@ -120,6 +131,40 @@ test('rowcast plan shows creates, updates with a diff and prunes, and changes no
   assert.equal(after.metadata?.resourceVersion, before.metadata?.resourceVersion, 'plan changed nothing');
   const stillThere = await member.core.readNamespacedConfigMap({ name: 'cli-2', namespace: env.namespace });
   assert.equal(stillThere.metadata?.name, 'cli-2');
+
+  // A rival DQR holds cli-9 on the members: row 9 appearing here is a conflict that names it.
+  await putDqr(env, 'rival', { query: "SELECT 9 AS id, 'rival@example.com' AS email", template, pollInterval: '1h' });
+  await eventually('rival synced', async () => (condition(await dqrStatus(env, 'rival'), 'Synced')?.status === 'True' ? true : undefined));
+  await env.sql('INSERT INTO people VALUES (9, $1), (10, $2), (4, $3)', ['nine@example.com', 'ten@example.com', 'four@example.com']);
+  const json = await rowcast('plan', '-f', file, '--kubeconfig', env.hub.info.kubeconfigPath, '--hub-id', `hub-${env.namespace}`, '-o', 'json');
+  assert.equal(json.code, 1, `a conflict is a problem\n${json.stderr}`);
+  interface Entry {
+    row: string;
+    object: string;
+    diff: string;
+    message: string;
+  }
+  const report = JSON.parse(json.stdout) as { dqr: string; clusters: { name: string; creates: Entry[]; updates: Entry[]; prunes: Entry[]; conflicts: Entry[]; failures: Entry[] }[] };
+  assert.equal(report.dqr, `${env.namespace}/planned`);
+  const east = report.clusters.find((c) => c.name === 'member-1');
+  assert.ok(east !== undefined);
+  assert.deepEqual(east.creates.map((c) => c.row), ['3', '4', '10'], 'rows sorted');
+  assert.deepEqual(east.prunes.map((p) => p.row), ['2']);
+  assert.deepEqual(east.failures, []);
+  const update = east.updates.find((u) => u.row === '1');
+  assert.ok(update !== undefined);
+  assert.match(update.diff, /^--- live\n\+\+\+ planned\n@@ -\d+,\d+ \+\d+,\d+ @@\n/);
+  assert.equal(parsePatch(update.diff).length, 1, 'one well-formed file patch');
+  assert.ok(!update.diff.includes('rowcast.dev/hash'), update.diff);
+  assert.match(update.diff, /^-  email: ada@example\.com$/m);
+  assert.match(update.diff, /^\+  email: ada@new\.example$/m);
+  assert.equal(east.conflicts.length, 1, JSON.stringify(east.conflicts));
+  assert.equal(east.conflicts[0]?.row, '9');
+  assert.match(east.conflicts[0].message, new RegExp(`DatabaseQueryResource ${env.namespace}/rival`));
+  const asYaml = await rowcast('plan', '-f', file, '--kubeconfig', env.hub.info.kubeconfigPath, '--hub-id', `hub-${env.namespace}`, '-o', 'yaml');
+  assert.deepEqual(yaml.load(asYaml.stdout), report);
+  const badFormat = await rowcast('plan', '-f', file, '-o', 'wide');
+  assert.equal(badFormat.code, 2);
 });
 
 test('rowcast cluster add registers a member from a kubeconfig context, inlining its files; exec is refused', async () => {

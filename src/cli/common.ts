@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
+import yaml from 'js-yaml';
 import { parse as parseConnectionString } from 'pg-connection-string';
 import {
   API_VERSION,
@@ -186,4 +187,16 @@ export function selectedFlagClusters(dqr: DatabaseQueryResource, flags: readonly
     if (!selected.has(flag.name)) throw new CliError(`--cluster ${flag.name}: the DQR's spec.targets do not select a cluster with this name and labels`, EXIT.usage);
   }
   return targets;
+}
+
+export type OutputFormat = 'text' | 'json' | 'yaml';
+
+/** -o: text for people, json or yaml for scripts. */
+export function outputFormat(value: string | undefined): OutputFormat {
+  if (value === undefined || value === 'text' || value === 'json' || value === 'yaml') return value ?? 'text';
+  throw new CliError(`-o ${JSON.stringify(value)}: expected text, json or yaml`, EXIT.usage);
+}
+
+export function printStructured(value: unknown, format: 'json' | 'yaml'): void {
+  process.stdout.write(format === 'json' ? `${JSON.stringify(value, null, 2)}\n` : yaml.dump(value, { lineWidth: -1, noRefs: true }));
 }

@@ -7,7 +7,7 @@ import { PoolRegistry, type ConnectionSettings } from '../db/index.ts';
 import { readSecretKeys, unfenced, type SecretLike } from '../runtime/index.ts';
 import { connectionSettingsFromSecret, describeObject, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { SecretScrubber, createLogger } from '../telemetry/index.ts';
-import { CliError, EXIT, compileDqrTemplate, hubFromKubeconfig, readDqrFile, requireCrds, selectedOnHub, settingsFromUrl } from './common.ts';
+import { CliError, EXIT, compileDqrTemplate, outputFormat, printStructured, hubFromKubeconfig, readDqrFile, requireCrds, selectedOnHub, settingsFromUrl } from './common.ts';
 
 export const planHelp = `usage: rowcast plan -f FILE [flags]
 
@@ -25,17 +25,131 @@ flags:
   --allow-exec-auth            accept member kubeconfigs with exec plugins (runs them here)
   --allow-insecure-kubeconfigs accept member kubeconfigs with insecure-skip-tls-verify or plain http
   --detailed-exitcode          exit 3 when the plan has changes
+  -o, --output FORMAT          text (default), json or yaml: per cluster the creates, updates (each with
+                               a unified diff, --- live / +++ planned), prunes, conflicts and failures
   -h, --help                   this text
 
 exit codes: 0 planned, 1 failures (rows, conflicts, unreachable members), 2 bad usage or input, 3 changes pending (with --detailed-exitcode)`;
 
-/** The fields a diff should not show: the server's bookkeeping, not the object's content. */
+/** The fields a diff should not show: the server's bookkeeping and Rowcast's content hash, not the object's content. */
 function comparable(object: Record<string, unknown> | undefined): string {
   if (object === undefined) return '';
   const bookkeeping = new Set(['managedFields', 'resourceVersion', 'uid', 'creationTimestamp', 'generation']);
   const metadata = Object.fromEntries(Object.entries(object['metadata'] as Record<string, unknown>).filter(([key]) => !bookkeeping.has(key)));
+  const annotations = metadata['annotations'] as Record<string, string> | undefined;
+  if (annotations !== undefined) {
+    const kept = Object.fromEntries(Object.entries(annotations).filter(([key]) => key !== ANNOTATIONS.hash));
+    if (Object.keys(kept).length === 0) Reflect.deleteProperty(metadata, 'annotations');
+    else metadata['annotations'] = kept;
+  }
   const content = Object.fromEntries(Object.entries(object).filter(([key]) => key !== 'status'));
   return yaml.dump({ ...content, metadata }, { sortKeys: true, lineWidth: -1, noRefs: true });
+}
+
+/** A unified diff, `--- live` / `+++ planned`, that patch(1) applies to the live object's YAML. */
+function unifiedDiff(live: Record<string, unknown> | undefined, planned: Record<string, unknown>): string {
+  const patch = createTwoFilesPatch('live', 'planned', comparable(live), comparable(planned), undefined, undefined, { context: 3 });
+  return patch.slice(patch.indexOf('--- live'));
+}
+
+const byRow = (a: { row: string }, b: { row: string }): number => a.row.localeCompare(b.row, 'en', { numeric: true });
+
+/** The plan as -o json/yaml prints it, and as the text view reads it. */
+interface PlanReport {
+  dqr: string;
+  rows: number;
+  clusters: {
+    name: string;
+    error?: string;
+    creates: { row: string; object: string }[];
+    updates: { row: string; object: string; diff: string }[];
+    unchanged: number;
+    prunes: { row: string | null; object: string }[];
+    conflicts: { row: string; field: string; message: string }[];
+    failures: { row: string; field: string; message: string }[];
+  }[];
+  /** Rows that failed before reaching any cluster (the query's shape, a template error). */
+  failures: { row: string; field: string; message: string }[];
+  refused: string[];
+  pruneBlocked?: { id: string; cluster?: string; wanted: number; allowed: number; managed: number; confirmWith: string };
+  changes: number;
+  problems: number;
+}
+
+function planReport(dqrKey: string, outcome: DqrSyncOutcome, refused: readonly string[]): PlanReport {
+  const failure = (f: DqrSyncOutcome['failures'][number]): { row: string; field: string; message: string } => ({ row: f.rowKey, field: f.field, message: f.message });
+  const clusters = outcome.clusters.map((cluster) => {
+    const mine = outcome.failures.filter((f) => f.cluster === cluster.name);
+    return {
+      name: cluster.name,
+      ...(cluster.lastError === undefined ? {} : { error: cluster.lastError }),
+      creates: cluster.planned
+        .filter((c) => c.action === 'create')
+        .map((c) => ({ row: c.object.rowKey, object: describeObject({ kind: c.object.kind, namespace: c.object.namespace, name: c.object.name }) }))
+        .sort(byRow),
+      updates: cluster.planned
+        .filter((c) => c.action === 'update')
+        .map((c) => ({ row: c.object.rowKey, object: describeObject({ kind: c.object.kind, namespace: c.object.namespace, name: c.object.name }), diff: unifiedDiff(c.live, c.planned) }))
+        .sort(byRow),
+      unchanged: cluster.unchanged,
+      prunes: cluster.pruneCandidates
+        .map((o) => ({ row: o.rowKey ?? null, object: describeObject(o) }))
+        .sort((a, b) => byRow({ row: a.row ?? '' }, { row: b.row ?? '' })),
+      conflicts: mine.filter((f) => f.conflict).map(failure).sort(byRow),
+      failures: mine.filter((f) => !f.conflict).map(failure).sort(byRow),
+    };
+  });
+  const changes = clusters.reduce((n, c) => n + c.creates.length + c.updates.length + c.prunes.length, 0);
+  const problems = outcome.failures.length + outcome.clusters.filter((c) => c.lastError !== undefined).length + refused.length;
+  const blocked = outcome.pruneBlocked;
+  return {
+    dqr: dqrKey,
+    rows: outcome.rowCount,
+    clusters,
+    failures: outcome.failures.filter((f) => f.cluster === '').map(failure).sort(byRow),
+    refused: [...refused],
+    ...(blocked === undefined
+      ? {}
+      : {
+          pruneBlocked: {
+            id: blocked.id,
+            ...(blocked.cluster === undefined ? {} : { cluster: blocked.cluster }),
+            wanted: blocked.wanted,
+            allowed: blocked.allowed,
+            managed: blocked.managed,
+            confirmWith: `kubectl annotate dqr ${dqrKey.split('/')[1] ?? ''} -n ${dqrKey.split('/')[0] ?? ''} ${ANNOTATIONS.confirmPrune}=${blocked.id}`,
+          },
+        }),
+    changes,
+    problems,
+  };
+}
+
+function printText(report: PlanReport, limit: string): void {
+  const out = (line: string): void => {
+    process.stdout.write(`${line}\n`);
+  };
+  for (const refusal of report.refused) out(`refused: ${refusal}`);
+  for (const cluster of report.clusters) {
+    out(`cluster ${cluster.name}:`);
+    if (cluster.error !== undefined) out(`  ! ${cluster.error}`);
+    for (const c of cluster.creates) out(`  + create ${c.object} (row ${c.row})`);
+    for (const u of cluster.updates) {
+      out(`  ~ update ${u.object} (row ${u.row})`);
+      for (const line of u.diff.split('\n')) if (line !== '') out(`      ${line}`);
+    }
+    if (cluster.unchanged > 0) out(`  = ${cluster.unchanged} unchanged`);
+    for (const p of cluster.prunes) out(`  - prune ${p.object} (row ${p.row ?? '?'})`);
+    for (const f of cluster.conflicts) out(`  ! conflict row ${JSON.stringify(f.row)}${f.field === '' ? '' : ` (${f.field})`}: ${f.message}`);
+    for (const f of cluster.failures) out(`  x failed row ${JSON.stringify(f.row)}${f.field === '' ? '' : ` (${f.field})`}: ${f.message}`);
+  }
+  for (const f of report.failures) out(`x row ${JSON.stringify(f.row)} (${f.field}): ${f.message}`);
+  if (report.pruneBlocked !== undefined) {
+    const { wanted, allowed, managed, cluster, confirmWith } = report.pruneBlocked;
+    const where = cluster === undefined ? '' : ` on cluster ${cluster}`;
+    out(`prune BLOCKED: ${wanted} of ${managed} objects${where} is more than spec.pruneLimit ${limit} allows (${allowed}); the controller would wait for: ${confirmWith}`);
+  }
+  out(`${report.rows} rows; ${report.changes} change(s); ${report.problems} problem(s)`);
 }
 
 async function getOrUndefined<T>(hub: MemberApi, path: string): Promise<T | undefined> {
@@ -45,45 +159,6 @@ async function getOrUndefined<T>(hub: MemberApi, path: string): Promise<T | unde
     if ((error as { code?: number }).code === 404) return undefined;
     throw error;
   }
-}
-
-function print(outcome: DqrSyncOutcome, limit: string): { changes: number; problems: number } {
-  let changes = 0;
-  const out = (line: string): void => {
-    process.stdout.write(`${line}\n`);
-  };
-  for (const cluster of outcome.clusters) {
-    out(`cluster ${cluster.name}:`);
-    if (cluster.lastError !== undefined) out(`  ! ${cluster.lastError}`);
-    for (const change of cluster.planned) {
-      changes++;
-      const what = describeObject({ kind: change.object.kind, namespace: change.object.namespace, name: change.object.name });
-      if (change.action === 'create') {
-        out(`  + create ${what} (row ${change.object.rowKey})`);
-      } else {
-        out(`  ~ update ${what} (row ${change.object.rowKey})`);
-        const patch = createTwoFilesPatch('live', 'planned', comparable(change.live), comparable(change.planned), undefined, undefined, { context: 2 });
-        for (const line of patch.split('\n').slice(2)) if (line !== '') out(`      ${line}`);
-      }
-    }
-    if (cluster.unchanged > 0) out(`  = ${cluster.unchanged} unchanged`);
-    for (const object of cluster.pruneCandidates) {
-      changes++;
-      out(`  - prune ${describeObject(object)} (row ${object.rowKey ?? '?'})`);
-    }
-    for (const failure of outcome.failures.filter((f) => f.cluster === cluster.name)) {
-      out(`  ${failure.conflict ? '! conflict' : 'x failed'} row ${JSON.stringify(failure.rowKey)}${failure.field === '' ? '' : ` (${failure.field})`}: ${failure.message}`);
-    }
-  }
-  for (const failure of outcome.failures.filter((f) => f.cluster === '')) out(`x row ${JSON.stringify(failure.rowKey)} (${failure.field}): ${failure.message}`);
-  if (outcome.pruneBlocked !== undefined) {
-    const { id, wanted, allowed, managed, cluster } = outcome.pruneBlocked;
-    const where = cluster === undefined ? '' : ` on cluster ${cluster}`;
-    out(`prune BLOCKED: ${wanted} of ${managed} objects${where} is more than spec.pruneLimit ${limit} allows (${allowed}); the controller would wait for ${ANNOTATIONS.confirmPrune}=${id}`);
-  }
-  const problems = outcome.failures.length + outcome.clusters.filter((c) => c.lastError !== undefined).length;
-  out(`${outcome.rowCount} rows; ${changes} change(s); ${problems} problem(s)`);
-  return { changes, problems };
 }
 
 export async function planCommand(argv: string[]): Promise<number> {
@@ -99,6 +174,7 @@ export async function planCommand(argv: string[]): Promise<number> {
       'allow-exec-auth': { type: 'boolean' },
       'allow-insecure-kubeconfigs': { type: 'boolean' },
       'detailed-exitcode': { type: 'boolean' },
+      output: { type: 'string', short: 'o' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -106,6 +182,7 @@ export async function planCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${planHelp}\n`);
     return EXIT.ok;
   }
+  const output = outputFormat(values.output);
   if (values.file === undefined) throw new CliError(`-f is required\n\n${planHelp}`, EXIT.usage);
   const { dqr } = await readDqrFile(values.file, values.namespace);
   const namespace = dqr.metadata.namespace ?? 'default';
@@ -136,8 +213,8 @@ export async function planCommand(argv: string[]): Promise<number> {
     }
 
     const selection = await selectedOnHub(hub, dqr);
-    for (const refusal of selection.refused) process.stderr.write(`rowcast: ${refusal.message}\n`);
     const clusters: SyncCluster[] = [];
+    const unreadable: string[] = [];
     for (const target of selection.selected) {
       const ns = target.metadata.namespace ?? '';
       let kubeconfig = hub.kubeConfig.exportConfig();
@@ -146,14 +223,14 @@ export async function planCommand(argv: string[]): Promise<number> {
         const secret = await getOrUndefined<SecretLike>(hub, `/api/v1/namespaces/${ns}/secrets/${ref.name}`);
         const read = secret === undefined ? undefined : readSecretKeys(secret, { kubeconfig: ref.key }, new Set(), scrubber);
         if (read?.ok !== true) {
-          process.stdout.write(`cluster ${target.metadata.name}: ! kubeconfig Secret ${ns}/${ref.name} or its key ${ref.key} not found\n`);
+          unreadable.push(`cluster ${target.metadata.name}: kubeconfig Secret ${ns}/${ref.name} or its key ${ref.key} not found`);
           continue;
         }
         kubeconfig = read.values['kubeconfig'] ?? '';
       }
       const member = await members.ensure({ key: `${ns}/${target.metadata.name}`, name: target.metadata.name, labels: { ...target.metadata.labels }, kubeconfig, scrubSource: 'command-line', trusted: target.spec.inCluster, rateLimit: target.spec.rateLimit });
       if (!member.ok) {
-        process.stdout.write(`cluster ${target.metadata.name}: ! kubeconfig refused: ${member.problems.map((p) => `${p.field}: ${p.message}`).join('; ')}\n`);
+        unreadable.push(`cluster ${target.metadata.name}: kubeconfig refused: ${member.problems.map((p) => `${p.field}: ${p.message}`).join('; ')}`);
         continue;
       }
       clusters.push({ target, member: member.member });
@@ -183,9 +260,11 @@ export async function planCommand(argv: string[]): Promise<number> {
       await lease.release();
     }
     const limit = dqr.spec.pruneLimit.kind === 'count' ? String(dqr.spec.pruneLimit.count) : `${dqr.spec.pruneLimit.percent}%`;
-    const { changes, problems } = print(outcome, limit);
-    if (problems + selection.refused.length > 0) return EXIT.failed;
-    return values['detailed-exitcode'] === true && changes > 0 ? EXIT.changes : EXIT.ok;
+    const report = planReport(`${namespace}/${dqr.metadata.name}`, outcome, [...selection.refused.map((r) => r.message), ...unreadable]);
+    if (output === 'text') printText(report, limit);
+    else printStructured(report, output);
+    if (report.problems > 0) return EXIT.failed;
+    return values['detailed-exitcode'] === true && report.changes > 0 ? EXIT.changes : EXIT.ok;
   } finally {
     await members.closeAll();
     await pools.closeAll();

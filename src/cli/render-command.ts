@@ -3,7 +3,7 @@ import yaml from 'js-yaml';
 import { PoolRegistry } from '../db/index.ts';
 import { readAndRender, targetKey, type RenderCluster } from '../sync/index.ts';
 import { SecretScrubber, createLogger } from '../telemetry/index.ts';
-import { CliError, EXIT, compileDqrTemplate, hubFromKubeconfig, parseClusterFlag, readDqrFile, selectedFlagClusters, selectedOnHub, settingsFromUrl } from './common.ts';
+import { CliError, EXIT, compileDqrTemplate, outputFormat, printStructured, hubFromKubeconfig, parseClusterFlag, readDqrFile, selectedFlagClusters, selectedOnHub, settingsFromUrl } from './common.ts';
 
 export const renderHelp = `usage: rowcast render -f FILE --database-url URL [flags]
 
@@ -19,6 +19,8 @@ flags:
                                only those named)
   --context NAME               the hub's context in that kubeconfig
   -n, --namespace NS           the DQR's namespace (default: the file's, else default)
+  -o, --output FORMAT          text (default: a YAML stream, each object headed by its cluster and row),
+                               json or yaml: {dqr, rows, clusters: [{name, labels, objects: [{row, manifest}]}], failures}
   -h, --help                   this text
 
 exit codes: 0 every row rendered, 1 some rows failed or the hub refused, 2 bad usage or input`;
@@ -33,6 +35,7 @@ export async function renderCommand(argv: string[]): Promise<number> {
       kubeconfig: { type: 'string' },
       context: { type: 'string' },
       namespace: { type: 'string', short: 'n' },
+      output: { type: 'string', short: 'o' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -44,6 +47,7 @@ export async function renderCommand(argv: string[]): Promise<number> {
   const { dqr } = await readDqrFile(values.file, values.namespace);
   const namespace = dqr.metadata.namespace ?? 'default';
   const template = compileDqrTemplate(dqr);
+  const output = outputFormat(values.output);
   const settings = settingsFromUrl(values['database-url'], dqr.spec.database.pool);
   const flags = (values.cluster ?? []).map(parseClusterFlag);
   let targets;
@@ -81,11 +85,18 @@ export async function renderCommand(argv: string[]): Promise<number> {
       signal: AbortSignal.timeout(10 * 60_000),
     });
     let objects = 0;
-    for (const cluster of clusters) {
-      for (const object of rendered.desired.get(cluster.key) ?? []) {
-        objects++;
-        process.stdout.write(`---\n# cluster: ${cluster.name}, row: ${object.rowKey}\n${yaml.dump(object.body, { lineWidth: -1, noRefs: true })}`);
+    const perCluster = clusters.map((cluster) => {
+      const rows = [...(rendered.desired.get(cluster.key) ?? [])].sort((a, b) => a.rowKey.localeCompare(b.rowKey, 'en', { numeric: true }));
+      objects += rows.length;
+      return { name: cluster.name, labels: cluster.labels, objects: rows.map((o) => ({ row: o.rowKey, manifest: o.body })) };
+    });
+    if (output === 'text') {
+      for (const cluster of perCluster) {
+        for (const object of cluster.objects) process.stdout.write(`---\n# cluster: ${cluster.name}, row: ${object.row}\n${yaml.dump(object.manifest, { lineWidth: -1, noRefs: true })}`);
       }
+    } else {
+      const failures = rendered.failures.map((f) => ({ row: f.rowKey, cluster: f.cluster, field: f.field, message: scrubber.scrub(f.message) }));
+      printStructured({ dqr: `${namespace}/${dqr.metadata.name}`, rows: rendered.rowCount, clusters: perCluster, failures }, output);
     }
     for (const f of rendered.failures) {
       process.stderr.write(`row ${JSON.stringify(f.rowKey)}${f.cluster === '' ? '' : ` on cluster ${f.cluster}`}: ${f.field === '' ? '' : `${f.field}: `}${scrubber.scrub(f.message)}\n`);

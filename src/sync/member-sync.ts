@@ -227,7 +227,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
   const creates = new Set(plan.create.map((o) => identityOf(o)));
   let unavailable: string | undefined;
   let created = 0;
-  let foreign: Map<string, Record<string, string>>;
+  let foreign: Map<string, ForeignMarks>;
   try {
     foreign = await existingObjects(member, plan.create, byIdentity, signal);
   } catch (error) {
@@ -243,9 +243,9 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
         const path = objectPath(object.apiVersion, entry.resource, entry.namespace, object.name);
         try {
           // Not listed as ours yet there: someone else owns it. Report, never take.
-          const labels = foreign.get(identityOf(object));
-          if (labels !== undefined) {
-            const holder = labels[OWNER_LABEL] === undefined ? 'it is not managed by Rowcast' : 'it belongs to another DatabaseQueryResource or ClusterTarget';
+          const marks = foreign.get(identityOf(object));
+          if (marks !== undefined) {
+            const holder = holderOf(marks);
             fail(object, 'metadata.name', `${describeObject(object)} already exists on cluster ${member.name} and ${holder}; left untouched`, true);
             return;
           }
@@ -390,9 +390,29 @@ export function knownObject(uid: string, object: { apiVersion: string; kind: str
 /** Past this many creates in one collection, one metadata list is cheaper than a GET each. */
 const listThreshold = 20;
 
+/** What marks an object that is not this DQR's carries: who to name in a conflict. */
+interface ForeignMarks {
+  labels: Record<string, string>;
+  ownerRef: string | undefined;
+}
+
+function holderOf(marks: ForeignMarks): string {
+  if (marks.labels[OWNER_LABEL] === undefined) return 'it is not managed by Rowcast';
+  try {
+    const ref = JSON.parse(marks.ownerRef ?? '') as { hub?: unknown; namespace?: unknown; name?: unknown; target?: unknown };
+    if (typeof ref.namespace === 'string' && typeof ref.name === 'string') {
+      const through = typeof ref.target === 'string' ? ` through ClusterTarget ${ref.target}` : '';
+      return `it belongs to DatabaseQueryResource ${ref.namespace}/${ref.name}${typeof ref.hub === 'string' ? ` of hub ${ref.hub}` : ''}${through}`;
+    }
+  } catch {
+    // an owner label without a readable owner-ref: named as unknown below
+  }
+  return 'it belongs to another DatabaseQueryResource or ClusterTarget (its rowcast.dev/owner-ref annotation is unreadable)';
+}
+
 /**
  * Which of the objects about to be created already exist (not as ours), with
- * their labels: a GET each for a few, one metadata-only list of the collection
+ * their labels and owner-ref: a GET each for a few, one metadata-only list of the collection
  * for many (a first sync of thousands of rows).
  */
 async function existingObjects(
@@ -400,7 +420,7 @@ async function existingObjects(
   creates: readonly DesiredObject[],
   byIdentity: ReadonlyMap<string, ResolvedObject>,
   signal: AbortSignal,
-): Promise<Map<string, Record<string, string>>> {
+): Promise<Map<string, ForeignMarks>> {
   const groups = new Map<string, { entry: ResolvedObject; objects: DesiredObject[] }>();
   for (const object of creates) {
     const entry = byIdentity.get(identityOf(object));
@@ -410,9 +430,11 @@ async function existingObjects(
     group.objects.push(object);
     groups.set(collection, group);
   }
-  const found = new Map<string, Record<string, string>>();
-  const labelsOf = (item: Record<string, unknown> | undefined): Record<string, string> =>
-    (item?.['metadata'] as { labels?: Record<string, string> } | undefined)?.labels ?? {};
+  const found = new Map<string, ForeignMarks>();
+  const labelsOf = (item: Record<string, unknown> | undefined): ForeignMarks => {
+    const metadata = item?.['metadata'] as { labels?: Record<string, string>; annotations?: Record<string, string> } | undefined;
+    return { labels: metadata?.labels ?? {}, ownerRef: metadata?.annotations?.[ANNOTATIONS.ownerRef] };
+  };
   await Promise.all(
     [...groups].map(async ([collection, { entry, objects }]) => {
       if (objects.length > listThreshold) {
