@@ -85,10 +85,20 @@ export class StatusWatches implements StatusWatchRegistry {
     this.ctx = ctx;
   }
 
+  /**
+   * Bumped when a member is forgotten: an ensure that was waiting on its
+   * discovery meanwhile must not start an informer nothing would stop.
+   */
+  private readonly memberEpochs = new Map<string, number>();
+  private stopped = false;
+
   async ensure(member: Member, apiVersion: string, kind: string): Promise<void> {
     const key = `${member.key}|${apiVersion}|${kind}`;
-    if (this.informers.has(key)) return;
+    if (this.stopped || this.informers.has(key)) return;
+    const epoch = this.memberEpochs.get(member.key) ?? 0;
     const resource = await member.queue.run(() => member.api.resourceFor(apiVersion, kind));
+    // The hub stopped or the member went while discovery ran (callers do not await this).
+    if (this.hasStopped() || (this.memberEpochs.get(member.key) ?? 0) !== epoch) return;
     if (resource === undefined || this.informers.has(key)) return;
     const path = MemberApi.collectionPath(apiVersion, resource, undefined);
     const informer = new SupervisedInformer<Watched>({
@@ -109,6 +119,7 @@ export class StatusWatches implements StatusWatchRegistry {
 
   /** A member going away takes its watches with it. */
   async forgetMember(memberKey: string): Promise<void> {
+    this.memberEpochs.set(memberKey, (this.memberEpochs.get(memberKey) ?? 0) + 1);
     for (const [key, informer] of this.informers) {
       if (!key.startsWith(`${memberKey}|`)) continue;
       this.informers.delete(key);
@@ -116,7 +127,13 @@ export class StatusWatches implements StatusWatchRegistry {
     }
   }
 
+  /** Read through a call: after an await, stopAll() may have run. */
+  private hasStopped(): boolean {
+    return this.stopped;
+  }
+
   async stopAll(): Promise<void> {
+    this.stopped = true;
     for (const timer of this.heldBack.values()) clearTimeout(timer);
     this.heldBack.clear();
     const all = [...this.informers.values()];
