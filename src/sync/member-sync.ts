@@ -112,6 +112,27 @@ function toLive(apiVersion: string, kind: string, item: Record<string, unknown>,
   };
 }
 
+/** A member's result before anything was listed, applied or found. */
+function emptyResult(cluster: string, target: MemberSyncResult['target']): MemberSyncResult {
+  return {
+    cluster,
+    target,
+    planned: [],
+    appliedObjects: [],
+    unchangedObjects: [],
+    applied: 0,
+    unchanged: 0,
+    failures: [],
+    pruneCandidates: [],
+    kept: 0,
+    managed: 0,
+    managedBefore: 0,
+    resources: [],
+    error: undefined,
+    known: [],
+  };
+}
+
 /**
  * Brings one member in line with the rows: resolves kinds by discovery,
  * enforces the target's namespaces, lists what it owns there, applies what is
@@ -135,23 +156,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
       signal,
     );
   };
-  const result: MemberSyncResult = {
-    cluster: member.name,
-    target: input.owner.target,
-    planned: [],
-    appliedObjects: [],
-    unchangedObjects: [],
-    applied: 0,
-    unchanged: 0,
-    failures: [],
-    pruneCandidates: [],
-    kept: 0,
-    managed: 0,
-    managedBefore: 0,
-    resources: [],
-    error: undefined,
-    known: [],
-  };
+  const result = emptyResult(member.name, input.owner.target);
   const fail = (object: DesiredObject, field: string, message: string, conflict = false): void => {
     result.failures.push({ rowKey: object.rowKey, cluster: member.name, field, message, conflict });
   };
@@ -347,23 +352,7 @@ function isBase64(value: string): boolean {
  */
 export async function listLeaving(input: { member: Member; target: ClusterTarget; owner: OwnerIdentity; previousResources: readonly ResourceKey[]; signal: AbortSignal }): Promise<MemberSyncResult> {
   const { member, signal } = input;
-  const result: MemberSyncResult = {
-    cluster: member.name,
-    target: input.owner.target,
-    planned: [],
-    appliedObjects: [],
-    unchangedObjects: [],
-    applied: 0,
-    unchanged: 0,
-    failures: [],
-    pruneCandidates: [],
-    kept: 0,
-    managed: 0,
-    managedBefore: 0,
-    resources: [],
-    error: undefined,
-    known: [],
-  };
+  const result = emptyResult(member.name, input.owner.target);
   try {
     const kinds = [];
     for (const key of input.previousResources) {
