@@ -177,6 +177,8 @@ export function customResourceDefinitions(): readonly { readonly fileName: strin
       conditionColumn(CONDITION_TYPES.ready, 'Whether the last sync applied every row on every cluster.'),
       { name: 'Rows', type: 'integer', jsonPath: '.status.rowCount', description: 'Rows the last query returned.' },
       { name: 'Clusters', type: 'integer', jsonPath: '.status.clusterCount', description: 'Clusters selected.' },
+      { name: 'Failing', type: 'integer', jsonPath: '.status.failingRowCount', description: 'Rows the last sync could not render or apply.' },
+      { name: 'Blocked', type: 'integer', jsonPath: '.status.pendingPrune.wanted', description: 'Prunes waiting for the rowcast.dev/confirm-prune annotation (empty: none).' },
       {
         name: 'Reason',
         type: 'string',

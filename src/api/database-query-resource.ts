@@ -376,6 +376,7 @@ export const databaseQueryResourceStatusSchema: ObjectSchema = {
         },
       },
     },
+    failingRowCount: countSchema('Rows the last sync could not render or apply, on any cluster (failingRows lists the first of them).'),
     failingRows: {
       type: 'array',
       description: `The first ${STATUS_LIMITS.failingRows} rows that failed, with where and why.`,
@@ -496,6 +497,7 @@ export interface DatabaseQueryResourceStatus {
   readonly managedResources?: readonly string[];
   readonly lastSyncTime?: string;
   readonly clusters?: readonly ClusterSyncStatus[];
+  readonly failingRowCount?: number;
   readonly failingRows?: readonly FailingRow[];
   readonly pendingPrune?: PendingPruneStatus;
   readonly rowKeyColumns?: readonly string[];

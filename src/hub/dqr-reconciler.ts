@@ -477,6 +477,7 @@ async function reportOutcome(
           })),
         ...held.map((h) => ({ name: statusClusterName(namespace, h.target), lastError: truncateMessage(h.lastError) })),
       ].slice(0, STATUS_LIMITS.clusters),
+      failingRowCount: new Set(outcome.failures.map((f) => f.rowKey)).size,
       failingRows,
       // A merge patch: null removes a pending prune this sync no longer has.
       ...(rowKeyColumns === undefined ? {} : { rowKeyColumns }),
