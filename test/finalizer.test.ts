@@ -271,3 +271,21 @@ test('a cluster that leaves a DQR gets its deletionPolicy: Delete under the prun
   }
   await gone(west, 'leave-paused-1');
 });
+
+test('deletion also reaches the clusters and kinds the ledger records, when status has lost them', async () => {
+  await putDqr(env, 'ledgered', { query: 'SELECT id FROM items', template: template('ledgered'), targets: { clusters: ['member-1'] }, ledger: { table: 'finalizer_ledger' } });
+  await present(east, 'ledgered-1');
+  await eventually('the ledger row', async () => {
+    const { rows } = await env.sql<{ n: number }>('SELECT count(*)::int AS n FROM finalizer_ledger WHERE name = $1', ['ledgered-1']);
+    return rows[0]?.n === 1 ? true : undefined;
+  });
+  // Status is not a record to rely on alone (restored from a backup, written by an older version):
+  // stop the controller so nothing rewrites it, empty what it says was written, and delete.
+  await running?.stop();
+  const cleared = await adminRequest(env.state.hub, 'PATCH', `${dqrPath(env, 'ledgered')}/status`, { status: { clusters: [], managedResources: [] } }, 10_000, 'application/merge-patch+json');
+  assert.equal(cleared.status, 200, cleared.body);
+  await adminRequest(env.state.hub, 'DELETE', dqrPath(env, 'ledgered'));
+  running = await startController(env);
+  await gone(east, 'ledgered-1');
+  await dqrGone('ledgered');
+});

@@ -30,6 +30,7 @@ export { WriteBackError, WriteBackQueue, type WriteBackQueueOptions, type WriteB
 export {
   ensureLedger,
   ledgerChunkSize,
+  ledgerFootprint,
   updateLedgerStatus,
   writeLedger,
   type LedgerChange,

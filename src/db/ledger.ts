@@ -180,6 +180,16 @@ export async function writeLedger(pool: pg.Pool, table: string, change: LedgerCh
  * object the ledger does not hold is left alone: the next sync's upsert
  * creates it, and a status write must not resurrect a pruned object.
  */
+/** What one DQR's ledger rows say it wrote: each cluster, with the kinds there. */
+export async function ledgerFootprint(pool: pg.Pool, table: string, dqr: string): Promise<{ cluster: string; apiVersion: string; kind: string }[]> {
+  const relation = ledgerTable(table);
+  const { rows } = await pool.query<{ cluster: string; api_version: string; kind: string }>(
+    `SELECT DISTINCT cluster, api_version, kind FROM ${relation.sql} WHERE dqr = $1`,
+    [dqr],
+  );
+  return rows.map((r) => ({ cluster: r.cluster, apiVersion: r.api_version, kind: r.kind }));
+}
+
 export async function updateLedgerStatus(pool: pg.Pool, table: string, key: LedgerKey, status: unknown, lastError?: string | null): Promise<void> {
   const relation = ledgerTable(table);
   await pool.query(

@@ -13,14 +13,14 @@ import {
   type DatabaseQueryResource,
   type PendingPruneStatus,
 } from '../api/index.ts';
-import { classifyDbError, compileStatusTemplate, ensureLedger, rowColumnsOf, type DbErrorClassification, type PoolLease } from '../db/index.ts';
+import { classifyDbError, compileStatusTemplate, ensureLedger, ledgerFootprint, rowColumnsOf, type DbErrorClassification, type PoolLease } from '../db/index.ts';
 import { TemplateError, type CompiledTemplate } from '../render/index.ts';
 import { FencedError, TerminalError, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
 import { inSpan, type Logger } from '../telemetry/index.ts';
 import { QueryShapeError, connectionSettingsFromSecret, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { closeSubscription, decideSync, recordSyncRun, type SyncDecision } from './change-detection.ts';
-import { clustersWrittenTo, finalizeDqr, statusClusterName } from './finalizer.ts';
+import { clustersWrittenTo, finalizeDqr, statusClusterName, type LedgerFootprint } from './finalizer.ts';
 import { splitKey, type HubContext, type HubObject } from './context.ts';
 
 export function dqrPath(namespace: string, name: string): string {
@@ -114,6 +114,35 @@ async function queryFailed(report: Reporter, log: Logger, field: string, error: 
   return { requeueAfterMs: pollIntervalMs };
 }
 
+/**
+ * With spec.ledger, what the ledger recorded this DQR wrote, for the
+ * finalizer: clusters and kinds a lost or older status may not name. Best
+ * effort: the ledger only adds to status.clusters, so a spec that does not
+ * parse or a database that does not answer leaves the finalizer to status
+ * alone (and says so in the log).
+ */
+async function ledgerFootprintOf(ctx: HubContext, raw: HubObject, key: string, log: Logger): Promise<LedgerFootprint> {
+  const parsed = parseDatabaseQueryResource(raw);
+  if (!parsed.ok || parsed.value.spec.ledger === undefined) return [];
+  const { namespace } = splitKey(key);
+  const connection = connectionSettingsFromSecret(parsed.value, namespace, ctx.informers.secrets.get(parsed.value.spec.database.connectionSecretRef.name, namespace), ctx.scrubber);
+  if (!connection.ok) {
+    log.warn('ledger not read for the finalizer', { reason: connection.reason, message: connection.message });
+    return [];
+  }
+  const held = ctx.leases.get(key);
+  let lease: PoolLease | undefined;
+  try {
+    lease = held ?? ctx.pools.acquire(connection.settings);
+    return await ledgerFootprint(lease.pool, parsed.value.spec.ledger.table, key);
+  } catch (error) {
+    log.warn('ledger not read for the finalizer', { error: classifyDbError(error).message });
+    return [];
+  } finally {
+    if (held === undefined) await lease?.release();
+  }
+}
+
 /** The ClusterTargets of every namespace, parsed; ones that fail to parse are not targets. */
 function clusterTargets(ctx: HubContext): ClusterTarget[] {
   const targets: ClusterTarget[] = [];
@@ -164,7 +193,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
 
   if (raw.metadata?.deletionTimestamp !== undefined) {
     if (!(raw.metadata.finalizers ?? []).includes(FINALIZER)) return {};
-    const done = await finalizeDqr(ctx, raw, signal);
+    const done = await finalizeDqr(ctx, raw, signal, await ledgerFootprintOf(ctx, raw, key, log));
     if (!done.ok) {
       await report.conditions([{ type: CONDITION_TYPES.ready, status: 'False', reason: REASONS.deleting, message: done.message }]);
       return { requeueAfterMs: 5000 };

@@ -26,34 +26,46 @@ export function statusClusterName(dqrNamespace: string, targetKey: string): stri
 
 /** The ClusterTargets (namespace/name) this DQR wrote to, from status.clusters (see statusClusterName). */
 export function clustersWrittenTo(raw: HubObject): string[] {
-  const namespace = raw.metadata?.namespace ?? '';
   const refs = ((raw.status?.['clusters'] ?? []) as { name?: unknown }[]).map((c) => (typeof c.name === 'string' ? c.name : '')).filter((n) => n !== '');
-  return [...new Set(refs.map((ref) => (ref.includes('/') ? ref : `${namespace}/${ref}`)))];
+  return [...new Set(refs.map((ref) => targetKeyOf(raw, ref)))];
 }
+
+function targetKeyOf(raw: HubObject, ref: string): string {
+  return ref.includes('/') ? ref : `${raw.metadata?.namespace ?? ''}/${ref}`;
+}
+
+/** What the DQR's ledger recorded it wrote (spec.ledger), read by the caller: clusters and kinds status may have lost. */
+export type LedgerFootprint = readonly { cluster: string; apiVersion: string; kind: string }[];
 
 /**
  * A DQR is being deleted: with deletionPolicy Delete its objects go from
- * every cluster it wrote to; with Orphan they stay and lose Rowcast's marks.
+ * every cluster it wrote to (status.clusters, plus what its ledger records); with Orphan they stay and lose Rowcast's marks.
  * No other cluster is touched (or needs RBAC). A cluster that cannot be done
  * (unreachable, gone, paused: a paused target is never touched) keeps the
  * finalizer, unless a person annotated the DQR with
  * rowcast.dev/orphan-unreachable=true: then what is there is left as it is.
  * Every attempt starts over from what is still there.
  */
-export async function finalizeDqr(ctx: HubContext, raw: HubObject, signal: AbortSignal): Promise<FinalizeResult> {
+export async function finalizeDqr(ctx: HubContext, raw: HubObject, signal: AbortSignal, recorded: LedgerFootprint = []): Promise<FinalizeResult> {
   const read = storedDeletionPolicy(raw);
   if ('error' in read) return { ok: false, message: read.error };
   const { policy } = read;
   const namespace = raw.metadata?.namespace ?? '';
   const name = raw.metadata?.name ?? '';
-  const resources = ((raw.status?.['managedResources'] ?? []) as string[]).map((key) => {
+  const resourceKeys = new Set([...((raw.status?.['managedResources'] ?? []) as string[]), ...recorded.map((r) => `${r.apiVersion}|${r.kind}`)]);
+  const resources = [...resourceKeys].map((key) => {
     const [apiVersion = '', kind = ''] = key.split('|');
     return { apiVersion, kind };
+  });
+  // The ledger only adds: a cluster it names that is no ClusterTarget now never holds the finalizer.
+  const fromLedger = recorded.map((r) => targetKeyOf(raw, r.cluster)).filter((key) => {
+    const slash = key.indexOf('/');
+    return ctx.informers.clusterTargets.get(key.slice(slash + 1), key.slice(0, slash)) !== undefined;
   });
   const problems: { cluster: string; message: string }[] = [];
   const fence = (): void => ctx.fence(`${namespace}/${name}`);
   let objects = 0;
-  for (const key of clustersWrittenTo(raw)) {
+  for (const key of new Set([...clustersWrittenTo(raw), ...fromLedger])) {
     const slash = key.indexOf('/');
     const targetRaw = ctx.informers.clusterTargets.get(key.slice(slash + 1), key.slice(0, slash));
     const target = targetRaw === undefined ? undefined : parseClusterTarget(targetRaw);
