@@ -308,8 +308,8 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
 }
 
 /**
- * Whether an apply failure is the member's own (unreachable, throttled past
- * its retries, its credentials refused, a 5xx not about the object sent):
+ * Whether an apply failure is the member's own (unreachable, throttled while
+ * it admitted nothing, its credentials refused, a 5xx not about the object sent):
  * then nothing may be pruned there. Any other answer is about the object
  * and fails only its row.
  */

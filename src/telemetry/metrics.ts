@@ -53,7 +53,7 @@ export class Metrics {
     },
   });
   readonly memberQueueWait = new Histogram({ name: 'rowcast_member_queue_wait_seconds', help: 'How long a call waited in its member queue.', labelNames: ['cluster'], buckets: latencyBuckets, registers: [this.registry] });
-  readonly memberThrottled = new Counter({ name: 'rowcast_member_throttled_total', help: 'HTTP 429 answers that paused a member queue.', labelNames: ['cluster'], registers: [this.registry] });
+  readonly memberThrottled = new Counter({ name: 'rowcast_member_throttled_total', help: 'HTTP 429 answers from a member; each paused its queue for the Retry-After, and the call was sent again.', labelNames: ['cluster'], registers: [this.registry] });
   readonly dbQueryDuration = new Histogram({ name: 'rowcast_db_query_duration_seconds', help: 'Time to read, render and hand over every row of a DQR query.', labelNames: ['namespace', 'dqr'], buckets: latencyBuckets, registers: [this.registry] });
   readonly dqrRows = new Gauge({ name: 'rowcast_dqr_rows', help: 'Rows the last successful query returned.', labelNames: ['namespace', 'dqr'], registers: [this.registry] });
   readonly dqrReady = new Gauge({ name: 'rowcast_dqr_ready', help: '1 when the DQR is Ready.', labelNames: ['namespace', 'dqr'], registers: [this.registry] });
