@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { classifyDbError, DbError, maxTimestamp, PoolRegistry, withConnectionDefaults, type PoolLease } from '../src/db/index.ts';
+import { classifyDbError, DbError, maxTimestamp, PoolRegistry, readMaxTimestamp, withConnectionDefaults, type PoolLease } from '../src/db/index.ts';
 import { failOnLeaks, openTestEnv } from './harness/test-env.ts';
 import { quietLogger, rejection } from './helpers/db.ts';
 
@@ -52,6 +52,20 @@ test('schema-qualified, mixed-case and quoted names', async () => {
   // Unquoted parts fold to lower case, as in SQL: Public.ITEMS is public.items.
   await env.sql(`INSERT INTO items VALUES (10, '2030-01-01 00:00:00+00')`);
   assert.match((await maxTimestamp(lease.pool, 'Public.ITEMS', 'Updated_At')) ?? '', /^2030-01-01/);
+});
+
+test('readMaxTimestamp gives the instant of a timestamptz, timestamp or date max, and none for a counter', async () => {
+  await env.sql(`CREATE TABLE kinds (tz timestamptz, plain timestamp, day date, counter bigint)`);
+  assert.deepEqual(await readMaxTimestamp(lease.pool, 'kinds', 'tz'), { max: null, at: undefined });
+  await env.sql(`INSERT INTO kinds VALUES ('2024-03-01 12:00:00.25+02', '2024-03-01 12:00:00', '2024-03-01', 41), (NULL, NULL, NULL, 42)`);
+  const tz = await readMaxTimestamp(lease.pool, 'kinds', 'tz');
+  assert.equal(tz.at, Date.parse('2024-03-01T10:00:00.250Z'));
+  assert.equal(tz.max, await maxTimestamp(lease.pool, 'kinds', 'tz'));
+  // Without a zone, the value is read in the session's TimeZone (the server's default here), as now() stored it there.
+  const expected = (await env.sql<{ at: number }>(`SELECT extract(epoch FROM timestamptz '2024-03-01 12:00:00')::float8 * 1000 AS at`)).rows[0]?.at;
+  assert.equal((await readMaxTimestamp(lease.pool, 'kinds', 'plain')).at, expected);
+  assert.ok((await readMaxTimestamp(lease.pool, 'kinds', 'day')).at !== undefined);
+  assert.deepEqual(await readMaxTimestamp(lease.pool, 'kinds', 'counter'), { max: '42', at: undefined });
 });
 
 test('hostile identifiers are refused before any SQL runs, naming the field', async () => {

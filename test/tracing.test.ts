@@ -3,6 +3,7 @@ import { SpanStatusCode } from '@opentelemetry/api';
 import test from 'node:test';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { SecretScrubber, inSpan, startTracing } from '../src/telemetry/index.ts';
+import { adminRequest } from './harness/kube-apiserver.ts';
 
 // Tracing starts before anything loads pg, exactly as rowcast controller does it.
 const exporter = new InMemorySpanExporter();
@@ -10,6 +11,7 @@ const scrubber = new SecretScrubber();
 const tracing = await startTracing({ env: {}, scrubber, spanProcessors: [new SimpleSpanProcessor({ exporter })] });
 const { expectNoLeaks, openTestEnv } = await import('./harness/test-env.ts');
 const fixture = await import('./helpers/hub-fixture.ts');
+const { MemberApi, MemberKubeConfig } = await import('../src/clusters/index.ts');
 
 const env = await openTestEnv('tracing');
 await env.sql('CREATE TABLE users (id int PRIMARY KEY, email text)');
@@ -28,6 +30,20 @@ function children(spans: readonly ReadableSpan[], parent: ReadableSpan): Readabl
   return spans.filter((s) => s.parentSpanContext?.spanId === parent.spanContext().spanId);
 }
 
+function rootOf(spans: readonly ReadableSpan[], span: ReadableSpan): ReadableSpan | undefined {
+  let current: ReadableSpan | undefined = span;
+  while (current?.parentSpanContext !== undefined) {
+    const parentId: string = current.parentSpanContext.spanId;
+    current = spans.find((s) => s.spanContext().spanId === parentId);
+  }
+  return current;
+}
+
+const queryText = (span: ReadableSpan): string => {
+  const text = span.attributes['db.query.text'] ?? span.attributes['db.statement'];
+  return typeof text === 'string' ? text : '';
+};
+
 function descendants(spans: readonly ReadableSpan[], root: ReadableSpan): ReadableSpan[] {
   const direct = children(spans, root);
   return [...direct, ...direct.flatMap((c) => descendants(spans, c))];
@@ -44,6 +60,8 @@ test('one trace per sync: query and render, then per member its applies, with pg
   assert.ok(sync !== undefined, `no sync span that applied: ${[...new Set(spans.map((s) => s.name))].join(', ')}`);
   assert.equal(sync.parentSpanContext, undefined, 'a sync is the root of its trace');
   assert.equal(sync.attributes['rowcast.rows'], 2);
+  assert.equal(sync.attributes['rowcast.trigger'], 'spec', 'the first sync of a generation says so');
+  assert.equal(typeof sync.attributes['rowcast.trigger_wait_ms'], 'number');
   const direct = children(spans, sync).map((s) => s.name).sort();
   assert.deepEqual(direct, ['rowcast.member_sync', 'rowcast.member_sync', 'rowcast.read_and_render']);
   const members = children(spans, sync).filter((s) => s.name === 'rowcast.member_sync');
@@ -58,6 +76,144 @@ test('one trace per sync: query and render, then per member its applies, with pg
     const http = descendants(spans, member).filter((s) => s.attributes['http.request.method'] !== undefined);
     assert.ok(http.some((s) => s.attributes['http.request.method'] === 'GET'), `the member's lists are traced under it: ${http.map((s) => s.name).join(',')}`);
     assert.equal(descendants(spans, batch).length, 0, 'applies are one batch span, not one HTTP span each');
+  }
+});
+
+test("a sync fired by NOTIFY says so and links to the span of the notification's receipt", async () => {
+  await env.sql('CREATE TABLE notes (id int PRIMARY KEY)');
+  await env.sql('INSERT INTO notes VALUES (1)');
+  await fixture.putDqr(env, 'notified', {
+    query: 'SELECT id FROM notes ORDER BY id',
+    template: 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notified-{{row.id}}\n',
+    pollInterval: '10m',
+    changeDetection: { mode: 'notify', channel: 'rowcast_traced' },
+  });
+  await fixture.eventually('Ready', async () => (fixture.condition(await fixture.dqrStatus(env, 'notified'), 'Ready')?.status === 'True' ? true : undefined));
+  const sync = await fixture.eventually('a sync fired by notify', async () => {
+    await env.sql('NOTIFY rowcast_traced');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return exporter.getFinishedSpans().find((s) => s.name === 'rowcast.sync' && s.attributes['rowcast.dqr'] === `${env.namespace}/notified` && s.attributes['rowcast.trigger'] === 'notify');
+  });
+  const link = sync.links[0];
+  assert.ok(link !== undefined, 'the sync links to the notification');
+  const receipt = exporter.getFinishedSpans().find((s) => s.spanContext().spanId === link.context.spanId);
+  assert.equal(receipt?.name, 'rowcast.notification');
+  assert.equal(receipt.attributes['rowcast.dqr'], `${env.namespace}/notified`);
+  assert.equal(receipt.parentSpanContext, undefined, 'the receipt is a trace of its own, not part of whatever ran when it came');
+  const wait = sync.attributes['rowcast.trigger_wait_ms'];
+  assert.equal(typeof wait, 'number');
+  assert.ok(Number(wait) >= 0);
+});
+
+test("no span of one DQR's status write-back or ledger update lands in another DQR's trace", async () => {
+  await env.sql('CREATE TABLE wb_a (id int PRIMARY KEY, ready int); CREATE TABLE wb_b (id int PRIMARY KEY, ready int)');
+  await env.sql('INSERT INTO wb_a VALUES (1); INSERT INTO wb_b VALUES (1)');
+  const deployment = (prefix: string): string =>
+    `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ${prefix}-{{row.id}}\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: ${prefix}-{{row.id}}\n  template:\n    metadata:\n      labels:\n        app: ${prefix}-{{row.id}}\n    spec:\n      containers:\n        - name: app\n          image: example.com/app:1\n`;
+  for (const name of ['a', 'b']) {
+    // A polls every second, so its syncs are running while B's statuses come back.
+    await fixture.putDqr(env, `wb-${name}`, {
+      query: `SELECT id FROM wb_${name} ORDER BY id`,
+      template: deployment(`wb${name}`),
+      pollInterval: name === 'a' ? '1s' : '10m',
+      statusUpdateQueryTemplate: `UPDATE wb_${name} SET ready = {{param resource.status.readyReplicas}} WHERE id = {{param row.id}}`,
+      ledger: { table: 'wb_ledger' },
+    });
+  }
+  for (const name of ['a', 'b']) await fixture.eventually(`wb-${name} Ready`, async () => (fixture.condition(await fixture.dqrStatus(env, `wb-${name}`), 'Ready')?.status === 'True' ? true : undefined));
+  const [member] = env.members;
+  assert.ok(member !== undefined);
+  for (const [round, name] of [[1, 'a'], [1, 'b'], [2, 'b'], [2, 'a']] as const) {
+    const patched = await adminRequest(member.info, 'PATCH', `/apis/apps/v1/namespaces/${env.namespace}/deployments/wb${name}-1/status`, { status: { replicas: 2, readyReplicas: round } });
+    assert.equal(patched.status, 200, patched.body);
+    await fixture.eventually(`wb_${name} written back`, async () => ((await env.sql<{ ready: number | null }>(`SELECT ready FROM wb_${name} WHERE id = 1`)).rows[0]?.ready === round ? true : undefined));
+  }
+  const dqrB = `${env.namespace}/wb-b`;
+  const writeBacksB = await fixture.eventually("B's write-back spans", () => {
+    const spans = exporter.getFinishedSpans();
+    const found = spans.filter((s) => queryText(s).startsWith('UPDATE wb_b'));
+    return Promise.resolve(found.length >= 2 ? { spans, found } : undefined);
+  });
+  for (const span of writeBacksB.found) {
+    const root = rootOf(writeBacksB.spans, span);
+    assert.equal(root?.name, 'rowcast.write_back', `B's UPDATE is traced under ${root?.name ?? 'nothing'} (${String(root?.attributes['rowcast.dqr'])})`);
+    assert.equal(root.attributes['rowcast.dqr'], dqrB);
+  }
+  const spans = exporter.getFinishedSpans();
+  for (const root of spans.filter((s) => s.parentSpanContext === undefined && s.attributes['rowcast.dqr'] !== undefined)) {
+    const dqr = String(root.attributes['rowcast.dqr']);
+    for (const inner of descendants(spans, root)) {
+      if (inner.attributes['rowcast.dqr'] !== undefined) assert.equal(inner.attributes['rowcast.dqr'], dqr, `${inner.name} of another DQR inside ${root.name} of ${dqr}`);
+      for (const other of ['wb_a', 'wb_b']) if (!dqr.endsWith(other.replace('_', '-'))) assert.ok(!queryText(inner).includes(`UPDATE ${other}`), `${queryText(inner)} inside ${root.name} of ${dqr}`);
+    }
+  }
+  const ledgerRoots = spans.filter((s) => s.name === 'rowcast.ledger_status');
+  assert.ok(ledgerRoots.some((s) => s.attributes['rowcast.dqr'] === dqrB), 'the ledger status UPDATE of B has a root of its own');
+  for (const root of ledgerRoots) {
+    assert.equal(root.parentSpanContext, undefined);
+    assert.ok(descendants(spans, root).some((s) => queryText(s).includes('UPDATE')), 'the ledger UPDATE is traced inside it');
+  }
+});
+
+test('an expected 404 (discovery miss, GET before create, DELETE of a gone object) is not an error on its HTTP span; an unexpected one is', async () => {
+  const [member] = env.members;
+  assert.ok(member !== undefined);
+  const api = new MemberApi(new MemberKubeConfig(member.info.kubeconfig, { requestTimeoutMs: 10_000 }));
+  const missing = `/api/v1/namespaces/${env.namespace}/configmaps/never-there`;
+  try {
+    await inSpan('rowcast.not_found_check', {}, async () => {
+      assert.equal(await api.resourceFor('nothing.rowcast.example/v1', 'Thing'), undefined);
+      assert.equal(await api.get(missing), undefined);
+      await api.delete(missing, undefined);
+      await assert.rejects(api.request('GET', missing), /404/);
+    });
+  } finally {
+    await api.close();
+  }
+  const spans = exporter.getFinishedSpans();
+  const check = spans.find((s) => s.name === 'rowcast.not_found_check');
+  assert.ok(check !== undefined);
+  const http = descendants(spans, check);
+  assert.equal(http.length, 4, http.map((s) => s.name).join(','));
+  assert.ok(http.every((s) => s.attributes['http.response.status_code'] === 404));
+  const [discovery, get, del, unexpected] = http.sort((x, y) => (x.startTime[0] - y.startTime[0]) * 1e9 + (x.startTime[1] - y.startTime[1]));
+  for (const span of [discovery, get, del]) {
+    assert.notEqual(span?.status.code, SpanStatusCode.ERROR, `${span?.name ?? ''} ${String(span?.attributes['url.path'])}`);
+    assert.equal(span?.attributes['error.type'], undefined);
+  }
+  assert.equal(unexpected?.status.code, SpanStatusCode.ERROR, 'a 404 nobody expected stays an error');
+});
+
+test('timestamp mode: freshness counts from the max() value, so a row stamped 30 s ago shows at least 30 s on each member', async () => {
+  await env.sql("CREATE TABLE stamped (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL); INSERT INTO stamped VALUES (1, 'a', now() - interval '1 hour')");
+  await fixture.putDqr(env, 'stamped', {
+    query: 'SELECT id, v FROM stamped ORDER BY id',
+    template: 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stamped-{{row.id}}\ndata:\n  v: {{quote row.v}}\n',
+    pollInterval: '1s',
+    changeDetection: { mode: 'timestamp', tableName: 'stamped', timestampColumn: 'updated_at' },
+  });
+  await fixture.eventually('first sync', async () => (fixture.condition(await fixture.dqrStatus(env, 'stamped'), 'Ready')?.status === 'True' ? true : undefined));
+  /** Per cluster, observations above 30 s. */
+  const slow = async (): Promise<Map<string, number>> => {
+    const counts = new Map<string, number>();
+    for (const v of (await running.metrics.syncFreshness.get()).values) {
+      const cluster = String(v.labels['cluster']);
+      if (v.metricName?.endsWith('_count') === true) counts.set(cluster, (counts.get(cluster) ?? 0) + v.value);
+      if (v.metricName?.endsWith('_bucket') === true && (v.labels as Record<string, unknown>)['le'] === 30) counts.set(cluster, (counts.get(cluster) ?? 0) - v.value);
+    }
+    return counts;
+  };
+  const before = await slow();
+  await env.sql("UPDATE stamped SET v = 'moved', updated_at = now() - interval '30 seconds' WHERE id = 1");
+  for (const member of env.members) {
+    await fixture.eventually('applied on each member', async () => ((await fixture.configMaps(member, env.namespace)).get('stamped-1')?.['v'] === 'moved' ? true : undefined));
+  }
+  const after = await fixture.eventually('observed', async () => {
+    const now = await slow();
+    return [...now.keys()].length >= 2 ? now : undefined;
+  });
+  for (const cluster of ['member-1', 'member-2']) {
+    assert.ok((after.get(cluster) ?? 0) - (before.get(cluster) ?? 0) >= 1, `${cluster}: no freshness observation at or above 30 s (${JSON.stringify([...after])})`);
   }
 });
 

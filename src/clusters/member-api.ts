@@ -1,6 +1,7 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { Agent, errors, request, type Dispatcher } from 'undici';
 import type { RequestContext } from '@kubernetes/client-node';
+import { expectingNotFound } from '../telemetry/index.ts';
 
 /** Thrown for an HTTP error answer; shaped like client-node's ApiException so runtime's describeApiError reads both. */
 export class MemberApiError extends Error {
@@ -239,7 +240,8 @@ export class MemberApi {
     const fetched = (async () => {
       this.requests.discovery++;
       try {
-        const list = await this.request<{ resources: ApiResource[] }>('GET', path);
+        // A group version not served (a CRD not installed) is a miss, not an error.
+        const list = await expectingNotFound(() => this.request<{ resources: ApiResource[] }>('GET', path));
         return list.resources.filter((r) => !r.name.includes('/'));
       } catch (error) {
         if (error instanceof MemberApiError && error.code === 404) return [];
@@ -302,10 +304,12 @@ export class MemberApi {
   async get(path: string, signal?: AbortSignal, metadataOnly = false): Promise<Record<string, unknown> | undefined> {
     this.requests.get++;
     try {
-      return await this.request<Record<string, unknown>>('GET', path, {
-        ...(metadataOnly ? { accept: 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1' } : {}),
-        ...(signal === undefined ? {} : { signal }),
-      });
+      return await expectingNotFound(() =>
+        this.request<Record<string, unknown>>('GET', path, {
+          ...(metadataOnly ? { accept: 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1' } : {}),
+          ...(signal === undefined ? {} : { signal }),
+        }),
+      );
     } catch (error) {
       if (error instanceof MemberApiError && error.code === 404) return undefined;
       throw error;
@@ -321,11 +325,13 @@ export class MemberApi {
     this.requests.delete++;
     const preconditions = { ...(uid === undefined ? {} : { uid }), ...(resourceVersion === undefined ? {} : { resourceVersion }) };
     try {
-      await this.request('DELETE', path, {
-        body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background', ...(Object.keys(preconditions).length === 0 ? {} : { preconditions }) },
-        ...(signal === undefined ? {} : { signal }),
-        ...(beforeSend === undefined ? {} : { beforeSend }),
-      });
+      await expectingNotFound(() =>
+        this.request('DELETE', path, {
+          body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background', ...(Object.keys(preconditions).length === 0 ? {} : { preconditions }) },
+          ...(signal === undefined ? {} : { signal }),
+          ...(beforeSend === undefined ? {} : { beforeSend }),
+        }),
+      );
     } catch (error) {
       if (error instanceof MemberApiError && error.code === 404) return;
       throw error;

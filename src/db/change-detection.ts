@@ -21,17 +21,38 @@ import { readRows } from './read-rows.ts';
  * (schema-qualified) name is refused before a connection is taken.
  */
 export async function maxTimestamp(pool: pg.Pool, table: string, column: string, signal?: AbortSignal): Promise<string | null> {
+  return (await readMaxTimestamp(pool, table, column, signal)).max;
+}
+
+export interface MaxTimestamp {
+  /** max(column) as PostgreSQL prints it; null for an empty table. */
+  max: string | null;
+  /**
+   * The same value as milliseconds since the epoch when the column is a
+   * timestamp (with or without time zone) or a date: when the latest change
+   * happened, by the writer's clock. A `timestamp without time zone` is read
+   * in the session's TimeZone, as the writer's now() stored it. Undefined for
+   * any other type (a version counter says nothing about time).
+   */
+  at: number | undefined;
+}
+
+/** maxTimestamp with the value's instant, in the same one statement. */
+export async function readMaxTimestamp(pool: pg.Pool, table: string, column: string, signal?: AbortSignal): Promise<MaxTimestamp> {
   const relation = parseQualifiedName(table, 'spec.changeDetection.tableName');
   const col = parseQualifiedName(column, 'spec.changeDetection.timestampColumn', { maxParts: 1 });
-  let max: string | null = null;
+  let reading: MaxTimestamp = { max: null, at: undefined };
+  // Through text, so the cast is checked only on the branch taken: an integer column never meets it.
+  const instant = `CASE WHEN pg_typeof(m) IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN extract(epoch FROM m::text::timestamptz)::float8 END`;
   await readRows(
     pool,
-    `SELECT max(${col.sql})::text AS max FROM ${relation.sql}`,
+    `SELECT m::text AS max, ${instant} AS at FROM (SELECT max(${col.sql}) AS m FROM ${relation.sql}) AS latest`,
     (rows) => {
       const value = rows[0]?.['max'];
-      max = typeof value === 'string' ? value : null;
+      const at = rows[0]?.['at'];
+      reading = { max: typeof value === 'string' ? value : null, at: typeof at === 'number' && Number.isFinite(at) ? at * 1000 : undefined };
     },
     signal === undefined ? {} : { signal },
   );
-  return max;
+  return reading;
 }

@@ -14,7 +14,7 @@ export { readRows, type BatchHandler, type QueryOptions, type QueryResultSummary
 export { leavesSessionState } from './session-guard.ts';
 export { splitStatements } from './split-statements.ts';
 export { rowcastTypes } from './type-parsers.ts';
-export { maxTimestamp } from './change-detection.ts';
+export { maxTimestamp, readMaxTimestamp, type MaxTimestamp } from './change-detection.ts';
 export { parseQualifiedName, quoteIdentifier, type QualifiedName } from './identifiers.ts';
 export { NotifyHub, type NotifyHubOptions, type NotifySignal, type NotifySubscription } from './notify-hub.ts';
 export {

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import PQueue from 'p-queue';
 import type pg from 'pg';
 import { backoffDelay, type BackoffPolicy } from '../runtime/index.ts';
+import { bindToCurrentContext } from '../telemetry/index.ts';
 import { cancelBackend } from './cancel.ts';
 import { classifyDbError, DbError } from './errors.ts';
 import { ConnectionWatch, cleanupTimeoutMs, leavesSessionState, replyBoundMs } from './session-guard.ts';
@@ -138,7 +139,8 @@ export class WriteBackQueue {
         signal.throwIfAborted();
         // Extended protocol even without values: the server then accepts exactly one statement.
         const query: pg.QueryConfig & { queryMode: 'extended' } = { text: statement.text, values, queryMode: 'extended' };
-        await this.#queue(poolKey).add(() => runGuarded(pool, query, signal), { signal });
+        // Bound: p-queue starts a task from whichever task's end made room, in that task's trace.
+        await this.#queue(poolKey).add(bindToCurrentContext(() => runGuarded(pool, query, signal)), { signal });
         this.#written.set(objectKey, hash);
         return 'written';
       } catch (error) {

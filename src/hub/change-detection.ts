@@ -1,14 +1,21 @@
 import type { DatabaseQueryResource } from '../api/index.ts';
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { maxTimestamp, type ConnectionSettings, type NotifySubscription } from '../db/index.ts';
-import type { SyncTrigger } from '../telemetry/index.ts';
+import { readMaxTimestamp, type ConnectionSettings, type NotifySubscription } from '../db/index.ts';
+import { markMoment, type SyncTrigger, type TraceLink } from '../telemetry/index.ts';
 import type { HubContext } from './context.ts';
 
 export interface SyncDecision {
   trigger: SyncTrigger;
-  /** When the change was first seen (a notification): freshness counts from here. */
+  /**
+   * When the change that causes this sync happened, as far as Rowcast can
+   * tell: a notification's receipt; in timestamp mode the max() value itself
+   * when the column is a timestamp; otherwise the start of the poll that saw
+   * it. rowcast_sync_freshness_seconds counts from here.
+   */
   seenAt: number;
+  /** The span of the notification's receipt, for the sync's trace to point at. */
+  link?: TraceLink;
   /** max(timestampColumn) read for this decision, remembered once the sync succeeds. */
   max?: string | null;
 }
@@ -31,7 +38,10 @@ function ensureSubscription(ctx: HubContext, key: string, dqr: DatabaseQueryReso
   if (current !== undefined) void current.subscription.close();
   const subscription = ctx.notify.subscribe(settings, mode.channel, (signal) => {
     const previous = ctx.pendingTriggers.get(key);
-    ctx.pendingTriggers.set(key, { trigger: signal === 'reconnect' ? 'reconnect' : 'notify', at: previous?.at ?? Date.now() });
+    const trigger = signal === 'reconnect' ? 'reconnect' : 'notify';
+    // The first one a sync answers is where its story starts; later ones fold into the same sync.
+    const link = previous?.link ?? markMoment('rowcast.notification', { 'rowcast.dqr': key, 'rowcast.trigger': trigger });
+    ctx.pendingTriggers.set(key, { trigger, at: previous?.at ?? Date.now(), ...(link === undefined ? {} : { link }) });
     ctx.queues.dqrs.add(key);
   });
   ctx.subscriptions.set(key, { id, subscription });
@@ -76,14 +86,16 @@ export async function decideSync(
   const pending = ctx.pendingTriggers.get(key);
   ctx.pendingTriggers.delete(key);
   const mode = dqr.spec.changeDetection;
-  const max = mode.mode === 'timestamp' ? await maxTimestamp(pool, mode.tableName, mode.timestampColumn, signal) : undefined;
-  const withMax = (decision: SyncDecision): SyncDecision => (max === undefined ? decision : { ...decision, max });
+  const reading = mode.mode === 'timestamp' ? await readMaxTimestamp(pool, mode.tableName, mode.timestampColumn, signal) : undefined;
+  const max = reading?.max;
+  const withMax = (decision: SyncDecision): SyncDecision => (reading === undefined ? decision : { ...decision, max: reading.max });
   if (state === undefined || state.generation !== dqr.metadata.generation) return withMax({ trigger: 'spec', seenAt: now });
   if (state.failed) return withMax({ trigger: 'retry', seenAt: now });
   if (confirming) return withMax({ trigger: 'confirmation', seenAt: now });
-  if (pending !== undefined) return withMax({ trigger: pending.trigger, seenAt: pending.at });
+  if (pending !== undefined) return withMax({ trigger: pending.trigger, seenAt: pending.at, ...(pending.link === undefined ? {} : { link: pending.link }) });
   if (mode.mode === 'none' || mode.mode === 'notify') return { trigger: 'poll', seenAt: now };
-  if (max !== state.lastMax) return withMax({ trigger: 'timestamp', seenAt: now });
+  // A writer's clock ahead of Rowcast's would make the change happen after it was seen.
+  if (max !== state.lastMax) return withMax({ trigger: 'timestamp', seenAt: Math.min(reading?.at ?? now, now) });
   if (now - state.lastRunAt >= ctx.options.fullSyncIntervalMs) return withMax({ trigger: 'full', seenAt: now });
   return undefined;
 }

@@ -5,7 +5,7 @@ import type { NotifyHub, NotifySubscription, PoolLease, PoolRegistry, WriteBackQ
 import type { TemplateCache } from '../render/index.ts';
 import type { Fence, SupervisedInformer, WorkQueue } from '../runtime/index.ts';
 import type { HubWriter } from '../status/index.ts';
-import type { Logger, Metrics, SecretScrubber, SyncTrigger } from '../telemetry/index.ts';
+import type { Logger, Metrics, SecretScrubber, SyncTrigger, TraceLink } from '../telemetry/index.ts';
 
 /** A hub object as the informers hold it: what the parsers take plus what they leave out. */
 export interface HubObject extends KubernetesObject {
@@ -36,7 +36,7 @@ export interface HubContext {
   /** Change detection's memory per DQR key. */
   changes: Map<string, ChangeState>;
   /** Notifications waiting for their DQR's next sync, by DQR key. */
-  pendingTriggers: Map<string, { trigger: SyncTrigger; at: number }>;
+  pendingTriggers: Map<string, { trigger: SyncTrigger; at: number; link?: TraceLink }>;
   writeBacks: WriteBackQueue;
   statusWatches: StatusWatchRegistry;
   /** Objects each DQR manages per member (ClusterTarget key), from its last sync: ClusterTarget status sums them. */

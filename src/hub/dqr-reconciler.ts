@@ -17,7 +17,7 @@ import { classifyDbError, compileStatusTemplate, ensureLedger, ledgerFootprint, 
 import { TemplateError, type CompiledTemplate } from '../render/index.ts';
 import { FencedError, TerminalError, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
-import { inSpan, type Logger } from '../telemetry/index.ts';
+import { inRootSpan, type Logger } from '../telemetry/index.ts';
 import { QueryShapeError, connectionSettingsFromSecret, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { closeSubscription, decideSync, recordSyncRun, type SyncDecision } from './change-detection.ts';
 import { clustersWrittenTo, finalizeDqr, statusClusterName, type LedgerFootprint } from './finalizer.ts';
@@ -174,7 +174,6 @@ function releaseLease(ctx: HubContext, key: string): Promise<void> {
  */
 export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSignal): Promise<ReconcileResult> {
   const started = performance.now();
-  const startedAt = Date.now();
   const { namespace, name } = splitKey(key);
   const raw = ctx.informers.dqrs.get(name, namespace);
   if (raw === undefined) {
@@ -315,7 +314,15 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   const previousKeyColumns = recordedKeyColumns?.length === 0 ? undefined : recordedKeyColumns;
   let outcome: DqrSyncOutcome;
   try {
-    outcome = await inSpan('rowcast.sync', { 'rowcast.dqr': key, 'rowcast.generation': raw.metadata?.generation ?? 0, 'rowcast.clusters': clusters.length }, async (span) => {
+    const attributes = {
+      'rowcast.dqr': key,
+      'rowcast.generation': raw.metadata?.generation ?? 0,
+      'rowcast.clusters': clusters.length,
+      'rowcast.trigger': decision.trigger,
+      // From the change being seen (a notification's receipt, a timestamp's value) to this sync starting.
+      'rowcast.trigger_wait_ms': Math.max(0, Date.now() - decision.seenAt),
+    };
+    outcome = await inRootSpan('rowcast.sync', attributes, async (span) => {
       const result = await syncDqr({
         dqr,
         pool: lease.pool,
@@ -346,7 +353,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
       });
       span.setAttributes({ 'rowcast.rows': result.rowCount, 'rowcast.failures': result.failures.length, 'rowcast.prune_blocked': result.pruneBlocked !== undefined });
       return result;
-    });
+    }, decision.link === undefined ? [] : [decision.link]);
   } catch (error) {
     // Not the leader any more: the new one reports; this process stops.
     if (error instanceof FencedError) throw error;
@@ -377,7 +384,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   const keyColumnsChanged = previousKeyColumns !== undefined && previousKeyColumns.join('\u0000') !== outcome.keyColumns.join('\u0000');
   const rowKeyColumns = outcome.keyColumns.length > 0 && (!keyColumnsChanged || (clean && outcome.failures.length === 0)) ? outcome.keyColumns : undefined;
   await reportOutcome(report, namespace, outcome, refusals, selection.selected.length, decision.trigger, ctx.statusWatches.failures.get(key), pendingPrune !== undefined, rowKeyColumns, held);
-  recordMetrics(ctx, namespace, name, outcome, startedAt - decision.seenAt);
+  recordMetrics(ctx, namespace, name, outcome, decision.seenAt);
   // Within the limit (or confirmed and done): a confirmation left over would only wait to release some later prune.
   if (outcome.pruneEvaluated && outcome.pruneBlocked === undefined && confirmation !== undefined) {
     ctx.fence(key);
@@ -393,8 +400,8 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   return { requeueAfterMs: dqr.spec.pollIntervalMs };
 }
 
-/** `waitedMs`: from the change being seen (a notification) to the start of the sync. */
-function recordMetrics(ctx: HubContext, namespace: string, name: string, outcome: DqrSyncOutcome, waitedMs: number): void {
+/** `changedAt`: when the change this sync carries happened (SyncDecision.seenAt). */
+function recordMetrics(ctx: HubContext, namespace: string, name: string, outcome: DqrSyncOutcome, changedAt: number): void {
   const m = ctx.metrics;
   m.dqrRows.labels(namespace, name).set(outcome.rowCount);
   m.rowFailures.labels(namespace, name).set(new Set(outcome.failures.map((f) => f.rowKey)).size);
@@ -407,7 +414,7 @@ function recordMetrics(ctx: HubContext, namespace: string, name: string, outcome
     m.applies.labels(c.name, 'conflict').inc(c.conflicts);
     m.applies.labels(c.name, 'failed').inc(failedHere);
     m.prunes.labels(c.name).inc(c.pruned);
-    if (c.lastError === undefined) m.syncFreshness.labels(c.name).observe((Math.max(0, waitedMs) + c.appliedAfterMs) / 1000);
+    if (c.lastError === undefined) m.syncFreshness.labels(c.name).observe(Math.max(0, c.appliedAt - changedAt) / 1000);
   }
 }
 

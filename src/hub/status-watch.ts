@@ -3,6 +3,7 @@ import { ANNOTATIONS, OWNER_LABEL, parseDatabaseQueryResource } from '../api/ind
 import { MemberApi, type Member } from '../clusters/index.ts';
 import { bindParams, compileStatusTemplate, updateLedgerStatus, type CompiledStatement } from '../db/index.ts';
 import { SupervisedInformer } from '../runtime/index.ts';
+import { inRootSpan } from '../telemetry/index.ts';
 import { knownObject } from '../sync/index.ts';
 import type { HubContext, StatusWatchRegistry } from './context.ts';
 
@@ -197,7 +198,12 @@ export class StatusWatches implements StatusWatchRegistry {
     if (dqrKey !== undefined) this.forgetWrite(`${dqrKey}|${objectKeyOf(member, kind, object)}`);
   }
 
-  /** Runs inside the informer's callback: hands work to promises and returns at once. */
+  /**
+   * Runs inside the informer's callback: hands work to promises and returns
+   * at once. Each statement gets a trace of its own: the callback runs in
+   * whatever context started the watch or its timer, often another DQR's
+   * sync, whose trace it would otherwise join.
+   */
   private changed(member: Member, apiVersion: string, kind: string, object: Watched): void {
     if (object.status === undefined) return;
     const annotations = object.metadata?.annotations ?? {};
@@ -222,7 +228,10 @@ export class StatusWatches implements StatusWatchRegistry {
     const rowKey = annotations[ANNOTATIONS.rowKey] ?? '';
     if (spec.ledger !== undefined) {
       const ledgerKey = { dqr: dqrKey, cluster: member.name, kind, namespace: object.metadata?.namespace ?? '', name: object.metadata?.name ?? '' };
-      updateLedgerStatus(lease.pool, spec.ledger.table, ledgerKey, object.status).catch((error: unknown) => {
+      const table = spec.ledger.table;
+      inRootSpan('rowcast.ledger_status', { 'rowcast.dqr': dqrKey, 'rowcast.cluster': member.name, 'rowcast.kind': kind }, () =>
+        updateLedgerStatus(lease.pool, table, ledgerKey, object.status),
+      ).catch((error: unknown) => {
         this.ctx.logger.warn('ledger status not recorded', { dqr: dqrKey, cluster: member.name, error });
       });
     }
@@ -239,7 +248,11 @@ export class StatusWatches implements StatusWatchRegistry {
       row: this.rows.get(dqrKey)?.get(rowKey) ?? keyRow(rowKey, this.keyColumns.get(dqrKey) ?? spec.rowKey ?? []),
       cluster: { name: member.name, labels: { ...member.labels } },
     });
-    this.ctx.writeBacks.enqueue(lease.pool, lease.key, writeKey, statement, values).then(
+    inRootSpan('rowcast.write_back', { 'rowcast.dqr': dqrKey, 'rowcast.cluster': member.name, 'rowcast.kind': kind }, async (span) => {
+      const result = await this.ctx.writeBacks.enqueue(lease.pool, lease.key, writeKey, statement, values);
+      span.setAttribute('rowcast.result', result);
+      return result;
+    }).then(
       (result) => {
         this.ctx.metrics.writeBacks.labels(result).inc();
         if (result === 'written' && this.failures.delete(dqrKey)) this.ctx.queues.dqrs.add(dqrKey);

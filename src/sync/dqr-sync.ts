@@ -66,8 +66,8 @@ export interface ClusterOutcome {
   lastError: string | undefined;
   /** Objects refused because someone else owns them. */
   conflicts: number;
-  /** Milliseconds from the start of the sync until this cluster's applies were done. */
-  appliedAfterMs: number;
+  /** When this cluster's applies were done (epoch ms, the clock a change's time is read on). */
+  appliedAt: number;
   /** Dry runs: creates and updates with the server's view of each. */
   planned: PlannedChange[];
   /** Owned objects no row wants (pruned unless blocked; in a dry run, what would be). */
@@ -308,7 +308,6 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
  * prune limit allows.
  */
 export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
-  const started = performance.now();
   const { dqr, clusters } = input;
   const spec = dqr.spec;
   const namespace = dqr.metadata.namespace ?? 'default';
@@ -331,7 +330,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
 
   const dqrKey = `${namespace}/${dqr.metadata.name}`;
   const fence = (): void => input.fence(dqrKey);
-  const appliedAfter = new Map<string, number>();
+  const appliedAt = new Map<string, number>();
   const results = await Promise.all(
     clusters.map(({ target, member }) =>
       inSpan('rowcast.member_sync', { 'rowcast.cluster': member.name }, async (span) => {
@@ -348,7 +347,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
           ...(input.dryRun === true ? { dryRun: true } : {}),
           signal: input.signal,
         });
-        appliedAfter.set(member.name, performance.now() - started);
+        appliedAt.set(member.name, Date.now());
         span.setAttributes({ 'rowcast.applied': result.applied, 'rowcast.unchanged': result.unchanged, 'rowcast.failures': result.failures.length });
         if (result.error !== undefined) span.setAttribute('rowcast.error', result.error);
         return result;
@@ -448,7 +447,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
         conflicts: r.failures.filter((f) => f.conflict).length,
         planned: r.planned,
         pruneCandidates: [...(decision.evaluated && r.error === undefined ? r.pruneCandidates : [])],
-        appliedAfterMs: appliedAfter.get(r.cluster) ?? 0,
+        appliedAt: appliedAt.get(r.cluster) ?? Date.now(),
       };
     }),
     failures,

@@ -62,7 +62,7 @@ export class Metrics {
   readonly writeBacks = new Counter({ name: 'rowcast_writebacks_total', help: 'Status write-backs to the database by result.', labelNames: ['result'], registers: [this.registry] });
   readonly syncFreshness = new Histogram({
     name: 'rowcast_sync_freshness_seconds',
-    help: 'From the start of a sync (a change seen or a poll) to its objects applied on a member.',
+    help: 'From the database change (NOTIFY receipt; in timestamp mode the max() value; else the poll that saw it) to its objects applied on a member.',
     labelNames: ['cluster'],
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
     registers: [this.registry],

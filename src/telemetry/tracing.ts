@@ -1,4 +1,4 @@
-import { context, createContextKey, trace, SpanStatusCode, type Attributes, type Span } from '@opentelemetry/api';
+import { ROOT_CONTEXT, context, createContextKey, trace, SpanStatusCode, type Attributes, type Link, type Span } from '@opentelemetry/api';
 import type { ReadableSpan, Span as SdkSpan, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { SecretScrubber } from './secret-scrubber.ts';
 
@@ -9,6 +9,9 @@ export interface TracingOptions {
   /** Tests pass their own (an in-memory exporter); otherwise the OTLP exporter the OTEL_* variables describe. */
   spanProcessors?: SpanProcessor[];
 }
+
+/** A pointer from one trace to a span of another (the notification a sync answers). */
+export type TraceLink = Link;
 
 export interface Tracing {
   enabled: boolean;
@@ -28,7 +31,8 @@ export function tracingWanted(env: TracingOptions['env']): boolean {
  * only after this. The SDK itself is imported only when tracing is on.
  * Bind values never reach spans (enhancedDatabaseReporting stays off), and
  * spans are made only inside a Rowcast span, so idle watches and probes do
- * not flood the exporter.
+ * not flood the exporter. A 404 the caller expects (expectingNotFound) is an
+ * answer, not an error: its HTTP span ends OK without error.type.
  */
 export async function startTracing(options: TracingOptions): Promise<Tracing> {
   if (options.spanProcessors === undefined && !tracingWanted(options.env)) return { enabled: false, shutdown: () => Promise.resolve() };
@@ -43,9 +47,20 @@ export async function startTracing(options: TracingOptions): Promise<Tracing> {
     serviceName: options.env['OTEL_SERVICE_NAME'] ?? 'rowcast',
     instrumentations: [
       new PgInstrumentation({ enhancedDatabaseReporting: false, requireParentSpan: true }),
-      new UndiciInstrumentation({ requireParentforSpans: true, ignoreRequestHook: () => context.active().getValue(perCallSpansOff) === true }),
+      new UndiciInstrumentation({
+        requireParentforSpans: true,
+        ignoreRequestHook: () => context.active().getValue(perCallSpansOff) === true,
+        // Runs where the request starts, so in the caller's context.
+        requestHook: (span) => {
+          if (context.active().getValue(notFoundExpected) === true) expectedNotFound.add(span);
+        },
+        // The instrumentation sets ERROR right after this hook for any status >= 400; an OK status is final, so it stays.
+        responseHook: (span, { response }) => {
+          if (response.statusCode === 404 && expectedNotFound.has(span)) span.setStatus({ code: SpanStatusCode.OK });
+        },
+      }),
     ],
-    spanProcessors: [new ScrubbingSpanProcessor(options.scrubber), ...exporting],
+    spanProcessors: [new ScrubbingSpanProcessor(options.scrubber), new ExpectedNotFoundProcessor(), ...exporting],
     metricReaders: [],
     logRecordProcessors: [],
   });
@@ -116,7 +131,42 @@ class ScrubbingSpanProcessor implements SpanProcessor {
   }
 }
 
+/** HTTP spans whose 404 the caller expects; weak, as a span that never gets an answer is simply dropped. */
+const expectedNotFound = new WeakSet<Span>();
+
+/** error.type is written after the response hook; on an expected 404 it would still read as a failure. */
+class ExpectedNotFoundProcessor implements SpanProcessor {
+  onStart(): void {
+    // The status code is known only at the end.
+  }
+
+  onEnding(span: SdkSpan): void {
+    if (span.status.code !== SpanStatusCode.OK || span.attributes['http.response.status_code'] !== 404) return;
+    // Attributes cannot be removed through the API; until export the span's record is plain and writable.
+    delete (span.attributes as Record<string, unknown>)['error.type'];
+  }
+
+  onEnd(_span: ReadableSpan): void {
+    // Ended spans are read-only.
+  }
+
+  forceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
 const tracer = trace.getTracer('rowcast');
+
+const notFoundExpected = createContextKey('rowcast.not-found-expected');
+
+/** The HTTP calls fn starts treat a 404 as an answer (a discovery miss, a GET before a create, a DELETE of a gone object). */
+export function expectingNotFound<T>(fn: () => Promise<T>): Promise<T> {
+  return context.with(context.active().setValue(notFoundExpected, true), fn);
+}
 
 /** Set inside a batch span: its thousands of calls get no HTTP span each (they would flood and overflow the exporter's queue). */
 const perCallSpansOff = createContextKey('rowcast.per-call-spans-off');
@@ -128,7 +178,34 @@ export function inBatchSpan<T>(name: string, attributes: Attributes, fn: (span: 
 
 /** Runs fn in a span that ends with it, recording an error; a no-op span when tracing is off. */
 export function inSpan<T>(name: string, attributes: Attributes, fn: (span: Span) => Promise<T>): Promise<T> {
-  return tracer.startActiveSpan(name, { attributes }, async (span) => {
+  return runInSpan(name, { attributes }, context.active(), fn);
+}
+
+/**
+ * Like inSpan, but the root of a trace of its own, whatever context the
+ * caller runs in: informer callbacks, timers and queue continuations run in
+ * the context of whoever happened to start them, often another DQR's sync.
+ * Only the per-call switch is kept, so a root inside a batch adds no flood.
+ */
+export function inRootSpan<T>(name: string, attributes: Attributes, fn: (span: Span) => Promise<T>, links: readonly Link[] = []): Promise<T> {
+  const base = context.active().getValue(perCallSpansOff) === true ? ROOT_CONTEXT.setValue(perCallSpansOff, true) : ROOT_CONTEXT;
+  return runInSpan(name, { attributes, root: true, links: [...links] }, base, fn);
+}
+
+/**
+ * A moment worth pointing at later (a notification received): a span of its
+ * own, ended at once, returned as a link for the work it causes; undefined
+ * when tracing is off.
+ */
+export function markMoment(name: string, attributes: Attributes): Link | undefined {
+  const span = tracer.startSpan(name, { attributes, root: true }, ROOT_CONTEXT);
+  span.end();
+  const spanContext = span.spanContext();
+  return trace.isSpanContextValid(spanContext) ? { context: spanContext } : undefined;
+}
+
+function runInSpan<T>(name: string, options: { attributes: Attributes; root?: boolean; links?: Link[] }, parent: ReturnType<typeof context.active>, fn: (span: Span) => Promise<T>): Promise<T> {
+  return tracer.startActiveSpan(name, options, parent, async (span) => {
     try {
       return await fn(span);
     } catch (error) {
