@@ -1,16 +1,17 @@
 // npm run demo: a hub, two member clusters and PostgreSQL on loopback, the
-// sample tables and DatabaseQueryResources from examples/, and the controller.
+// sample tables and DatabaseQueryResources from examples/, and `rowcast controller` as its own process.
 // Ctrl-C stops everything.
-import { readFile, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import yaml from 'js-yaml';
 import pg from 'pg';
 import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } from '../src/api/index.ts';
-import { parseControllerOptions } from '../src/config/index.ts';
-import { HubController } from '../src/hub/index.ts';
-import { Metrics, SecretScrubber, createLogger, serveEndpoints } from '../src/telemetry/index.ts';
 import { startControlPlane } from '../test/harness/control-plane.ts';
 import { adminRequest, type ClusterCredentials } from '../test/harness/kube-apiserver.ts';
+import { freePort, waitFor } from '../test/harness/ports.ts';
 
 const root = join(import.meta.dirname, '..');
 const namespace = 'rowcast-demo';
@@ -69,24 +70,31 @@ for (const dqr of [users, tenants]) {
   await create(hub, `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}`, dqr);
 }
 
-const parsed = parseControllerOptions(['--namespace', namespace], process.env);
-if (!parsed.ok) throw new Error('controller options');
+// The real `rowcast controller` process, as in production: OTEL_* variables, leader election and its metrics behave as they would there.
 const logFile = join(runDir, 'controller.log');
-const lines: string[] = [];
-const scrubber = new SecretScrubber();
-const logger = createLogger({ level: 'info', scrubber, write: (line) => lines.push(line) });
-const flush = setInterval(() => {
-  if (lines.length > 0) void writeFile(logFile, `${lines.splice(0).join('\n')}\n`, { flag: 'a' });
-}, 500);
-const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
-const controller = new HubController({ options: parsed.options, logger, scrubber, metrics, hubKubeconfig: hub.kubeconfig });
-await controller.start();
-const endpoints = await serveEndpoints({ bindAddress: '127.0.0.1:0', registry: metrics.registry, ready: () => controller.ready });
+const log = createWriteStream(logFile, { flags: 'a' });
+const port = await freePort();
+const controller = spawn(process.execPath, [join(root, 'src', 'main.ts'), 'controller', '--kubeconfig', hub.kubeconfigPath, '--namespace', namespace, '--metrics-bind-address', `127.0.0.1:${port}`], {
+  stdio: ['ignore', 'pipe', 'pipe'],
+  env: process.env,
+});
+controller.stdout.pipe(log);
+controller.stderr.pipe(log);
+const exited = once(controller, 'exit');
+await waitFor(`the controller's /readyz (log: ${logFile})`, async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.ok === true, 120_000, 200, () =>
+  controller.exitCode === null ? undefined : `it exited with ${String(controller.exitCode)}; see ${logFile}`,
+);
 
-const kubectl = (cluster: { kubeconfigPath: string }): string => `${binaries.kubectl} --kubeconfig ${cluster.kubeconfigPath}`;
 const [east, west] = members;
+// Short commands: the long paths are said once, as variables for the reader's shell.
+const kubectl = (cluster: { name: string }): string => (cluster === hub ? 'kubectl' : `kubectl --kubeconfig $${cluster.name.toUpperCase().replace(/-/g, '_')}`);
 say(`
 Rowcast demo is running. Hub ${hub.server}; members ${members.map((m) => `${m.name} ${m.server}`).join(', ')}.
+
+In another shell:
+  alias kubectl=${binaries.kubectl}
+  export KUBECONFIG=${hub.kubeconfigPath}
+${members.map((m) => `  export ${m.name.toUpperCase().replace(/-/g, '_')}=${m.kubeconfigPath}`).join('\n')}
 
 Look at:
   ${kubectl(hub)} -n ${namespace} get dqr,ct
@@ -94,7 +102,7 @@ Look at:
   ${kubectl(east ?? hub)} -n profiles get configmaps -L example.com/plan
   ${kubectl(west ?? hub)} -n tenants get deployments,services            # replicas differ per cluster (tier label)
   tail -f ${logFile}                                                     # the controller's JSON log
-  curl -s http://127.0.0.1:${endpoints.port}/metrics | grep ^rowcast_                 # its Prometheus metrics
+  curl -s http://127.0.0.1:${port}/metrics | grep -E '^(rowcast_|leader_election)'   # its Prometheus metrics
 
 Change a row and watch it reach both members within the poll interval (5s):
   PGPASSWORD=demo-password psql -h ${postgres.host} -p ${postgres.port} -U app app \\
@@ -115,7 +123,7 @@ await new Promise<void>((resolve) => {
   process.once('SIGTERM', resolve);
 });
 say('stopping...');
-await controller.stop();
-await endpoints.close();
-clearInterval(flush);
+if (controller.exitCode === null) controller.kill('SIGTERM');
+await exited;
+log.end();
 await plane.stop();
