@@ -108,6 +108,9 @@ test(`a member that answers 429 converges at the rate it admits, with 429s a sma
   const healthySeconds: Record<string, number> = {};
   let last = { writes: 0, throttled: 0, objects: 0 };
   const deadline = Date.now() + 540_000;
+  const concurrency = async (): Promise<number | undefined> =>
+    (await running?.metrics.registry.getSingleMetric('rowcast_member_concurrency')?.get())?.values.find((v) => v.labels['cluster'] === 'throttled')?.value;
+  let lowest = Infinity;
   while (last.objects < ROWS) {
     assert.ok(Date.now() < deadline, `${ROWS} objects on the throttled member: ${last.objects} there after 9 minutes, ${last.throttled} 429s against ${last.writes} writes`);
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -116,6 +119,7 @@ test(`a member that answers 429 converges at the rate it admits, with 429s a sma
         healthySeconds[healthy.info.name] = (performance.now() - started) / 1000;
       }
     }
+    lowest = Math.min(lowest, (await concurrency()) ?? Infinity);
     const now = await memberCounts(member);
     last = { writes: now.writes - before.writes, throttled: now.throttled - before.throttled, objects: await countOn(member) };
     // Throughout, not only at the end: a client that hammers a refusing member is wrong long before it gives up.
@@ -127,7 +131,9 @@ test(`a member that answers 429 converges at the rate it admits, with 429s a sma
   console.log(
     `throttled member (--max-mutating-requests-inflight=1): ${ROWS} objects in ${convergedSeconds.toFixed(1)} s; ` +
       `${last.throttled} 429s for ${last.writes} writes (${(last.throttled / Math.max(1, last.writes)).toFixed(2)} per write; rowcast_member_throttled_total ${rowcast429}); ` +
+      `rowcast_member_concurrency 8 at first, as low as ${lowest}, ${await concurrency()} at the end; ` +
       `healthy members converged after ${Object.entries(healthySeconds).map(([name, s]) => `${name} ${s.toFixed(1)} s`).join(', ')}`,
   );
   assert.equal(rowcast429, last.throttled, 'rowcast_member_throttled_total counts every 429 the member answered');
+  assert.ok(lowest < 8, `rowcast_member_concurrency shows the lowered concurrency (lowest seen: ${lowest})`);
 });

@@ -2,6 +2,12 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Results an apply to a member can have; every one is initialised per cluster. */
 export const APPLY_RESULTS = ['applied', 'unchanged', 'conflict', 'failed', 'throttled'] as const;
+/** A member queue as a scrape reads it. */
+export interface MemberQueueState {
+  depth: number;
+  concurrency: number;
+}
+
 export type ApplyResult = (typeof APPLY_RESULTS)[number];
 
 /** Why a DQR's query ran (or did not): first sync or spec change, poll, change detection, forced full sync, retry. */
@@ -23,7 +29,7 @@ const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 export class Metrics {
   readonly registry = new Registry();
   /** Read at scrape time: queue depths live in the queues, not in counters kept beside them. */
-  private sources: { workqueues: () => Record<string, number>; members: () => Record<string, number> } = { workqueues: () => ({}), members: () => ({}) };
+  private sources: { workqueues: () => Record<string, number>; members: () => Record<string, MemberQueueState> } = { workqueues: () => ({}), members: () => ({}) };
   readonly reconcileTotal = new Counter({ name: 'controller_runtime_reconcile_total', help: 'Reconciliations per controller and result.', labelNames: ['controller', 'result'], registers: [this.registry] });
   readonly reconcileTime = new Histogram({ name: 'controller_runtime_reconcile_time_seconds', help: 'Time per reconciliation.', labelNames: ['controller'], buckets: latencyBuckets, registers: [this.registry] });
   readonly workqueueDepth: Gauge = new Gauge({
@@ -49,7 +55,16 @@ export class Metrics {
     labelNames: ['cluster'],
     registers: [this.registry],
     collect: () => {
-      for (const [cluster, depth] of Object.entries(this.sources.members())) this.memberQueueDepth.labels(cluster).set(depth);
+      for (const [cluster, queue] of Object.entries(this.sources.members())) this.memberQueueDepth.labels(cluster).set(queue.depth);
+    },
+  });
+  readonly memberConcurrency: Gauge = new Gauge({
+    name: 'rowcast_member_concurrency',
+    help: 'Calls a member queue sends at once: spec.rateLimit.concurrency, lowered while the member answers 429.',
+    labelNames: ['cluster'],
+    registers: [this.registry],
+    collect: () => {
+      for (const [cluster, queue] of Object.entries(this.sources.members())) this.memberConcurrency.labels(cluster).set(queue.concurrency);
     },
   });
   readonly memberQueueWait = new Histogram({ name: 'rowcast_member_queue_wait_seconds', help: 'How long a call waited in its member queue.', labelNames: ['cluster'], buckets: latencyBuckets, registers: [this.registry] });
@@ -81,7 +96,7 @@ export class Metrics {
     for (const result of ['written', 'unchanged', 'failed']) this.writeBacks.labels(result).inc(0);
   }
 
-  readDepthsFrom(workqueues: () => Record<string, number>, members: () => Record<string, number>): void {
+  readDepthsFrom(workqueues: () => Record<string, number>, members: () => Record<string, MemberQueueState>): void {
     this.sources = { workqueues, members };
   }
 
@@ -100,7 +115,7 @@ export class Metrics {
   forgetCluster(cluster: string): void {
     for (const result of APPLY_RESULTS) this.applies.remove(cluster, result);
     for (const metric of [this.prunes, this.memberThrottled]) metric.remove(cluster);
-    for (const metric of [this.memberReachable, this.memberQueueDepth]) metric.remove(cluster);
+    for (const metric of [this.memberReachable, this.memberQueueDepth, this.memberConcurrency]) metric.remove(cluster);
     for (const metric of [this.memberQueueWait, this.syncFreshness]) metric.remove(cluster);
   }
 
