@@ -16,6 +16,7 @@ commands:
   controller     run the hub controller
   render         print the manifests a DatabaseQueryResource's rows render to, per cluster
   plan           show what a sync would create, update, prune or refuse, by server-side dry run
+  status         per cluster, which rows of a DQR are applied, failing, conflicting, blocked or pending
   cluster add    register a member cluster: a kubeconfig Secret and a ClusterTarget
   completion     print a bash or zsh completion script
   version        print the version (also --version)
@@ -162,6 +163,8 @@ async function main(argv: string[]): Promise<number> {
       return cli((c) => c.renderCommand(rest));
     case 'plan':
       return cli((c) => c.planCommand(rest));
+    case 'status':
+      return cli((c) => c.statusCommand(rest));
     case 'completion':
       return cli((c) => c.completionCommand(rest));
     case 'version':

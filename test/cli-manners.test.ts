@@ -85,7 +85,7 @@ test('rowcast completion bash|zsh prints a completion script knowing the command
   const bash = await rowcast('completion', 'bash');
   assert.equal(bash.code, 0, bash.stderr);
   assert.match(bash.stdout, /complete -F _rowcast rowcast/);
-  for (const word of ['controller', 'render', 'plan', 'completion', '--database-url', '--detailed-exitcode']) assert.ok(bash.stdout.includes(word), word);
+  for (const word of ['controller', 'render', 'plan', 'status', 'completion', '--database-url', '--detailed-exitcode', '--service-account']) assert.ok(bash.stdout.includes(word), word);
   const checked = await run('bash', ['-c', `${bash.stdout}\ncomplete -p rowcast`]);
   assert.equal(checked.code, 0, checked.stderr);
   const zsh = await rowcast('completion', 'zsh');

@@ -396,6 +396,7 @@ export const databaseQueryResourceStatusSchema: ObjectSchema = {
             maxLength: 1024,
           },
           message: { type: 'string', description: 'What went wrong.', maxLength: STATUS_LIMITS.errorMessageLength },
+          conflict: { type: 'boolean', description: 'True when the object is held by someone else (another owner, or none): reported, never taken.' },
         },
       },
     },
@@ -478,6 +479,7 @@ export interface FailingRow {
   readonly cluster?: string;
   readonly field?: string;
   readonly message: string;
+  readonly conflict?: boolean;
 }
 
 export interface PendingPruneStatus {

@@ -3,6 +3,7 @@ import { clusterAddHelp } from './cluster-add-command.ts';
 import { CliError, EXIT } from './common.ts';
 import { planHelp } from './plan-command.ts';
 import { renderHelp } from './render-command.ts';
+import { statusHelp } from './status-command.ts';
 
 export const completionHelp = `usage: rowcast completion bash|zsh
 
@@ -20,6 +21,7 @@ function commandTable(): Record<string, string[]> {
     controller: flagsOf(controllerHelp()),
     render: flagsOf(renderHelp),
     plan: flagsOf(planHelp),
+    status: flagsOf(statusHelp),
     'cluster add': flagsOf(clusterAddHelp),
     completion: ['bash', 'zsh'],
     version: [],

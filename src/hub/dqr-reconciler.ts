@@ -492,6 +492,7 @@ async function reportOutcome(
     ...(f.cluster === '' ? {} : { cluster: f.cluster }),
     ...(f.field === '' ? {} : { field: f.field.slice(0, 1024) }),
     message: truncateMessage(f.message),
+    ...(f.conflict ? { conflict: true } : {}),
   }));
   await report.conditions(
     [{ type: CONDITION_TYPES.databaseConnected, status: 'True', reason: REASONS.connected, message: 'the query ran' }, synced, ready],
