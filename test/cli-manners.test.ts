@@ -137,6 +137,8 @@ test('plan: an unknown target cluster, no ClusterTargets, a hub without the CRDs
   for (const args of [
     ['plan', '-f', file, '--kubeconfig', bare.info.kubeconfigPath, '--database-url', url],
     ['render', '-f', file, '--kubeconfig', bare.info.kubeconfigPath, '--database-url', url],
+    ['status', 'bare', '--kubeconfig', bare.info.kubeconfigPath],
+    ['cluster', 'add', 'm1', '--context', 'member-1', '--source-kubeconfig', env.members[0]?.info.kubeconfigPath ?? '', '--kubeconfig', bare.info.kubeconfigPath],
   ]) {
     oneLine(await rowcast(...args), 1, /hub does not serve .*rowcast\.dev.*CRDs are not installed/);
   }

@@ -6,7 +6,7 @@ import yaml from 'js-yaml';
 import { API_VERSION, CLUSTER_TARGET, WATCH_LABEL, YAML_LIMITS, loadYamlDocument } from '../api/index.ts';
 import { MemberApi, MemberKubeConfig, vetKubeconfig } from '../clusters/index.ts';
 import { describeApiError } from '../runtime/index.ts';
-import { CliError, EXIT, hubFromKubeconfig } from './common.ts';
+import { CliError, EXIT, hubFromKubeconfig, requireCrds } from './common.ts';
 
 export const clusterAddHelp = `usage: rowcast cluster add NAME --context CONTEXT [flags]
 
@@ -197,6 +197,13 @@ export async function clusterAddCommand(argv: string[]): Promise<number> {
   // With --service-account the context's own credentials (an exec plugin, say) are used here only, never stored.
   if (values['service-account'] === undefined) vet(kubeconfig);
   if (values['dry-run'] !== true) {
+    // The hub first: nothing is created on the member for a hub that cannot take the ClusterTarget.
+    const hub = hubFromKubeconfig(values.kubeconfig, values['hub-context']);
+    try {
+      await requireCrds(hub);
+    } finally {
+      await hub.close();
+    }
     await memberAnswers(kubeconfig);
     if (values['service-account'] !== undefined) kubeconfig = await serviceAccountKubeconfig(kubeconfig, values['service-account'], values.resource ?? ['/configmaps'], values['token-duration']);
   }

@@ -5,7 +5,7 @@ import { readSecretKeys, type SecretLike } from '../runtime/index.ts';
 import { listOwned, targetKey } from '../sync/index.ts';
 import { ownerMatcher } from '../render/index.ts';
 import { SecretScrubber } from '../telemetry/index.ts';
-import { CliError, EXIT, hubFromKubeconfig, outputFormat, printStructured, selectedOnHub } from './common.ts';
+import { CliError, EXIT, hubFromKubeconfig, outputFormat, printStructured, requireCrds, selectedOnHub } from './common.ts';
 
 export const statusHelp = `usage: rowcast status NAME [flags]
 
@@ -70,6 +70,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const hub = hubFromKubeconfig(values.kubeconfig, values.context);
   const members = new MemberRegistry({ policy: { allowExecAuth: values['allow-exec-auth'] === true, allowFilePaths: false, allowInsecure: values['allow-insecure-kubeconfigs'] === true }, scrubber, requestTimeoutMs: 15_000 });
   try {
+    await requireCrds(hub);
     const path = `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}/${name}`;
     const selection = await selectedOnHub(hub, await hub.request('GET', path).then(
       (raw) => {
