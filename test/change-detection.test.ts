@@ -118,8 +118,8 @@ test('the ledger records each object per cluster, follows updates and prunes, an
   const dqr = `${env.namespace}/ledgered`;
   const ledger = async (): Promise<string[]> =>
     (await env.sql<{ entry: string }>("SELECT cluster || ':' || row_key || ':' || name || ':' || generation AS entry FROM fleet.ledger WHERE dqr = $1 ORDER BY 1", [dqr])).rows.map((r) => r.entry);
-  await eventually('ledger rows', async () => (JSON.stringify(await ledger()) === JSON.stringify(['member-1:1:ledgered-1:1', 'member-1:2:ledgered-2:1', 'member-2:1:ledgered-1:1', 'member-2:2:ledgered-2:1']) ? true : undefined));
-  const hash = async (): Promise<string | undefined> => (await env.sql<{ hash: string }>("SELECT hash FROM fleet.ledger WHERE dqr = $1 AND cluster = 'member-2' AND row_key = '1'", [dqr])).rows[0]?.hash;
+  await eventually('ledger rows', async () => (JSON.stringify(await ledger()) === JSON.stringify([`${env.namespace}/member-1:1:ledgered-1:1`, `${env.namespace}/member-1:2:ledgered-2:1`, `${env.namespace}/member-2:1:ledgered-1:1`, `${env.namespace}/member-2:2:ledgered-2:1`]) ? true : undefined));
+  const hash = async (): Promise<string | undefined> => (await env.sql<{ hash: string }>("SELECT hash FROM fleet.ledger WHERE dqr = $1 AND cluster = $2 AND row_key = '1'", [dqr, `${env.namespace}/member-2`])).rows[0]?.hash;
   const before = await hash();
   await env.sql("UPDATE ledgered SET v = 'changed' WHERE id = 1");
   await eventually('hash follows the update', async () => ((await hash()) !== before ? true : undefined));
@@ -129,9 +129,9 @@ test('the ledger records each object per cluster, follows updates and prunes, an
   // docs/database.md: which rows of the business table have not reached member-2?
   const missing = await env.sql<{ id: number }>(
     `SELECT t.id FROM ledgered t
-       LEFT JOIN fleet.ledger l ON l.dqr = $1 AND l.cluster = 'member-2' AND l.row_key = t.id::text
+       LEFT JOIN fleet.ledger l ON l.dqr = $1 AND l.cluster = $2 AND l.row_key = t.id::text
       WHERE l.name IS NULL ORDER BY t.id`,
-    [dqr],
+    [dqr, `${env.namespace}/member-2`],
   );
   assert.deepEqual(
     missing.rows.map((r) => r.id),

@@ -74,10 +74,10 @@ test('rowcast controller serves /healthz, /readyz and /metrics, syncs, and stops
       'workqueue_retries_total',
       'rest_client_requests_total{',
       'leader_election_master_status{name="rowcast"} 1',
-      'rowcast_applies_total{cluster="member-1",result="applied"}',
-      'rowcast_applies_total{cluster="member-2",result="throttled"} 0',
-      'rowcast_member_reachable{cluster="member-1"} 1',
-      'rowcast_member_queue_depth{cluster="member-2"}',
+      `rowcast_applies_total{cluster="${env.namespace}/member-1",result="applied"}`,
+      `rowcast_applies_total{cluster="${env.namespace}/member-2",result="throttled"} 0`,
+      `rowcast_member_reachable{cluster="${env.namespace}/member-1"} 1`,
+      `rowcast_member_queue_depth{cluster="${env.namespace}/member-2"}`,
       'rowcast_member_queue_wait_seconds_bucket',
       'rowcast_db_query_duration_seconds_bucket',
       `rowcast_dqr_rows{namespace="${env.namespace}",dqr="things"} 2`,
@@ -85,7 +85,7 @@ test('rowcast controller serves /healthz, /readyz and /metrics, syncs, and stops
     ]) {
       assert.ok(metrics.includes(name), `metrics lack ${name}`);
     }
-    assert.ok((sample(metrics, 'rowcast_applies_total{cluster="member-1",result="applied"}') ?? 0) >= 2);
+    assert.ok((sample(metrics, `rowcast_applies_total{cluster="${env.namespace}/member-1",result="applied"}`) ?? 0) >= 2);
     assert.ok(!/thing-1|row_key|rowKey/.test(metrics), 'no row keys or object names in labels');
   } finally {
     assert.equal(await stopProcess(c), 0);

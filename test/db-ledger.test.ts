@@ -261,15 +261,15 @@ test('the fleet queries of docs/database.md answer correctly on a small fixture'
   await writeLedger(lease.pool, 'rowcast_ledger', {
     upserts: [
       // eu-1 has users 1 and 3 (3 with a failed ConfigMap); us-1 has all four, user 2's ConfigMap failed.
-      ...objects(1, 'eu-1'),
-      ...objects(3, 'eu-1', 'admission webhook denied the request'),
-      ...objects(1, 'us-1'),
-      ...objects(2, 'us-1', 'field is immutable'),
-      ...objects(3, 'us-1'),
-      ...objects(4, 'us-1'),
+      ...objects(1, 'fleet/eu-1'),
+      ...objects(3, 'fleet/eu-1', 'admission webhook denied the request'),
+      ...objects(1, 'fleet/us-1'),
+      ...objects(2, 'fleet/us-1', 'field is immutable'),
+      ...objects(3, 'fleet/us-1'),
+      ...objects(4, 'fleet/us-1'),
       // Another DQR's objects on eu-1 for user 2: not this DQR's, so user 2 is still missing there.
-      entry({ dqr: 'apps/other', cluster: 'eu-1', rowKey: '2', kind: 'ConfigMap', name: 'other-2' }),
-      entry({ dqr: 'apps/other', cluster: 'eu-1', rowKey: '9', kind: 'ConfigMap', name: 'other-9', lastError: 'quota exceeded' }),
+      entry({ dqr: 'apps/other', cluster: 'fleet/eu-1', rowKey: '2', kind: 'ConfigMap', name: 'other-2' }),
+      entry({ dqr: 'apps/other', cluster: 'fleet/eu-1', rowKey: '9', kind: 'ConfigMap', name: 'other-9', lastError: 'quota exceeded' }),
     ],
     deletes: [],
   });
@@ -282,16 +282,16 @@ test('the fleet queries of docs/database.md answer correctly on a small fixture'
   ]);
   assert.deepEqual(await run('failures-by-cluster'), [
     {
-      cluster: 'eu-1',
+      cluster: 'fleet/eu-1',
       failed: '2',
       objects: ['ConfigMap team-a/other-9: quota exceeded', 'ConfigMap team-a/user-3: admission webhook denied the request'],
     },
-    { cluster: 'us-1', failed: '1', objects: ['ConfigMap team-a/user-2: field is immutable'] },
+    { cluster: 'fleet/us-1', failed: '1', objects: ['ConfigMap team-a/user-2: field is immutable'] },
   ]);
   assert.deepEqual(await run('objects-per-cluster-and-kind'), [
-    { cluster: 'eu-1', kind: 'ConfigMap', objects: '2' },
-    { cluster: 'eu-1', kind: 'Secret', objects: '2' },
-    { cluster: 'us-1', kind: 'ConfigMap', objects: '4' },
-    { cluster: 'us-1', kind: 'Secret', objects: '4' },
+    { cluster: 'fleet/eu-1', kind: 'ConfigMap', objects: '2' },
+    { cluster: 'fleet/eu-1', kind: 'Secret', objects: '2' },
+    { cluster: 'fleet/us-1', kind: 'ConfigMap', objects: '4' },
+    { cluster: 'fleet/us-1', kind: 'Secret', objects: '4' },
   ]);
 });

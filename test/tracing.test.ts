@@ -65,7 +65,7 @@ test('one trace per sync: query and render, then per member its applies, with pg
   const direct = children(spans, sync).map((s) => s.name).sort();
   assert.deepEqual(direct, ['rowcast.member_sync', 'rowcast.member_sync', 'rowcast.read_and_render']);
   const members = children(spans, sync).filter((s) => s.name === 'rowcast.member_sync');
-  assert.deepEqual(members.map((m) => m.attributes['rowcast.cluster']).sort(), ['member-1', 'member-2']);
+  assert.deepEqual(members.map((m) => m.attributes['rowcast.cluster']).sort(), [`${env.namespace}/member-1`, `${env.namespace}/member-2`]);
   const readAndRender = children(spans, sync).find((s) => s.name === 'rowcast.read_and_render');
   assert.ok(readAndRender !== undefined);
   assert.ok(descendants(spans, readAndRender).some((s) => s.name.startsWith('pg.')), 'the query is traced by the pg instrumentation');

@@ -326,7 +326,7 @@ export const databaseQueryResourceStatusSchema: ObjectSchema = {
         description: 'The last sync on one member cluster.',
         required: ['name'],
         properties: {
-          name: { type: 'string', description: 'The cluster reference (name or namespace/name).', maxLength: 317 },
+          name: { type: 'string', description: 'The ClusterTarget: its name when it is in the DQR\'s own namespace, else namespace/name (as in pendingPrune and failingRows).', maxLength: 317 },
           applied: countSchema('Objects applied or already up to date.'),
           failed: countSchema('Objects that could not be applied.'),
           pruned: countSchema('Objects deleted because their row is gone.'),
@@ -356,7 +356,7 @@ export const databaseQueryResourceStatusSchema: ObjectSchema = {
         wanted: countSchema('Objects the sync would prune.'),
         allowed: countSchema('Objects spec.pruneLimit allows one sync to prune.'),
         managed: countSchema('Objects the DQR managed before the sync, on the clusters it would prune (or on the one cluster named).'),
-        cluster: { type: 'string', description: 'Set when one cluster alone was over the limit; the counts are then that cluster\'s.', maxLength: 317 },
+        cluster: { type: 'string', description: 'Set when one cluster alone was over the limit; the counts are then that cluster\'s. Named as in status.clusters.', maxLength: 317 },
         clusters: {
           type: 'array',
           description:
@@ -369,7 +369,7 @@ export const databaseQueryResourceStatusSchema: ObjectSchema = {
             description: 'One cluster\'s count.',
             required: ['name', 'managed'],
             properties: {
-              name: { type: 'string', description: 'The cluster reference.', maxLength: 317 },
+              name: { type: 'string', description: 'The cluster, named as in status.clusters.', maxLength: 317 },
               managed: countSchema('Objects it managed.'),
             },
           },
@@ -388,7 +388,7 @@ export const databaseQueryResourceStatusSchema: ObjectSchema = {
         required: ['rowKey', 'message'],
         properties: {
           rowKey: { type: 'string', description: 'The row key.', maxLength: STATUS_LIMITS.rowKeyLength },
-          cluster: { type: 'string', description: 'The cluster it failed on, when it failed on one.', maxLength: 317 },
+          cluster: { type: 'string', description: 'The cluster it failed on, when it failed on one; named as in status.clusters.', maxLength: 317 },
           field: {
             type: 'string',
             description:

@@ -5,7 +5,7 @@ import { ANNOTATIONS, API_VERSION, DATABASE_QUERY_RESOURCE, type PendingPruneSta
 import { MemberRegistry, type MemberApi } from '../clusters/index.ts';
 import { PoolRegistry, type ConnectionSettings } from '../db/index.ts';
 import { readSecretKeys, unfenced, type SecretLike } from '../runtime/index.ts';
-import { connectionSettingsFromSecret, describeObject, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
+import { connectionSettingsFromSecret, describeObject, statusClusterName, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { SecretScrubber, createLogger } from '../telemetry/index.ts';
 import { CliError, EXIT, compileDqrTemplate, outputFormat, printStructured, hubFromKubeconfig, readDqrFile, requireCrds, selectedOnHub, settingsFromUrl } from './common.ts';
 
@@ -76,12 +76,14 @@ interface PlanReport {
   problems: number;
 }
 
+/** Clusters named as the DQR's status names them (statusClusterName). */
 function planReport(dqrKey: string, outcome: DqrSyncOutcome, refused: readonly string[]): PlanReport {
+  const namespace = dqrKey.slice(0, dqrKey.indexOf('/'));
   const failure = (f: DqrSyncOutcome['failures'][number]): { row: string; field: string; message: string } => ({ row: f.rowKey, field: f.field, message: f.message });
   const clusters = outcome.clusters.map((cluster) => {
     const mine = outcome.failures.filter((f) => f.cluster === cluster.name);
     return {
-      name: cluster.name,
+      name: statusClusterName(namespace, cluster.name),
       ...(cluster.lastError === undefined ? {} : { error: cluster.lastError }),
       creates: cluster.planned
         .filter((c) => c.action === 'create')
@@ -113,7 +115,7 @@ function planReport(dqrKey: string, outcome: DqrSyncOutcome, refused: readonly s
       : {
           pruneBlocked: {
             id: blocked.id,
-            ...(blocked.cluster === undefined ? {} : { cluster: blocked.cluster }),
+            ...(blocked.cluster === undefined ? {} : { cluster: statusClusterName(namespace, blocked.cluster) }),
             wanted: blocked.wanted,
             allowed: blocked.allowed,
             managed: blocked.managed,

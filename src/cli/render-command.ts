@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import yaml from 'js-yaml';
 import { PoolRegistry } from '../db/index.ts';
-import { readAndRender, targetKey, type RenderCluster } from '../sync/index.ts';
+import { readAndRender, statusClusterName, targetKey, type RenderCluster } from '../sync/index.ts';
 import { SecretScrubber, createLogger } from '../telemetry/index.ts';
 import { CliError, EXIT, compileDqrTemplate, outputFormat, printStructured, hubFromKubeconfig, parseClusterFlag, readDqrFile, selectedFlagClusters, selectedOnHub, settingsFromUrl } from './common.ts';
 
@@ -99,7 +99,7 @@ export async function renderCommand(argv: string[]): Promise<number> {
       printStructured({ dqr: `${namespace}/${dqr.metadata.name}`, rows: rendered.rowCount, clusters: perCluster, failures }, output);
     }
     for (const f of rendered.failures) {
-      process.stderr.write(`row ${JSON.stringify(f.rowKey)}${f.cluster === '' ? '' : ` on cluster ${f.cluster}`}: ${f.field === '' ? '' : `${f.field}: `}${scrubber.scrub(f.message)}\n`);
+      process.stderr.write(`row ${JSON.stringify(f.rowKey)}${f.cluster === '' ? '' : ` on cluster ${statusClusterName(namespace, f.cluster)}`}: ${f.field === '' ? '' : `${f.field}: `}${scrubber.scrub(f.message)}\n`);
     }
     const failing = new Set(rendered.failures.map((f) => f.rowKey)).size;
     process.stderr.write(`${rendered.rowCount} rows, ${objects} objects for ${clusters.length} cluster(s), ${failing} failing row(s)\n`);

@@ -36,8 +36,9 @@ export interface MemberRegistryOptions {
   scrubber: SecretScrubber;
   requestTimeoutMs: number;
   userAgent?: string;
-  onQueueWait?: (member: string, waitMs: number) => void;
-  onThrottled?: (member: string, retryAfterMs: number) => void;
+  /** `cluster`: the ClusterTarget's namespace/name, as every metric labels it. */
+  onQueueWait?: (cluster: string, waitMs: number) => void;
+  onThrottled?: (cluster: string, retryAfterMs: number) => void;
   onResponse?: (host: string, method: string, code: string) => void;
 }
 
@@ -112,8 +113,8 @@ export class MemberRegistry {
     }
     const queue = new MemberQueue({
       limits: spec.rateLimit,
-      onWait: (ms) => this.options.onQueueWait?.(spec.name, ms),
-      onThrottled: (ms) => this.options.onThrottled?.(spec.name, ms),
+      onWait: (ms) => this.options.onQueueWait?.(spec.key, ms),
+      onThrottled: (ms) => this.options.onThrottled?.(spec.key, ms),
     });
     const member: Member = { key: spec.key, name: spec.name, labels: { ...spec.labels }, api, queue, fingerprint };
     this.members.set(spec.key, member);

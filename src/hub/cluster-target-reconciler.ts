@@ -18,7 +18,7 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string, signa
   const { namespace, name } = splitKey(key);
   const raw = ctx.informers.clusterTargets.get(name, namespace);
   if (raw === undefined) {
-    if (ctx.members.get(key) !== undefined) ctx.metrics.forgetCluster(name);
+    if (ctx.members.get(key) !== undefined) ctx.metrics.forgetCluster(key);
     await ctx.statusWatches.forgetMember(key);
     await ctx.members.remove(key);
     ctx.queues.clusterTargets.forget(key);
@@ -110,11 +110,11 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string, signa
       `reaches the same apiserver (${duplicate.server}, same CA) as ClusterTarget ${duplicate.key}, registered earlier, with overlapping spec.allowedNamespaces: two targets would each claim the other's objects; use ${duplicate.key}, or give each target its own namespaces`,
     );
   }
-  ctx.metrics.initialiseCluster(name);
+  ctx.metrics.initialiseCluster(key);
   const probe = await probeMember(ensured.member, Math.min(ctx.options.requestTimeoutMs, 10_000), signal);
   // Stopping (leadership lost, or shutdown): the probe was cut short and proves nothing about the member.
   signal.throwIfAborted();
-  ctx.metrics.memberReachable.labels(name).set(probe.reachable ? 1 : 0);
+  ctx.metrics.memberReachable.labels(key).set(probe.reachable ? 1 : 0);
   const wasReachable = previous.find((c) => c.type === CONDITION_TYPES.reachable)?.status === 'True';
   await report(
     [

@@ -190,7 +190,7 @@ export class HubController {
     this.ctx = ctx;
     metrics.readDepthsFrom(
       () => ({ databasequeryresource: dqrQueue.depth, clustertarget: ctQueue.depth }),
-      () => Object.fromEntries(ctx.members.list().map((m) => [m.name, { depth: m.queue.depth, concurrency: m.queue.concurrency }])),
+      () => Object.fromEntries(ctx.members.list().map((m) => [m.key, { depth: m.queue.depth, concurrency: m.queue.concurrency }])),
     );
     logger.info('starting hub controller', { hubId, namespace: options.namespace ?? '(all)', workers: options.workers });
     const informers = Object.values(ctx.informers);

@@ -18,9 +18,9 @@ import { TemplateError, type CompiledTemplate } from '../render/index.ts';
 import { FencedError, TerminalError, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
 import { inRootSpan, type Logger } from '../telemetry/index.ts';
-import { QueryShapeError, connectionSettingsFromSecret, selectTargets, syncDqr, type DqrSyncOutcome, type SyncCluster } from '../sync/index.ts';
+import { QueryShapeError, connectionSettingsFromSecret, selectTargets, statusClusterName, syncDqr, targetKeyFromStatus, type DqrSyncOutcome, type PendingPrune, type SyncCluster } from '../sync/index.ts';
 import { closeSubscription, decideSync, recordSyncRun, type SyncDecision } from './change-detection.ts';
-import { clustersWrittenTo, finalizeDqr, statusClusterName, type LedgerFootprint } from './finalizer.ts';
+import { clustersWrittenTo, finalizeDqr, type LedgerFootprint } from './finalizer.ts';
 import { splitKey, type HubContext, type HubObject } from './context.ts';
 
 export function dqrPath(namespace: string, name: string): string {
@@ -333,7 +333,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
         leaving,
         previousResources,
         previousKeyColumns,
-        pruneBaseline: pendingPrune?.clusters,
+        pruneBaseline: pendingPrune?.clusters?.map((c) => ({ name: targetKeyFromStatus(namespace, c.name), managed: c.managed })),
         // Checked live only when the cached copy has one (a new one queues its own sync), so a blocked DQR
         // polling every few seconds costs the hub no GET; unreadable is unconfirmed: the prune waits.
         ...(confirmation === undefined
@@ -363,18 +363,18 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   }
 
   const clean = outcome.clusters.every((c) => c.lastError === undefined);
-  ctx.managed.set(key, new Map(clusters.map(({ member }) => [member.key, outcome.clusters.find((c) => c.name === member.name)?.managed ?? 0])));
+  ctx.managed.set(key, new Map(clusters.map(({ member }) => [member.key, outcome.clusters.find((c) => c.name === member.key)?.managed ?? 0])));
   ctx.statusWatches.keyColumns.set(key, outcome.keyColumns);
   for (const c of outcome.clusters) ctx.statusWatches.recordKnown(key, c.target, c.known, c.lastError === undefined);
   if (writeBackColumns === undefined) ctx.statusWatches.rows.delete(key);
   else ctx.statusWatches.rows.set(key, outcome.rowValues);
   if (dqr.spec.statusUpdateQueryTemplate !== undefined || ledger !== undefined) {
     for (const { member } of clusters) {
-      if (outcome.clusters.find((c) => c.name === member.name)?.lastError !== undefined) continue;
+      if (outcome.clusters.find((c) => c.name === member.key)?.lastError !== undefined) continue;
       for (const resource of outcome.resources) {
         const [apiVersion = '', kind = ''] = resource.split('|');
         ctx.statusWatches.ensure(member, apiVersion, kind).catch((error: unknown) => {
-          log.warn('status watch not started', { cluster: member.name, kind, error });
+          log.warn('status watch not started', { cluster: member.key, kind, error });
         });
       }
     }
@@ -398,6 +398,15 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     durationMs: Math.round(performance.now() - started),
   });
   return { requeueAfterMs: dqr.spec.pollIntervalMs };
+}
+
+/** A blocked prune as status.pendingPrune names its clusters (see statusClusterName); read back with targetKeyFromStatus. */
+function pendingPruneStatus(namespace: string, pending: PendingPrune): PendingPrune {
+  return {
+    ...pending,
+    ...(pending.cluster === undefined ? {} : { cluster: statusClusterName(namespace, pending.cluster) }),
+    clusters: pending.clusters.map((c) => ({ name: statusClusterName(namespace, c.name), managed: c.managed })),
+  };
 }
 
 /** `changedAt`: when the change this sync carries happened (SyncDecision.seenAt). */
@@ -459,18 +468,18 @@ async function reportOutcome(
   const clusterErrors = outcome.clusters.filter((c) => c.lastError !== undefined);
   const first = outcome.failures[0];
   const describeFailure = (f: NonNullable<typeof first>): string =>
-    `row ${JSON.stringify(f.rowKey)}${f.cluster === '' ? '' : ` on cluster ${f.cluster}`}${f.field === '' ? '' : ` (${f.field})`}: ${f.message}`;
+    `row ${JSON.stringify(f.rowKey)}${f.cluster === '' ? '' : ` on cluster ${statusClusterName(namespace, f.cluster)}`}${f.field === '' ? '' : ` (${f.field})`}: ${f.message}`;
   let synced: ConditionUpdate;
   if (outcome.pruneBlocked !== undefined) {
     const { id, wanted, allowed, managed, cluster } = outcome.pruneBlocked;
-    const where = cluster === undefined ? '' : ` on cluster ${cluster}`;
+    const where = cluster === undefined ? '' : ` on cluster ${statusClusterName(namespace, cluster)}`;
     const message = `would prune ${wanted} of ${managed} objects${where}, more than spec.pruneLimit allows (${allowed}); nothing was pruned. To confirm this prune (status.pendingPrune), annotate the DatabaseQueryResource with ${ANNOTATIONS.confirmPrune}=${id}`;
     synced = { type: CONDITION_TYPES.synced, status: 'False', reason: REASONS.pruneBlocked, message };
     await report.warn(REASONS.pruneBlocked, message);
   } else if (clusterErrors.length > 0 || outcome.failures.length > 0 || refusals.length > 0) {
     const parts = [
       ...refusals,
-      ...clusterErrors.map((c) => `cluster ${c.name}: ${c.lastError ?? ''}`),
+      ...clusterErrors.map((c) => `cluster ${statusClusterName(namespace, c.name)}: ${c.lastError ?? ''}`),
       ...(first === undefined ? [] : [`${outcome.failures.length} failure(s); first: ${describeFailure(first)}`]),
     ];
     // Partial means something reached a cluster; when nothing did, the DQR did not sync at all.
@@ -489,7 +498,7 @@ async function reportOutcome(
       : { ...synced, type: CONDITION_TYPES.ready };
   const failingRows = outcome.failures.slice(0, STATUS_LIMITS.failingRows).map((f) => ({
     rowKey: f.rowKey.slice(0, STATUS_LIMITS.rowKeyLength),
-    ...(f.cluster === '' ? {} : { cluster: f.cluster }),
+    ...(f.cluster === '' ? {} : { cluster: statusClusterName(namespace, f.cluster) }),
     ...(f.field === '' ? {} : { field: f.field.slice(0, 1024) }),
     message: truncateMessage(f.message),
     ...(f.conflict ? { conflict: true } : {}),
@@ -518,7 +527,7 @@ async function reportOutcome(
       failingRows,
       // A merge patch: null removes a pending prune this sync no longer has.
       ...(rowKeyColumns === undefined ? {} : { rowKeyColumns }),
-      ...(outcome.pruneBlocked !== undefined ? { pendingPrune: outcome.pruneBlocked } : outcome.pruneEvaluated && hadPendingPrune ? { pendingPrune: null } : {}),
+      ...(outcome.pruneBlocked !== undefined ? { pendingPrune: pendingPruneStatus(namespace, outcome.pruneBlocked) } : outcome.pruneEvaluated && hadPendingPrune ? { pendingPrune: null } : {}),
     },
   );
 }

@@ -1,6 +1,6 @@
 import { ANNOTATIONS, parseClusterTarget, type DeletionPolicy } from '../api/index.ts';
 import { FencedError, describeApiError } from '../runtime/index.ts';
-import { listOwned, pruneMember, unmarkMember } from '../sync/index.ts';
+import { listOwned, pruneMember, targetKeyFromStatus, unmarkMember } from '../sync/index.ts';
 import { ownerMatcher } from '../render/index.ts';
 import type { HubContext, HubObject } from './context.ts';
 
@@ -19,19 +19,10 @@ export function storedDeletionPolicy(raw: HubObject): { policy: DeletionPolicy }
   };
 }
 
-/** How status.clusters names a ClusterTarget: by name in the DQR's own namespace, else namespace/name. */
-export function statusClusterName(dqrNamespace: string, targetKey: string): string {
-  return targetKey.startsWith(`${dqrNamespace}/`) ? targetKey.slice(dqrNamespace.length + 1) : targetKey;
-}
-
 /** The ClusterTargets (namespace/name) this DQR wrote to, from status.clusters (see statusClusterName). */
 export function clustersWrittenTo(raw: HubObject): string[] {
   const refs = ((raw.status?.['clusters'] ?? []) as { name?: unknown }[]).map((c) => (typeof c.name === 'string' ? c.name : '')).filter((n) => n !== '');
-  return [...new Set(refs.map((ref) => targetKeyOf(raw, ref)))];
-}
-
-function targetKeyOf(raw: HubObject, ref: string): string {
-  return ref.includes('/') ? ref : `${raw.metadata?.namespace ?? ''}/${ref}`;
+  return [...new Set(refs.map((ref) => targetKeyFromStatus(raw.metadata?.namespace ?? '', ref)))];
 }
 
 /** What the DQR's ledger recorded it wrote (spec.ledger), read by the caller: clusters and kinds status may have lost. */
@@ -57,8 +48,9 @@ export async function finalizeDqr(ctx: HubContext, raw: HubObject, signal: Abort
     const [apiVersion = '', kind = ''] = key.split('|');
     return { apiVersion, kind };
   });
-  // The ledger only adds: a cluster it names that is no ClusterTarget now never holds the finalizer.
-  const fromLedger = recorded.map((r) => targetKeyOf(raw, r.cluster)).filter((key) => {
+  // The ledger only adds: a cluster it names that is no ClusterTarget now never holds the finalizer. It names them namespace/name;
+  // a bare name (a ledger written before) stands for the DQR's own namespace, as in status.
+  const fromLedger = recorded.map((r) => targetKeyFromStatus(raw.metadata?.namespace ?? '', r.cluster)).filter((key) => {
     const slash = key.indexOf('/');
     return ctx.informers.clusterTargets.get(key.slice(slash + 1), key.slice(0, slash)) !== undefined;
   });

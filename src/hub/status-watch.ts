@@ -103,7 +103,7 @@ export class StatusWatches implements StatusWatchRegistry {
     if (resource === undefined || this.informers.has(key)) return;
     const path = MemberApi.collectionPath(apiVersion, resource, undefined);
     const informer = new SupervisedInformer<Watched>({
-      name: `${member.name}/${resource.name}`,
+      name: `${member.key}/${resource.name}`,
       kubeConfig: member.api.kubeConfig,
       path,
       labelSelector: OWNER_LABEL,
@@ -227,12 +227,12 @@ export class StatusWatches implements StatusWatchRegistry {
     const objectKey = objectKeyOf(member, kind, object);
     const rowKey = annotations[ANNOTATIONS.rowKey] ?? '';
     if (spec.ledger !== undefined) {
-      const ledgerKey = { dqr: dqrKey, cluster: member.name, kind, namespace: object.metadata?.namespace ?? '', name: object.metadata?.name ?? '' };
+      const ledgerKey = { dqr: dqrKey, cluster: member.key, kind, namespace: object.metadata?.namespace ?? '', name: object.metadata?.name ?? '' };
       const table = spec.ledger.table;
-      inRootSpan('rowcast.ledger_status', { 'rowcast.dqr': dqrKey, 'rowcast.cluster': member.name, 'rowcast.kind': kind }, () =>
+      inRootSpan('rowcast.ledger_status', { 'rowcast.dqr': dqrKey, 'rowcast.cluster': member.key, 'rowcast.kind': kind }, () =>
         updateLedgerStatus(lease.pool, table, ledgerKey, object.status),
       ).catch((error: unknown) => {
-        this.ctx.logger.warn('ledger status not recorded', { dqr: dqrKey, cluster: member.name, error });
+        this.ctx.logger.warn('ledger status not recorded', { dqr: dqrKey, cluster: member.key, error });
       });
     }
     if (spec.statusUpdateQueryTemplate === undefined) return;
@@ -248,7 +248,7 @@ export class StatusWatches implements StatusWatchRegistry {
       row: this.rows.get(dqrKey)?.get(rowKey) ?? keyRow(rowKey, this.keyColumns.get(dqrKey) ?? spec.rowKey ?? []),
       cluster: { name: member.name, labels: { ...member.labels } },
     });
-    inRootSpan('rowcast.write_back', { 'rowcast.dqr': dqrKey, 'rowcast.cluster': member.name, 'rowcast.kind': kind }, async (span) => {
+    inRootSpan('rowcast.write_back', { 'rowcast.dqr': dqrKey, 'rowcast.cluster': member.key, 'rowcast.kind': kind }, async (span) => {
       const result = await this.ctx.writeBacks.enqueue(lease.pool, lease.key, writeKey, statement, values);
       span.setAttribute('rowcast.result', result);
       return result;

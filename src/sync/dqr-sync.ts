@@ -228,7 +228,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
             desired.get(cluster.key)?.push(...rendered.objects.map((o) => ({ ...o, rowKey })));
           } else {
             failedRows.get(cluster.key)?.add(rowKey);
-            failures.push({ rowKey, cluster: cluster.name, field: rendered.failure.field, message: rendered.failure.message, conflict: false });
+            failures.push({ rowKey, cluster: cluster.key, field: rendered.failure.field, message: rendered.failure.message, conflict: false });
           }
         }
       }
@@ -273,7 +273,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
         duplicated.add(rowKey);
         failures.push({
           rowKey,
-          cluster: cluster.name,
+          cluster: cluster.key,
           field: 'metadata.name',
           message: `${identity.split('/').slice(1).join('/')} is rendered by more than one row (${keys.slice(0, 3).join(', ')})`,
           conflict: false,
@@ -333,7 +333,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   const appliedAt = new Map<string, number>();
   const results = await Promise.all(
     clusters.map(({ target, member }) =>
-      inSpan('rowcast.member_sync', { 'rowcast.cluster': member.name }, async (span) => {
+      inSpan('rowcast.member_sync', { 'rowcast.cluster': member.key }, async (span) => {
         const result = await syncMember({
           member,
           target,
@@ -347,7 +347,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
           ...(input.dryRun === true ? { dryRun: true } : {}),
           signal: input.signal,
         });
-        appliedAt.set(member.name, Date.now());
+        appliedAt.set(member.key, Date.now());
         span.setAttributes({ 'rowcast.applied': result.applied, 'rowcast.unchanged': result.unchanged, 'rowcast.failures': result.failures.length });
         if (result.error !== undefined) span.setAttribute('rowcast.error', result.error);
         return result;
@@ -388,7 +388,7 @@ export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
   if (input.dryRun !== true) {
     await Promise.all(
       decision.prune.map(async ({ cluster: name, objects }) => {
-        const cluster = [...clusters, ...leavingClusters].find((c) => c.member.name === name);
+        const cluster = [...clusters, ...leavingClusters].find((c) => c.member.key === name);
         if (cluster === undefined) return;
         const done = await inBatchSpan('rowcast.prune', { 'rowcast.cluster': name, 'rowcast.objects': objects.length }, () => pruneMember(cluster.member, objects, fence, input.signal));
         pruned.set(name, done);

@@ -156,9 +156,9 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
       signal,
     );
   };
-  const result = emptyResult(member.name, input.owner.target);
+  const result = emptyResult(member.key, input.owner.target);
   const fail = (object: DesiredObject, field: string, message: string, conflict = false): void => {
-    result.failures.push({ rowKey: object.rowKey, cluster: member.name, field, message, conflict });
+    result.failures.push({ rowKey: object.rowKey, cluster: member.key, field, message, conflict });
   };
 
   // Discovery, once per kind. An unreachable member ends the sync here for it.
@@ -240,7 +240,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
     return result;
   }
 
-  await inBatchSpan('rowcast.apply_batch', { 'rowcast.cluster': member.name, 'rowcast.objects': plan.create.length + plan.update.length }, async (span) => {
+  await inBatchSpan('rowcast.apply_batch', { 'rowcast.cluster': member.key, 'rowcast.objects': plan.create.length + plan.update.length }, async (span) => {
     await Promise.all(
       [...plan.create, ...plan.update].map(async (object) => {
         const entry = byIdentity.get(identityOf(object));
@@ -352,7 +352,7 @@ function isBase64(value: string): boolean {
  */
 export async function listLeaving(input: { member: Member; target: ClusterTarget; owner: OwnerIdentity; previousResources: readonly ResourceKey[]; signal: AbortSignal }): Promise<MemberSyncResult> {
   const { member, signal } = input;
-  const result = emptyResult(member.name, input.owner.target);
+  const result = emptyResult(member.key, input.owner.target);
   try {
     const kinds = [];
     for (const key of input.previousResources) {

@@ -35,10 +35,27 @@ export interface TargetSelection {
   refused: TargetRefusal[];
 }
 
-/** A ClusterTarget's key, namespace/name: how members, ownership and status name it. */
+/** A ClusterTarget's key, namespace/name: how members, ownership, metrics and the ledger name it. */
 export function targetKey(target: ClusterTarget): string {
   return `${target.metadata.namespace ?? ''}/${target.metadata.name}`;
 }
+
+/**
+ * How a DQR's status (clusters, failingRows, pendingPrune) its messages and
+ * the CLI's output name a ClusterTarget: by name in the DQR's own namespace, else
+ * namespace/name. Never ambiguous: names are unique per namespace and only
+ * the other namespaces' carry a slash. Metrics and the ledger always use
+ * namespace/name.
+ */
+export function statusClusterName(dqrNamespace: string, targetKey: string): string {
+  return targetKey.startsWith(`${dqrNamespace}/`) ? targetKey.slice(dqrNamespace.length + 1) : targetKey;
+}
+
+/** The ClusterTarget key (namespace/name) a status name stands for: statusClusterName undone. */
+export function targetKeyFromStatus(dqrNamespace: string, statusName: string): string {
+  return statusName.includes('/') ? statusName : `${dqrNamespace}/${statusName}`;
+}
+
 
 /**
  * Which ClusterTargets a DQR selects: those named, those its selector matches,

@@ -23,7 +23,8 @@ const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
  * Every metric Rowcast exports, on a private registry (nothing global, so two
  * controllers in one process, as in tests, never collide). Names people
  * already alert on come from controller-runtime; the rest are rowcast_*.
- * Labels are few and bounded: controller, cluster, DQR namespace/name — never
+ * Labels are few and bounded: controller, cluster (the ClusterTarget's
+ * namespace/name: names are unique only per namespace), DQR namespace/name — never
  * a row key or an object name.
  */
 export class Metrics {
