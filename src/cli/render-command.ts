@@ -88,14 +88,14 @@ export async function renderCommand(argv: string[]): Promise<number> {
     const perCluster = clusters.map((cluster) => {
       const rows = [...(rendered.desired.get(cluster.key) ?? [])].sort((a, b) => a.rowKey.localeCompare(b.rowKey, 'en', { numeric: true }));
       objects += rows.length;
-      return { name: cluster.name, labels: cluster.labels, objects: rows.map((o) => ({ row: o.rowKey, manifest: o.body })) };
+      return { name: statusClusterName(namespace, cluster.key), labels: cluster.labels, objects: rows.map((o) => ({ row: o.rowKey, manifest: o.body })) };
     });
     if (output === 'text') {
       for (const cluster of perCluster) {
         for (const object of cluster.objects) process.stdout.write(`---\n# cluster: ${cluster.name}, row: ${object.row}\n${yaml.dump(object.manifest, { lineWidth: -1, noRefs: true })}`);
       }
     } else {
-      const failures = rendered.failures.map((f) => ({ row: f.rowKey, cluster: f.cluster, field: f.field, message: scrubber.scrub(f.message) }));
+      const failures = rendered.failures.map((f) => ({ row: f.rowKey, cluster: f.cluster === '' ? '' : statusClusterName(namespace, f.cluster), field: f.field, message: scrubber.scrub(f.message) }));
       printStructured({ dqr: `${namespace}/${dqr.metadata.name}`, rows: rendered.rowCount, clusters: perCluster, failures }, output);
     }
     for (const f of rendered.failures) {
