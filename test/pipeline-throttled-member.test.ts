@@ -109,7 +109,7 @@ test(`a member that answers 429 converges at the rate it admits, with 429s a sma
   let last = { writes: 0, throttled: 0, objects: 0 };
   const deadline = Date.now() + 540_000;
   const concurrency = async (): Promise<number | undefined> =>
-    (await running?.metrics.registry.getSingleMetric('rowcast_member_concurrency')?.get())?.values.find((v) => v.labels['cluster'] === 'throttled')?.value;
+    (await running?.metrics.registry.getSingleMetric('rowcast_member_concurrency')?.get())?.values.find((v) => v.labels['cluster'] === `${env.namespace}/throttled`)?.value;
   let lowest = Infinity;
   while (last.objects < ROWS) {
     assert.ok(Date.now() < deadline, `${ROWS} objects on the throttled member: ${last.objects} there after 9 minutes, ${last.throttled} 429s against ${last.writes} writes`);
@@ -127,7 +127,7 @@ test(`a member that answers 429 converges at the rate it admits, with 429s a sma
   }
   const convergedSeconds = (performance.now() - started) / 1000;
   for (const healthy of env.members) assert.equal((await configMaps(healthy, env.namespace)).size, ROWS, `every object on ${healthy.info.name}`);
-  const rowcast429 = (await running?.metrics.registry.getSingleMetric('rowcast_member_throttled_total')?.get())?.values.find((v) => v.labels['cluster'] === 'throttled')?.value;
+  const rowcast429 = (await running?.metrics.registry.getSingleMetric('rowcast_member_throttled_total')?.get())?.values.find((v) => v.labels['cluster'] === `${env.namespace}/throttled`)?.value;
   console.log(
     `throttled member (--max-mutating-requests-inflight=1): ${ROWS} objects in ${convergedSeconds.toFixed(1)} s; ` +
       `${last.throttled} 429s for ${last.writes} writes (${(last.throttled / Math.max(1, last.writes)).toFixed(2)} per write; rowcast_member_throttled_total ${rowcast429}); ` +
