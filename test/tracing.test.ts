@@ -212,7 +212,7 @@ test('timestamp mode: freshness counts from the max() value, so a row stamped 30
     const now = await slow();
     return [...now.keys()].length >= 2 ? now : undefined;
   });
-  for (const cluster of ['member-1', 'member-2']) {
+  for (const cluster of [`${env.namespace}/member-1`, `${env.namespace}/member-2`]) {
     assert.ok((after.get(cluster) ?? 0) - (before.get(cluster) ?? 0) >= 1, `${cluster}: no freshness observation at or above 30 s (${JSON.stringify([...after])})`);
   }
 });
