@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { API_VERSION, DATABASE_QUERY_RESOURCE, parseDatabaseQueryResource, type DatabaseQueryResourceStatus } from '../api/index.ts';
 import { MemberRegistry } from '../clusters/index.ts';
 import { readSecretKeys, type SecretLike } from '../runtime/index.ts';
-import { listOwned, targetKey } from '../sync/index.ts';
+import { listOwned, statusClusterName, targetKey } from '../sync/index.ts';
 import { ownerMatcher } from '../render/index.ts';
 import { SecretScrubber } from '../telemetry/index.ts';
 import { CliError, EXIT, hubFromKubeconfig, outputFormat, printStructured, requireCrds, selectedOnHub } from './common.ts';
@@ -95,11 +95,13 @@ export async function statusCommand(argv: string[]): Promise<number> {
     const reports: ClusterReport[] = [];
     for (const target of targets) {
       const key = targetKey(target);
-      const failures = (status.failingRows ?? []).filter((r) => r.cluster === undefined || r.cluster === target.metadata.name);
-      const recorded = status.clusters?.find((c) => c.name === target.metadata.name || c.name === key);
-      const blocked = status.pendingPrune !== undefined && (status.pendingPrune.cluster === undefined || status.pendingPrune.cluster === target.metadata.name || status.pendingPrune.cluster === key) ? status.pendingPrune.wanted : 0;
+      // As the DQR's status names this target: its name alone only in the DQR's own namespace.
+      const named = statusClusterName(namespace, key);
+      const failures = (status.failingRows ?? []).filter((r) => r.cluster === undefined || r.cluster === named);
+      const recorded = status.clusters?.find((c) => c.name === named);
+      const blocked = status.pendingPrune !== undefined && (status.pendingPrune.cluster === undefined || status.pendingPrune.cluster === named) ? status.pendingPrune.wanted : 0;
       const report: ClusterReport = {
-        name: target.metadata.name,
+        name: named,
         applied: [],
         failing: failures.filter((r) => r.conflict !== true).map((r) => ({ row: r.rowKey, message: r.message })),
         conflicting: failures.filter((r) => r.conflict === true).map((r) => ({ row: r.rowKey, message: r.message })),
