@@ -34,6 +34,7 @@ test('a sync failure that reaches status (a ledger table of the wrong shape) is 
     return condition(s, 'Synced')?.status === 'False' && (condition(s, 'Synced')?.message ?? '').includes('not a Rowcast ledger') ? s : undefined;
   });
   const message = condition(status, 'Synced')?.message ?? '';
+  assert.match(message, /^spec\.ledger\.table: the existing table \S+ is not a Rowcast ledger/, 'the field is named once');
   // Several more 1 s polls fail the same way.
   const reconciles = (): number => running?.logs.filter((l) => l.includes('"dqr"') && l.includes('ledgered') && l.includes('reconciling')).length ?? 0;
   const seen = reconciles();

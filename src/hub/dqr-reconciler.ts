@@ -13,7 +13,7 @@ import {
   type DatabaseQueryResource,
   type PendingPruneStatus,
 } from '../api/index.ts';
-import { classifyDbError, compileStatusTemplate, ensureLedger, ledgerFootprint, rowColumnsOf, type DbErrorClassification, type PoolLease } from '../db/index.ts';
+import { DbError, classifyDbError, compileStatusTemplate, ensureLedger, ledgerFootprint, rowColumnsOf, type DbErrorClassification, type PoolLease } from '../db/index.ts';
 import { TemplateError, type CompiledTemplate } from '../render/index.ts';
 import { FencedError, TerminalError, type ReconcileResult } from '../runtime/index.ts';
 import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
@@ -300,7 +300,8 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     } catch (error) {
       if (signal.aborted) throw new Error('spec.ledger.table: cancelled, the controller is stopping', { cause: error });
       const failure = classifyDbError(error);
-      const message = `spec.ledger.table: ${failure.message}`;
+      // Rowcast's own ledger errors name the field already; the server's do not.
+      const message = error instanceof DbError ? failure.message : `spec.ledger.table: ${failure.message}`;
       const database = databaseCondition(failure, message);
       const reason = database.status === 'True' ? REASONS.queryFailed : database.reason;
       await report.conditions(notSynced(reason, `${message}; nothing was applied or pruned`, database.status, database.reason, database.message));
