@@ -122,13 +122,19 @@ export async function openTestEnv(name: string): Promise<TestEnv> {
   };
 
   after(async () => {
-    for (const cleanup of deferred.reverse()) await cleanup();
-    await owner.end();
-    await superuser.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
-    await superuser.query(`DROP ROLE IF EXISTS "${database}"`);
-    await superuser.end();
-    // Without a controller-manager a namespace stays Terminating; the run's etcd is thrown away anyway.
-    for (const cluster of [hub, ...members]) await cluster.core.deleteNamespace({ name: namespace });
+    // A failing cleanup (a leak check) still fails the file, but the env's own
+    // connections close first: left open, they would keep the file's process
+    // alive long after its failure, and the run would wait on it.
+    try {
+      for (const cleanup of deferred.reverse()) await cleanup();
+    } finally {
+      await owner.end();
+      await superuser.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+      await superuser.query(`DROP ROLE IF EXISTS "${database}"`);
+      await superuser.end();
+      // Without a controller-manager a namespace stays Terminating; the run's etcd is thrown away anyway.
+      for (const cluster of [hub, ...members]) await cluster.core.deleteNamespace({ name: namespace });
+    }
   });
   return env;
 }
