@@ -1,4 +1,4 @@
-import { makeInformer, type KubeConfig, type KubernetesObject, type ListPromise } from '@kubernetes/client-node';
+import { makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject, type ListPromise } from '@kubernetes/client-node';
 import type { Logger } from '../telemetry/index.ts';
 import { describeApiError } from './api-errors.ts';
 import { backoffDelay, type BackoffPolicy } from './backoff.ts';
@@ -39,7 +39,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
   constructor(options: SupervisedInformerOptions<T>) {
     this.options = options;
     this.backoff = options.backoff ?? { baseMs: 1000, maxMs: 60_000 };
-    this.informer = makeInformer<T>(options.kubeConfig, options.path, options.list, options.labelSelector);
+    this.informer = makeInformer<T>(options.kubeConfig, options.path, () => this.listUnlessStopped(), options.labelSelector);
     for (const event of ['add', 'update', 'delete'] as const) {
       this.informer.on(event, (object: T) => {
         try {
@@ -103,13 +103,29 @@ export class SupervisedInformer<T extends KubernetesObject> {
     } finally {
       this.informer.off('error', onError);
     }
-    if (this.stopped || failedDuringStart) return;
+    if (this.stopped) {
+      // stop() may have come while the watch was being opened, before there was a request to abort.
+      await this.informer.stop();
+      return;
+    }
+    if (failedDuringStart) return;
     this.failures = 0;
     this.setWatching(true);
     if (!this.syncedOnce) {
       this.syncedOnce = true;
       for (const resolve of this.syncWaiters.splice(0)) resolve();
     }
+  }
+
+  /**
+   * client-node opens its watch as soon as its list returns, without asking
+   * whether it was stopped meanwhile: a stop() during the list would leave a
+   * watch nobody closes. Failing the list instead ends the attempt there.
+   */
+  private async listUnlessStopped(): Promise<KubernetesListObject<T>> {
+    const list = await this.options.list();
+    if (this.stopped) throw new Error(`informer ${this.options.name} stopped while listing`);
+    return list;
   }
 
   private failed(error: unknown): void {
