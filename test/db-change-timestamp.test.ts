@@ -3,6 +3,7 @@ import { after, before, test } from 'node:test';
 import { classifyDbError, DbError, maxTimestamp, PoolRegistry, readMaxTimestamp, withConnectionDefaults, type PoolLease } from '../src/db/index.ts';
 import { failOnLeaks, openTestEnv } from './harness/test-env.ts';
 import { quietLogger, rejection } from './helpers/db.ts';
+import { startPgHoldProxy } from './helpers/pg-hold-proxy.ts';
 
 const env = await openTestEnv('db-change-ts');
 failOnLeaks(env);
@@ -100,6 +101,76 @@ test('runs READ ONLY: a view whose read would write fails with 25006', async () 
   assert.equal((error as { code?: string }).code, '25006');
   const { rows } = await env.sql<{ n: string }>('SELECT count(*) AS n FROM side_effects');
   assert.equal(rows[0]?.n, '0');
+});
+
+test('a probe is one round trip: one message that waits for an answer, on a warm connection', async () => {
+  // Query (Q), Sync (S) and Flush (H) are the frontend messages the server answers; every other one waits for them.
+  const sent: string[] = [];
+  const proxy = await startPgHoldProxy(env.db.port, (type) => {
+    sent.push(type);
+    return false;
+  }, env.db.host);
+  const registry = new PoolRegistry({ logger: quietLogger });
+  try {
+    const { pool } = registry.acquire(withConnectionDefaults({ ...env.db, port: proxy.port, sslmode: 'disable', pool: { max: 1 } }));
+    await env.sql(`INSERT INTO items VALUES (500, '2031-01-01 00:00:00+00') ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at`);
+    const warm = await readMaxTimestamp(pool, 'items', 'updated_at');
+    sent.length = 0;
+    const reading = await readMaxTimestamp(pool, 'items', 'updated_at');
+    assert.deepEqual(reading, warm);
+    assert.match(reading.max ?? '', /^2031-01-01 00:00:00/);
+    assert.deepEqual(sent.filter((type) => 'QSH'.includes(type)), ['Q']);
+  } finally {
+    await registry.closeAll();
+    await proxy.close();
+  }
+});
+
+test('a probe that fails in SQL keeps its connection, with no transaction left open', async () => {
+  const registry = new PoolRegistry({ logger: quietLogger });
+  try {
+    const { pool } = registry.acquire(withConnectionDefaults({ ...env.db, sslmode: 'disable', pool: { max: 1 } }));
+    await readMaxTimestamp(pool, 'items', 'updated_at');
+    const missing = await rejection(readMaxTimestamp(pool, 'items', 'no_such_column'));
+    assert.equal((missing as { code?: string }).code, '42703');
+    // A column dropped under a DQR fails every poll: reconnecting each time would cost more round trips than the probe saves.
+    assert.deepEqual({ total: pool.totalCount, idle: pool.idleCount }, { total: 1, idle: 1 });
+    assert.match((await readMaxTimestamp(pool, 'items', 'updated_at')).max ?? '', /^20/);
+  } finally {
+    await registry.closeAll();
+  }
+});
+
+test('an abort during a probe cancels it on the server', async () => {
+  await env.sql(`CREATE VIEW slow AS SELECT now() AS ts FROM pg_sleep(30)`);
+  const controller = new AbortController();
+  const probe = readMaxTimestamp(lease.pool, 'slow', 'ts', controller.signal);
+  const sleeping = async (): Promise<number> =>
+    Number((await env.sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE '%FROM "slow"%' AND pid <> pg_backend_pid()`)).rows[0]?.n);
+  while ((await sleeping()) === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+  controller.abort();
+  assert.equal(((await rejection(probe)) as Error).name, 'AbortError');
+  const deadline = Date.now() + 10_000;
+  while ((await sleeping()) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(await sleeping(), 0, 'the statement still runs on the server');
+});
+
+test("the instant does not depend on the session's DateStyle or TimeZone", async () => {
+  await env.sql(`CREATE TABLE styled (tz timestamptz); INSERT INTO styled VALUES ('2024-03-01 12:00:00.25+02')`);
+  // SQL style prints a zone abbreviation; IST reads back as Israel's (+02), not India's (+05:30).
+  await env.sql(`ALTER DATABASE "${env.db.database}" SET DateStyle = 'SQL, DMY'`);
+  await env.sql(`ALTER DATABASE "${env.db.database}" SET TimeZone = 'Asia/Kolkata'`);
+  const registry = new PoolRegistry({ logger: quietLogger });
+  try {
+    const { pool } = registry.acquire(withConnectionDefaults({ ...env.db, sslmode: 'disable' }));
+    const reading = await readMaxTimestamp(pool, 'styled', 'tz');
+    assert.match(reading.max ?? '', /^01\/03\/2024/);
+    assert.equal(reading.at, Date.parse('2024-03-01T10:00:00.250Z'));
+  } finally {
+    await registry.closeAll();
+    await env.sql(`ALTER DATABASE "${env.db.database}" RESET DateStyle`);
+    await env.sql(`ALTER DATABASE "${env.db.database}" RESET TimeZone`);
+  }
 });
 
 test('an aborted signal rejects without a result', async () => {

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { parseQualifiedName } from './identifiers.ts';
-import { readRows } from './read-rows.ts';
+import { readOneRow } from './read-rows.ts';
 
 /**
  * `spec.changeDetection.mode: timestamp`: the largest value of the column, as
@@ -10,15 +10,15 @@ import { readRows } from './read-rows.ts';
  *
  * Text, not Date: equality is all the caller needs and text keeps
  * microseconds (a Date would drop them, and two updates within one
- * millisecond would look like none). readRows pins DateStyle, so the form is
- * stable across the pool's connections.
+ * millisecond would look like none). The form follows the session's DateStyle,
+ * which every connection of a pool takes from the same server defaults.
  *
  * This sees inserts and updates that move the column, never deletes: the
  * caller keeps a periodic full sync for those (docs/database.md).
  *
- * Runs READ ONLY through readRows: a timestamp check can never write, whatever
- * the names hold; they are quoted, and anything that is not a plain or quoted
- * (schema-qualified) name is refused before a connection is taken.
+ * One round trip, READ ONLY (readOneRow): a timestamp check can never write,
+ * whatever the names hold; they are quoted, and anything that is not a plain
+ * or quoted (schema-qualified) name is refused before a connection is taken.
  */
 export async function maxTimestamp(pool: pg.Pool, table: string, column: string, signal?: AbortSignal): Promise<string | null> {
   return (await readMaxTimestamp(pool, table, column, signal)).max;
@@ -41,18 +41,11 @@ export interface MaxTimestamp {
 export async function readMaxTimestamp(pool: pg.Pool, table: string, column: string, signal?: AbortSignal): Promise<MaxTimestamp> {
   const relation = parseQualifiedName(table, 'spec.changeDetection.tableName');
   const col = parseQualifiedName(column, 'spec.changeDetection.timestampColumn', { maxParts: 1 });
-  let reading: MaxTimestamp = { max: null, at: undefined };
   // Through text, so the cast is checked only on the branch taken: an integer column never meets it.
-  const instant = `CASE WHEN pg_typeof(m) IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN extract(epoch FROM m::text::timestamptz)::float8 END`;
-  await readRows(
-    pool,
-    `SELECT m::text AS max, ${instant} AS at FROM (SELECT max(${col.sql}) AS m FROM ${relation.sql}) AS latest`,
-    (rows) => {
-      const value = rows[0]?.['max'];
-      const at = rows[0]?.['at'];
-      reading = { max: typeof value === 'string' ? value : null, at: typeof at === 'number' && Number.isFinite(at) ? at * 1000 : undefined };
-    },
-    signal === undefined ? {} : { signal },
-  );
-  return reading;
+  // JSON's text of a date or time is ISO 8601 with a numeric offset whatever the session's DateStyle, so it reads back exactly.
+  const instant = `CASE WHEN pg_typeof(m) IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN extract(epoch FROM (to_json(m) #>> '{}')::timestamptz)::float8 END`;
+  const row = await readOneRow(pool, `SELECT m::text AS max, ${instant} AS at FROM (SELECT max(${col.sql}) AS m FROM ${relation.sql}) AS latest`, signal);
+  const value = row?.['max'];
+  const at = row?.['at'];
+  return { max: typeof value === 'string' ? value : null, at: typeof at === 'number' && Number.isFinite(at) ? at * 1000 : undefined };
 }

@@ -103,6 +103,51 @@ export async function readRows(pool: pg.Pool, sql: string, onBatch: BatchHandler
   }
 }
 
+/**
+ * One statement Rowcast writes itself (a probe, never a user's query: it is
+ * sent as a simple query, which would run a second statement hidden in the
+ * text) in one round trip: `SET TRANSACTION READ ONLY; <statement>` as one
+ * message. PostgreSQL runs a multi-statement message as one implicit
+ * transaction, so the statement is READ ONLY exactly as under BEGIN READ
+ * ONLY, and the transaction ends with the message, committed or rolled back:
+ * no BEGIN, COMMIT or ROLLBACK round trips. statement_timeout is the pool's,
+ * a session default sent at connect time.
+ *
+ * Nothing is pinned for the statement, unlike readRows: a probe's text is
+ * compared only with an earlier probe's on the same pool, whose connections
+ * share their defaults. So no bind parameters either: the names in the
+ * statement are quoted by the caller.
+ *
+ * An SQL error keeps the connection (the server ended the transaction with
+ * the message); a connection that failed, went silent or was cancelled by an
+ * abort is destroyed.
+ */
+export async function readOneRow(pool: pg.Pool, statement: string, signal?: AbortSignal): Promise<Row | undefined> {
+  if (leavesSessionState(statement)) throw new DbError('ROWCAST_INVALID_OPTIONS', 'a one-round-trip read must leave no session state');
+  signal?.throwIfAborted();
+  const client = await abortable(pool.connect(), signal, (late) => {
+    late.release();
+  });
+  const connection = new ConnectionWatch(client, replyBoundMs(pool), 'the read');
+  const cancel = (): void => {
+    void cancelBackend(client, cleanupTimeoutMs);
+  };
+  signal?.addEventListener('abort', cancel, { once: true });
+  try {
+    const results = (await connection.reply(abortable(client.query(`SET TRANSACTION READ ONLY; ${statement}`), signal), 'the read')) as unknown as pg.QueryResult<Row>[];
+    client.release();
+    return results[1]?.rows[0];
+  } catch (error) {
+    const failure = error instanceof Error ? error : new Error(String(error));
+    const clean = connection.failure === undefined && signal?.aborted !== true && client.getTransactionStatus() === 'I';
+    client.release(clean ? undefined : failure);
+    throw failure;
+  } finally {
+    signal?.removeEventListener('abort', cancel);
+    connection.dispose();
+  }
+}
+
 async function readCursor(
   cursor: Cursor<Row>,
   batchSize: number,
