@@ -1,5 +1,5 @@
 // First sync of N rows onto 2 members, then a no-op resync: wall time,
-// objects/s, writes sent (counted by the members' own apiservers), database
+// objects/s, requests sent (counted by the members' own apiservers), database
 // queries (pg_stat_statements) and the controller's memory.
 //   node --expose-gc bench/sync.ts [--rows 10000] [--qps 1000] [--burst 2000] [--concurrency 32] [--tracing]
 // --tracing runs the OpenTelemetry SDK (pg and undici instrumentations, a batch
@@ -131,7 +131,7 @@ try {
     [
       `rows: ${rows} x ${members.length} members = ${objects} ConfigMaps (member rate limit ${values.qps} qps, burst ${values.burst}, concurrency ${values.concurrency})`,
       `first sync: ${firstSync.toFixed(1)} s, ${(objects / firstSync).toFixed(0)} objects/s, controller CPU ${cpuSeconds.toFixed(2)} s; configmap requests on the members: ${JSON.stringify(firstRequests)}`,
-      `no-op resync: ${String(resyncLine?.['durationMs'])} ms, ${JSON.stringify(resyncLine?.['clusters'])}; configmap requests on the members: ${JSON.stringify(resyncRequests)} (writes: ${(resyncRequests['APPLY'] ?? 0) + (resyncRequests['PATCH'] ?? 0) + (resyncRequests['DELETE'] ?? 0)})`,
+      `no-op resync: ${String(resyncLine?.['durationMs'])} ms, ${JSON.stringify(resyncLine?.['clusters'])}; configmap requests on the members: ${JSON.stringify(resyncRequests)} (writes: ${(resyncRequests['APPLY'] ?? 0) + (resyncRequests['PATCH'] ?? 0) + (resyncRequests['DELETE'] ?? 0)}; but for the watch cache's watches: ${Object.entries(resyncRequests).reduce((n, [verb, count]) => (verb === 'WATCH' ? n : n + count), 0)})`,
       `database: ${queries.rows.map((q) => `${q.calls} x ${q.query.replace(/\s+/g, ' ').slice(0, 60)}`).join('; ')}`,
       `tracing: ${tracing === undefined ? 'off' : `on, ${exported} spans exported`}`,
       `controller process RSS after the first sync: ${(rssAfterFirst / 2 ** 20).toFixed(0)} MiB; now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB; heap retained after the first sync ${gc === undefined ? '(run with --expose-gc)' : `${(heapRetained / 2 ** 20).toFixed(0)} MiB`}`,

@@ -96,6 +96,11 @@ export class MemberKubeConfig extends KubeConfig {
     return this.agent;
   }
 
+  /** For informers that keep metadata only: their watches ask for PartialObjectMetadata. */
+  metadataWatchConfig(): KubeConfig {
+    return new MetadataWatchConfig(this);
+  }
+
   /** Authorization headers for a raw request; recomputed per call so exec and token plugins can refresh. */
   async authHeaders(): Promise<Record<string, string>> {
     const opts: { headers?: Record<string, unknown>; auth?: string } = {};
@@ -111,6 +116,34 @@ export class MemberKubeConfig extends KubeConfig {
     const agent = this.agent;
     this.agent = undefined;
     await agent?.destroy();
+  }
+}
+
+const METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
+/** Also what a watch asks for: each event's object then carries metadata only. */
+const METADATA_OBJECT = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1';
+
+/**
+ * The member's KubeConfig for a metadata-only watch: client-node's Watch
+ * takes its headers from applySecurityAuthentication and offers no Accept of
+ * its own, so this adds one to what the member's config sets (credentials,
+ * its one Agent).
+ */
+class MetadataWatchConfig extends KubeConfig {
+  private readonly member: MemberKubeConfig;
+
+  constructor(member: MemberKubeConfig) {
+    super();
+    this.member = member;
+  }
+
+  override getCurrentCluster(): ReturnType<KubeConfig['getCurrentCluster']> {
+    return this.member.getCurrentCluster();
+  }
+
+  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    await this.member.applySecurityAuthentication(context);
+    context.setHeaderParam('Accept', METADATA_OBJECT);
   }
 }
 
@@ -286,19 +319,30 @@ export class MemberApi {
    * are all a prune or conflict check needs, at a fraction of the bytes.
    */
   async list(path: string, labelSelector: string | undefined, signal?: AbortSignal, metadataOnly = false): Promise<Record<string, unknown>[]> {
+    return (await this.listWithVersion(path, labelSelector, signal, metadataOnly)).items;
+  }
+
+  /**
+   * As list, with the resourceVersion of the snapshot the pages were read
+   * from (the first page's: a continue token reads the same snapshot), from
+   * which a watch goes on.
+   */
+  async listWithVersion(path: string, labelSelector: string | undefined, signal?: AbortSignal, metadataOnly = false): Promise<{ items: Record<string, unknown>[]; resourceVersion: string }> {
     const items: Record<string, unknown>[] = [];
     let continueToken: string | undefined;
+    let resourceVersion: string | undefined;
     do {
       this.requests.list++;
-      const page: { items?: Record<string, unknown>[]; metadata?: { continue?: string } } = await this.request('GET', path, {
+      const page: { items?: Record<string, unknown>[]; metadata?: { continue?: string; resourceVersion?: string } } = await this.request('GET', path, {
         query: { labelSelector, limit: '500', continue: continueToken },
-        ...(metadataOnly ? { accept: 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1' } : {}),
+        ...(metadataOnly ? { accept: METADATA_LIST } : {}),
         ...(signal === undefined ? {} : { signal }),
       });
+      resourceVersion ??= page.metadata?.resourceVersion;
       items.push(...(page.items ?? []));
       continueToken = page.metadata?.continue === '' ? undefined : page.metadata?.continue;
     } while (continueToken !== undefined);
-    return items;
+    return { items, resourceVersion: resourceVersion ?? '' };
   }
 
   async get(path: string, signal?: AbortSignal, metadataOnly = false): Promise<Record<string, unknown> | undefined> {
@@ -306,7 +350,7 @@ export class MemberApi {
     try {
       return await expectingNotFound(() =>
         this.request<Record<string, unknown>>('GET', path, {
-          ...(metadataOnly ? { accept: 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1' } : {}),
+          ...(metadataOnly ? { accept: METADATA_OBJECT } : {}),
           ...(signal === undefined ? {} : { signal }),
         }),
       );

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { YAML_LIMITS, loadYamlDocument } from '../api/index.ts';
-import type { SecretScrubber } from '../telemetry/index.ts';
+import type { Logger, SecretScrubber } from '../telemetry/index.ts';
+import { MemberWatchCache, type CacheEvent } from './member-cache.ts';
 import { vetKubeconfig, type KubeconfigPolicy, type KubeconfigProblem } from './kubeconfig-vetting.ts';
 import { MemberApi, MemberKubeConfig } from './member-api.ts';
 import { MemberQueue, type RateLimitSettings } from './member-queue.ts';
@@ -27,6 +28,8 @@ export interface Member {
   readonly api: MemberApi;
   readonly queue: MemberQueue;
   readonly fingerprint: string;
+  /** The watch cache of managed objects (the controller's members; the CLI lists live). */
+  readonly cache?: MemberWatchCache | undefined;
 }
 
 export type EnsureResult = { ok: true; member: Member; rebuilt: boolean } | { ok: false; problems: KubeconfigProblem[] };
@@ -40,6 +43,8 @@ export interface MemberRegistryOptions {
   onQueueWait?: (cluster: string, waitMs: number) => void;
   onThrottled?: (cluster: string, retryAfterMs: number) => void;
   onResponse?: (host: string, method: string, code: string) => void;
+  /** Give each member a watch cache of the objects Rowcast manages there. */
+  watchCache?: { logger: Logger; onEvent?: (cluster: string, event: CacheEvent) => void };
 }
 
 /** Every credential a kubeconfig carries, so none can reach a log line. */
@@ -116,7 +121,13 @@ export class MemberRegistry {
       onWait: (ms) => this.options.onQueueWait?.(spec.key, ms),
       onThrottled: (ms) => this.options.onThrottled?.(spec.key, ms),
     });
-    const member: Member = { key: spec.key, name: spec.name, labels: { ...spec.labels }, api, queue, fingerprint };
+    const cacheOptions = this.options.watchCache;
+    const onCacheEvent = cacheOptions?.onEvent;
+    const cache =
+      cacheOptions === undefined
+        ? undefined
+        : new MemberWatchCache(api, { member: spec.key, logger: cacheOptions.logger, ...(onCacheEvent === undefined ? {} : { onEvent: (event: CacheEvent) => onCacheEvent(spec.key, event) }) });
+    const member: Member = { key: spec.key, name: spec.name, labels: { ...spec.labels }, api, queue, fingerprint, cache };
     this.members.set(spec.key, member);
     if (existing !== undefined) await MemberRegistry.close(existing);
     return { ok: true, member, rebuilt: existing !== undefined };
@@ -135,7 +146,13 @@ export class MemberRegistry {
     await Promise.all(all.map((m) => MemberRegistry.close(m)));
   }
 
+  /** A DQR that is gone: its share of every member's watch cache goes with it. */
+  releaseCaches(user: string): void {
+    for (const member of this.members.values()) member.cache?.release(user);
+  }
+
   private static async close(member: Member): Promise<void> {
+    await member.cache?.close();
     await member.queue.close();
     await member.api.close();
   }

@@ -139,6 +139,7 @@ export class HubController {
           metrics.applies.labels(cluster, 'throttled').inc();
         },
         onResponse,
+        watchCache: { logger },
       }),
       pools: new PoolRegistry({ logger }),
       notify: new NotifyHub({ logger }),
@@ -190,7 +191,7 @@ export class HubController {
     this.ctx = ctx;
     metrics.readDepthsFrom(
       () => ({ databasequeryresource: dqrQueue.depth, clustertarget: ctQueue.depth }),
-      () => Object.fromEntries(ctx.members.list().map((m) => [m.key, { depth: m.queue.depth, concurrency: m.queue.concurrency }])),
+      () => Object.fromEntries(ctx.members.list().map((m) => [m.key, { depth: m.queue.depth, concurrency: m.queue.concurrency, ...(m.cache === undefined ? {} : { cache: m.cache.stats }) }])),
     );
     logger.info('starting hub controller', { hubId, namespace: options.namespace ?? '(all)', workers: options.workers });
     const informers = Object.values(ctx.informers);

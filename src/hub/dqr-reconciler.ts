@@ -179,6 +179,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   if (raw === undefined) {
     ctx.managed.delete(key);
     ctx.statusWatches.forgetDqr(key);
+    ctx.members.releaseCaches(key);
     await releaseLease(ctx, key);
     await closeSubscription(ctx, key);
     ctx.queues.dqrs.forget(key);

@@ -1,4 +1,5 @@
-import { makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject, type ListPromise } from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ListWatch, Watch, makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject, type ListPromise } from '@kubernetes/client-node';
 import type { Logger } from '../telemetry/index.ts';
 import { describeApiError } from './api-errors.ts';
 import { backoffDelay, type BackoffPolicy } from './backoff.ts';
@@ -17,7 +18,19 @@ export interface SupervisedInformerOptions<T extends KubernetesObject> {
   /** Called with true when a list and watch succeed, false when the informer fails. */
   onWatchingChange?: (watching: boolean) => void;
   backoff?: BackoffPolicy;
+  /**
+   * Keep the watch's resourceVersion fresh with bookmarks, so a quiet
+   * label-selected watch never falls out of the apiserver's window (a 410,
+   * then a full relist): the apiserver sends one shortly before a watch's
+   * timeoutSeconds, which is set below client-node's 30 s inactivity cut.
+   */
+  bookmarks?: boolean;
 }
+
+/** Below client-node's 30 s inactivity timer: the apiserver ends the watch, after its bookmark, before the client gives up on it. */
+const BOOKMARKED_WATCH_SECONDS = 25;
+/** client-node waits up to 30 s before reopening a watch the server ended without an event since; the cache would lag that long. */
+const MAX_REOPEN_DELAY_MS = 1000;
 
 /**
  * client-node's informer stops for good on any error but a watch timeout or a
@@ -39,7 +52,12 @@ export class SupervisedInformer<T extends KubernetesObject> {
   constructor(options: SupervisedInformerOptions<T>) {
     this.options = options;
     this.backoff = options.backoff ?? { baseMs: 1000, maxMs: 60_000 };
-    this.informer = makeInformer<T>(options.kubeConfig, options.path, () => this.listUnlessStopped(), options.labelSelector);
+    this.informer =
+      options.bookmarks === true
+        ? new ListWatch<T>(`${options.path}?allowWatchBookmarks=true&timeoutSeconds=${BOOKMARKED_WATCH_SECONDS}`, new Watch(options.kubeConfig), () => this.listUnlessStopped(), false, options.labelSelector, undefined, {
+            delayFn: (ms: number) => this.reopenDelay(ms),
+          })
+        : makeInformer<T>(options.kubeConfig, options.path, () => this.listUnlessStopped(), options.labelSelector);
     for (const event of ['add', 'update', 'delete'] as const) {
       this.informer.on(event, (object: T) => {
         try {
@@ -126,6 +144,16 @@ export class SupervisedInformer<T extends KubernetesObject> {
     const list = await this.options.list();
     if (this.stopped) throw new Error(`informer ${this.options.name} stopped while listing`);
     return list;
+  }
+
+  /**
+   * client-node reopens the watch after this without asking whether it was
+   * stopped meanwhile: once stopped, it never resolves, and no watch opens
+   * that nobody would close.
+   */
+  private async reopenDelay(ms: number): Promise<void> {
+    await sleep(Math.min(ms, MAX_REOPEN_DELAY_MS));
+    if (this.stopped) await new Promise<never>(() => undefined);
   }
 
   private failed(error: unknown): void {

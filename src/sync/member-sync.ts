@@ -1,5 +1,5 @@
 import { ANNOTATIONS, OWNER_LABEL, allowsMemberNamespace, type ClusterTarget } from '../api/index.ts';
-import { MemberApi, type ApiResource, type Member } from '../clusters/index.ts';
+import { MemberApi, type ApiResource, type CacheScope, type Member } from '../clusters/index.ts';
 import { FencedError, describeApiError, type ApiFailure } from '../runtime/index.ts';
 import { ownerMatcher, type OwnerIdentity, type OwnerMatcher } from '../render/index.ts';
 import { bindToCurrentContext, inBatchSpan } from '../telemetry/index.ts';
@@ -208,9 +208,10 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
     resolved.push({ object: { ...object, namespace }, resource, namespace, body });
   }
 
+  const owner = ownerMatcher(input.owner);
   let owned: LiveObject[];
   try {
-    owned = await listOwned(member, target, [...kinds.values()], ownerMatcher(input.owner), signal);
+    owned = await listOwned(member, target, [...kinds.values()], owner, signal, cacheUserOf(input.owner));
   } catch (error) {
     result.error = `listing owned objects failed: ${describeApiError(error).message}`;
     return result;
@@ -234,7 +235,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
   let created = 0;
   let foreign: Map<string, ForeignMarks>;
   try {
-    foreign = await existingObjects(member, plan.create, byIdentity, signal);
+    foreign = await existingObjects(member, plan.create, byIdentity, owner, signal);
   } catch (error) {
     result.error = `checking for existing objects failed: ${describeApiError(error).message}`;
     return result;
@@ -359,7 +360,9 @@ export async function listLeaving(input: { member: Member; target: ClusterTarget
       const [apiVersion = '', kind = ''] = key.split('|');
       kinds.push({ apiVersion, kind, resource: await member.queue.run(() => member.api.resourceFor(apiVersion, kind), signal) });
     }
-    const owned = await listOwned(member, input.target, kinds, ownerMatcher(input.owner), signal);
+    const owned = await listOwned(member, input.target, kinds, ownerMatcher(input.owner), signal, cacheUserOf(input.owner));
+    // Nothing left there: the DQR is done with this member, and with its watch cache.
+    if (owned.length === 0) member.cache?.release(cacheUserOf(input.owner));
     result.pruneCandidates = owned;
     result.managed = owned.length;
     result.managedBefore = owned.length;
@@ -369,6 +372,11 @@ export async function listLeaving(input: { member: Member; target: ClusterTarget
     result.resources = [...input.previousResources];
   }
   return result;
+}
+
+/** Who uses a member's watch cache: the DQR, whichever ClusterTarget it lists through (each target is a member of its own). */
+export function cacheUserOf(owner: Pick<OwnerIdentity, 'namespace' | 'name'>): string {
+  return `${owner.namespace}/${owner.name}`;
 }
 
 /** An object Rowcast applied or listed, as the status watch checks it: uid and identity together. */
@@ -402,12 +410,14 @@ function holderOf(marks: ForeignMarks): string {
 /**
  * Which of the objects about to be created already exist (not as ours), with
  * their labels and owner-ref: a GET each for a few, one metadata-only list of the collection
- * for many (a first sync of thousands of rows).
+ * for many (a first sync of thousands of rows). One found to be ours was
+ * applied after the watch cache last heard: applied again, not a conflict.
  */
 async function existingObjects(
   member: Member,
   creates: readonly DesiredObject[],
   byIdentity: ReadonlyMap<string, ResolvedObject>,
+  owner: OwnerMatcher,
   signal: AbortSignal,
 ): Promise<Map<string, ForeignMarks>> {
   const groups = new Map<string, { entry: ResolvedObject; objects: DesiredObject[] }>();
@@ -420,8 +430,9 @@ async function existingObjects(
     groups.set(collection, group);
   }
   const found = new Map<string, ForeignMarks>();
-  const labelsOf = (item: Record<string, unknown> | undefined): ForeignMarks => {
-    const metadata = item?.['metadata'] as { labels?: Record<string, string>; annotations?: Record<string, string> } | undefined;
+  const foreignMarks = (item: Record<string, unknown>): ForeignMarks | undefined => {
+    const metadata = item['metadata'] as { labels?: Record<string, string>; annotations?: Record<string, string> } | undefined;
+    if (owner.match(metadata?.labels, metadata?.annotations) !== undefined) return undefined;
     return { labels: metadata?.labels ?? {}, ownerRef: metadata?.annotations?.[ANNOTATIONS.ownerRef] };
   };
   await Promise.all(
@@ -431,7 +442,8 @@ async function existingObjects(
         const names = new Map(items.map((item) => [(item['metadata'] as { name?: string } | undefined)?.name ?? '', item]));
         for (const object of objects) {
           const item = names.get(object.name);
-          if (item !== undefined) found.set(identityOf(object), labelsOf(item));
+          const marks = item === undefined ? undefined : foreignMarks(item);
+          if (marks !== undefined) found.set(identityOf(object), marks);
         }
         return;
       }
@@ -439,7 +451,8 @@ async function existingObjects(
         objects.map(async (object) => {
           const path = objectPath(object.apiVersion, entry.resource, entry.namespace, object.name);
           const item = await member.queue.run((s) => member.api.get(path, s, true), signal);
-          if (item !== undefined) found.set(identityOf(object), labelsOf(item));
+          const marks = item === undefined ? undefined : foreignMarks(item);
+          if (marks !== undefined) found.set(identityOf(object), marks);
         }),
       );
     }),
@@ -451,6 +464,14 @@ async function existingObjects(
  * What a DQR owns on a member through one ClusterTarget, by its owner label,
  * confirmed by the full owner-ref annotation (the label is a short hash);
  * with allowedNamespaces, only in those namespaces. Metadata only.
+ *
+ * With `cacheUser` (the DQR's key), from the member's watch cache, which
+ * this call also tells what the DQR uses; a scope the cache cannot vouch
+ * for (not listed yet, its watch broken) is listed live, never taken as
+ * empty. What comes from the cache may lag the member a little: an object
+ * applied moments ago may be missing (the create finds it ours and applies
+ * it again, harmlessly), one deleted may still be there (prune deletes
+ * carry uid and resourceVersion preconditions).
  */
 export async function listOwned(
   member: Member,
@@ -458,19 +479,25 @@ export async function listOwned(
   kinds: readonly { apiVersion: string; kind: string; resource: ApiResource | undefined }[],
   owner: OwnerMatcher,
   signal: AbortSignal,
+  cacheUser?: string,
 ): Promise<LiveObject[]> {
-  const owned: LiveObject[] = [];
+  const scopes: CacheScope[] = [];
   for (const { apiVersion, kind, resource } of kinds) {
     if (resource === undefined) continue;
-    const scopes = resource.namespaced && target.spec.allowedNamespaces.length > 0 ? target.spec.allowedNamespaces : [undefined];
-    for (const namespace of scopes) {
-      const path = MemberApi.collectionPath(apiVersion, resource, namespace);
-      const items = await member.queue.run((s) => member.api.list(path, owner.selector, s, true), signal);
-      for (const item of items) {
-        const metadata = item['metadata'] as { labels?: Record<string, string>; annotations?: Record<string, string> } | undefined;
-        const owns = owner.match(metadata?.labels, metadata?.annotations);
-        if (owns !== undefined) owned.push(toLive(apiVersion, kind, item, owns === 'legacy'));
-      }
+    const namespaces = resource.namespaced && target.spec.allowedNamespaces.length > 0 ? target.spec.allowedNamespaces : [undefined];
+    for (const namespace of namespaces) scopes.push({ apiVersion, kind, resource, namespace });
+  }
+  const cache = cacheUser === undefined ? undefined : member.cache;
+  if (cacheUser !== undefined) cache?.use(cacheUser, scopes);
+  const owned: LiveObject[] = [];
+  for (const scope of scopes) {
+    const items =
+      (cache?.read(scope) as readonly Record<string, unknown>[] | undefined) ??
+      (await member.queue.run((s) => member.api.list(MemberApi.collectionPath(scope.apiVersion, scope.resource, scope.namespace), owner.selector, s, true), signal));
+    for (const item of items) {
+      const metadata = item['metadata'] as { labels?: Record<string, string>; annotations?: Record<string, string> } | undefined;
+      const owns = owner.match(metadata?.labels, metadata?.annotations);
+      if (owns !== undefined) owned.push(toLive(scope.apiVersion, scope.kind, item, owns === 'legacy'));
     }
   }
   return owned;

@@ -6,6 +6,8 @@ export const APPLY_RESULTS = ['applied', 'unchanged', 'conflict', 'failed', 'thr
 export interface MemberQueueState {
   depth: number;
   concurrency: number;
+  /** The member's watch cache: objects held, and scopes (kind, namespace) watched, and of those, how many are watching now. */
+  cache?: { objects: number; scopes: number; watching: number };
 }
 
 export type ApplyResult = (typeof APPLY_RESULTS)[number];
@@ -68,6 +70,28 @@ export class Metrics {
       for (const [cluster, queue] of Object.entries(this.sources.members())) this.memberConcurrency.labels(cluster).set(queue.concurrency);
     },
   });
+  readonly memberCacheObjects: Gauge = new Gauge({
+    name: 'rowcast_member_cache_objects',
+    help: "Objects (metadata only) the member's watch cache holds: what Rowcast manages there, of every DQR.",
+    labelNames: ['cluster'],
+    registers: [this.registry],
+    collect: () => {
+      for (const [cluster, member] of Object.entries(this.sources.members())) if (member.cache !== undefined) this.memberCacheObjects.labels(cluster).set(member.cache.objects);
+    },
+  });
+  readonly memberCacheScopes: Gauge = new Gauge({
+    name: 'rowcast_member_cache_scopes',
+    help: "Informers of the member's watch cache (one per kind and namespace in use), by state: watching, or not (listing, or failed and restarting; syncs then list live).",
+    labelNames: ['cluster', 'state'],
+    registers: [this.registry],
+    collect: () => {
+      for (const [cluster, member] of Object.entries(this.sources.members())) {
+        if (member.cache === undefined) continue;
+        this.memberCacheScopes.labels(cluster, 'watching').set(member.cache.watching);
+        this.memberCacheScopes.labels(cluster, 'not-watching').set(member.cache.scopes - member.cache.watching);
+      }
+    },
+  });
   readonly memberQueueWait = new Histogram({ name: 'rowcast_member_queue_wait_seconds', help: 'How long a call waited in its member queue.', labelNames: ['cluster'], buckets: latencyBuckets, registers: [this.registry] });
   readonly memberThrottled = new Counter({ name: 'rowcast_member_throttled_total', help: 'HTTP 429 answers from a member; each paused its queue for the Retry-After, and the call was sent again.', labelNames: ['cluster'], registers: [this.registry] });
   readonly dbQueryDuration = new Histogram({ name: 'rowcast_db_query_duration_seconds', help: 'Time to read, render and hand over every row of a DQR query.', labelNames: ['namespace', 'dqr'], buckets: latencyBuckets, registers: [this.registry] });
@@ -116,7 +140,8 @@ export class Metrics {
   forgetCluster(cluster: string): void {
     for (const result of APPLY_RESULTS) this.applies.remove(cluster, result);
     for (const metric of [this.prunes, this.memberThrottled]) metric.remove(cluster);
-    for (const metric of [this.memberReachable, this.memberQueueDepth, this.memberConcurrency]) metric.remove(cluster);
+    for (const metric of [this.memberReachable, this.memberQueueDepth, this.memberConcurrency, this.memberCacheObjects]) metric.remove(cluster);
+    for (const state of ['watching', 'not-watching']) this.memberCacheScopes.remove(cluster, state);
     for (const metric of [this.memberQueueWait, this.syncFreshness]) metric.remove(cluster);
   }
 
