@@ -32,7 +32,7 @@ try {
   const parsed = parseControllerOptions(['--namespace', namespace, '--full-sync-interval', '1h'], {});
   if (!parsed.ok) throw new Error('options');
   const scrubber = new SecretScrubber();
-  controller = new HubController({ options: parsed.options, logger: createLogger({ level: 'error', scrubber }), scrubber, metrics: new Metrics(['databasequeryresource', 'clustertarget']), hubKubeconfig: hub.kubeconfig });
+  controller = new HubController({ options: parsed.options, logger: createLogger({ level: 'error', scrubber }), scrubber, metrics: new Metrics(), hubKubeconfig: hub.kubeconfig });
   await controller.start();
   const dqr = (name: string, changeDetection: Record<string, unknown>): Record<string, unknown> => ({
     apiVersion: API_VERSION,

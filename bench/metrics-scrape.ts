@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { APPLY_RESULTS, Metrics } from '../src/telemetry/index.ts';
 
 const { values } = parseArgs({ options: { clusters: { type: 'string', default: '100' }, dqrs: { type: 'string', default: '200' }, scrapes: { type: 'string', default: '50' } } });
-const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
+const metrics = new Metrics();
 const clusters = Array.from({ length: Number(values.clusters) }, (_, i) => `cluster-${i}`);
 for (const cluster of clusters) {
   metrics.initialiseCluster(cluster);

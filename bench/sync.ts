@@ -87,7 +87,7 @@ try {
   });
   const parsed = parseControllerOptions(['--namespace', namespace], {});
   if (!parsed.ok) throw new Error('options');
-  const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
+  const metrics = new Metrics();
   const controller = new HubController({ options: parsed.options, logger, scrubber, metrics, hubKubeconfig: hub.kubeconfig });
   await controller.start();
 

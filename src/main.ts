@@ -45,7 +45,7 @@ async function controller(argv: string[]): Promise<number> {
     import('./clusters/index.ts'),
     import('./runtime/index.ts'),
   ]);
-  const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
+  const metrics = new Metrics();
   let hubKubeconfig = 'in-cluster';
   if (options.kubeconfig !== undefined) {
     try {

@@ -54,7 +54,7 @@ before(async () => {
   const parsed = parseControllerOptions(['--probe-interval', '2s', '--request-timeout', '3s', '--hub-id', `hub-${env.namespace}`, '--log-level', 'error'], {});
   assert.ok(parsed.ok);
   const scrubber = new SecretScrubber();
-  metrics = new Metrics(['databasequeryresource', 'clustertarget']);
+  metrics = new Metrics();
   controller = new HubController({ options: parsed.options, logger: createLogger({ level: 'error', scrubber, write: () => undefined }), scrubber, metrics, hubKubeconfig: env.hub.info.kubeconfig });
   await controller.start();
 });

@@ -49,27 +49,36 @@ function descendants(spans: readonly ReadableSpan[], root: ReadableSpan): Readab
   return [...direct, ...direct.flatMap((c) => descendants(spans, c))];
 }
 
-test('one trace per sync: query and render, then per member its applies, with pg and HTTP spans inside', async () => {
+test('one trace per query (read and render), and one per member it reaches, linked to it, with pg and HTTP spans inside', async () => {
   await fixture.putDqr(env, 'traced', {
     query: 'SELECT id, email FROM users ORDER BY id',
     template: 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: traced-{{row.id}}\ndata:\n  email: {{quote row.email}}\n',
   });
   await fixture.eventually('Ready', async () => (fixture.condition(await fixture.dqrStatus(env, 'traced'), 'Ready')?.status === 'True' ? true : undefined));
   const spans = exporter.getFinishedSpans();
-  const sync = spans.find((s) => s.name === 'rowcast.sync' && s.attributes['rowcast.dqr'] === `${env.namespace}/traced` && descendants(spans, s).some((d) => d.name === 'rowcast.apply_batch' && d.attributes['rowcast.applied'] === 2));
-  assert.ok(sync !== undefined, `no sync span that applied: ${[...new Set(spans.map((s) => s.name))].join(', ')}`);
-  assert.equal(sync.parentSpanContext, undefined, 'a sync is the root of its trace');
+  const dqr = `${env.namespace}/traced`;
+  const members = spans.filter((s) => s.name === 'rowcast.member_sync' && s.attributes['rowcast.dqr'] === dqr && descendants(spans, s).some((d) => d.name === 'rowcast.apply_batch' && d.attributes['rowcast.applied'] === 2));
+  assert.equal(members.length, 2, `one member trace that applied per member: ${[...new Set(spans.map((s) => s.name))].join(', ')}`);
+  const link = members[0]?.links[0];
+  assert.ok(link !== undefined, "a member's trace links to the query's");
+  const sync = spans.find((s) => s.spanContext().spanId === link.context.spanId);
+  assert.ok(sync !== undefined);
+  assert.equal(sync.name, 'rowcast.sync');
+  assert.equal(sync.parentSpanContext, undefined, 'a query is the root of its trace');
+  assert.equal(sync.attributes['rowcast.dqr'], dqr);
   assert.equal(sync.attributes['rowcast.rows'], 2);
   assert.equal(sync.attributes['rowcast.trigger'], 'spec', 'the first sync of a generation says so');
   assert.equal(typeof sync.attributes['rowcast.trigger_wait_ms'], 'number');
-  const direct = children(spans, sync).map((s) => s.name).sort();
-  assert.deepEqual(direct, ['rowcast.member_sync', 'rowcast.member_sync', 'rowcast.read_and_render']);
-  const members = children(spans, sync).filter((s) => s.name === 'rowcast.member_sync');
-  assert.deepEqual(members.map((m) => m.attributes['rowcast.cluster']).sort(), [`${env.namespace}/member-1`, `${env.namespace}/member-2`]);
-  const readAndRender = children(spans, sync).find((s) => s.name === 'rowcast.read_and_render');
+  assert.deepEqual(children(spans, sync).map((s) => s.name), ['rowcast.read_and_render']);
+  const readAndRender = children(spans, sync)[0];
   assert.ok(readAndRender !== undefined);
   assert.ok(descendants(spans, readAndRender).some((s) => s.name.startsWith('pg.')), 'the query is traced by the pg instrumentation');
+  assert.deepEqual(members.map((m) => m.attributes['rowcast.cluster']).sort(), [`${env.namespace}/member-1`, `${env.namespace}/member-2`]);
   for (const member of members) {
+    assert.equal(member.parentSpanContext, undefined, "a member's work is a trace of its own: a slow member never holds the query's trace open");
+    assert.equal(member.links[0]?.context.spanId, sync.spanContext().spanId, 'both members link to the same query');
+    assert.equal(member.attributes['rowcast.trigger'], 'spec');
+    assert.equal(typeof member.attributes['rowcast.snapshot_wait_ms'], 'number');
     const batch = children(spans, member).find((s) => s.name === 'rowcast.apply_batch');
     assert.ok(batch !== undefined);
     assert.equal(typeof batch.attributes['rowcast.queue_wait_max_ms'], 'number');

@@ -81,6 +81,8 @@ export const REASONS = {
   partiallySynced: 'PartiallySynced',
   /** The sync stopped before applying anything (query error, no pool...), or nothing it sent reached any cluster. */
   syncFailed: 'SyncFailed',
+  /** Some selected members have not yet applied the latest rows (slow, unreachable or failing); the others have. */
+  membersBehind: 'MembersBehind',
   /** The sync would prune more than `spec.pruneLimit`; waiting for a person. */
   pruneBlocked: 'PruneBlocked',
   /** The spec failed validation; nothing is done until it is fixed. */

@@ -1,11 +1,13 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
+import type { DatabaseQueryResource } from '../api/index.ts';
 import type { ControllerOptions } from '../config/index.ts';
 import type { Member, MemberApi, MemberRegistry } from '../clusters/index.ts';
 import type { NotifyHub, NotifySubscription, PoolLease, PoolRegistry, WriteBackQueue } from '../db/index.ts';
-import type { TemplateCache } from '../render/index.ts';
+import type { DqrOwner, TemplateCache } from '../render/index.ts';
 import type { Fence, SupervisedInformer, WorkQueue } from '../runtime/index.ts';
 import type { HubWriter } from '../status/index.ts';
 import type { Logger, Metrics, SecretScrubber, SyncTrigger, TraceLink } from '../telemetry/index.ts';
+import type { ClusterSyncOutcome, PruneBudget, RenderedRows, SyncCluster } from '../sync/index.ts';
 
 /** A hub object as the informers hold it: what the parsers take plus what they leave out. */
 export interface HubObject extends KubernetesObject {
@@ -52,8 +54,69 @@ export interface HubContext {
     clusterTargets: SupervisedInformer<HubObject>;
     secrets: SupervisedInformer<HubObject>;
   };
-  queues: { dqrs: WorkQueue; clusterTargets: WorkQueue };
+  /** Per DQR key: its latest snapshot and where each member stands with it (member-work.ts). */
+  work: Map<string, DqrWork>;
+  /** dqrs: one query each; members: one (DQR, member) item each; dqrStatus: a DQR's status from its members. */
+  queues: { dqrs: WorkQueue; members: WorkQueue; dqrStatus: WorkQueue; clusterTargets: WorkQueue };
 }
+
+/**
+ * What one query of a DQR wants, shared by its members' work items: each
+ * member applies the latest snapshot at its own pace.
+ */
+export interface DqrSnapshot {
+  version: number;
+  /** Epoch ms. */
+  createdAt: number;
+  dqr: DatabaseQueryResource;
+  owner: DqrOwner;
+  rendered: RenderedRows;
+  /** By ClusterTarget key: the selected, connected clusters. */
+  clusters: ReadonlyMap<string, SyncCluster>;
+  /** By ClusterTarget key: clusters the DQR wrote to and no longer selects (deletionPolicy applies). */
+  leaving: ReadonlyMap<string, SyncCluster>;
+  refusals: readonly string[];
+  held: readonly { target: string; lastError: string }[];
+  selectedCount: number;
+  previousResources: readonly string[];
+  previousKeyColumns: readonly string[] | undefined;
+  /** By cluster key: what it managed when the pending prune was first blocked. */
+  pruneBaseline: ReadonlyMap<string, number>;
+  hadPendingPrune: boolean;
+  /** The prune-confirmation annotation as the informer had it (read live before it is used). */
+  confirmation: string | undefined;
+  /** The pending-prune ids it confirms (a combined id names several members' prunes). */
+  confirmedIds: ReadonlySet<string>;
+  ledger: { table: string; everything: boolean } | undefined;
+  /** A count limit's DQR-wide share for this round, taken from as members prune. */
+  budget: PruneBudget | undefined;
+  trigger: SyncTrigger;
+  /** When the change this snapshot carries happened (freshness counts from here). */
+  seenAt: number;
+  /** The snapshot's trace: every member's trace links to it. */
+  link: TraceLink | undefined;
+  /** Status watches are wanted on what the members hold (write-back or ledger). */
+  watchStatus: boolean;
+}
+
+export interface MemberState {
+  version: number;
+  outcome: ClusterSyncOutcome;
+}
+
+/** Per DQR: the latest snapshot and where each member stands with it. */
+export interface DqrWork {
+  snapshot: DqrSnapshot | undefined;
+  members: Map<string, MemberState>;
+  /** By cluster key: since when the member has not finished a snapshot (epoch ms). */
+  behindSince: Map<string, number>;
+  /** By cluster key: failed attempts in a row, for its own backoff. */
+  failures: Map<string, number>;
+  /** Member work items running now: the finalizer waits for them. */
+  running: Set<Promise<unknown>>;
+}
+
+
 
 /** What the DQR reconciler needs of the status watches (status-watch.ts). */
 export interface StatusWatchRegistry {

@@ -11,6 +11,7 @@ import type { Logger, Metrics, SecretScrubber } from '../telemetry/index.ts';
 import { enqueueAllDqrs, reconcileClusterTarget } from './cluster-target-reconciler.ts';
 import { keyOf, type HubContext, type HubObject } from './context.ts';
 import { reconcileDqr } from './dqr-reconciler.ts';
+import { reconcileMemberItem, reportDqrProgress } from './member-work.ts';
 import { StatusWatches } from './status-watch.ts';
 
 export interface HubControllerDeps {
@@ -25,6 +26,13 @@ export interface HubControllerDeps {
   /** Asked before every write for a DQR; absent: this process is the only writer. */
   fence?: Fence;
 }
+
+/**
+ * (DQR, member) items running at once. They wait on members, not on this
+ * process: the bound is only there so a fleet of frozen members cannot hold
+ * unbounded work; each member's own queue paces its calls.
+ */
+const MEMBER_ITEMS_AT_ONCE = 256;
 
 /** Which DQRs and ClusterTargets read a Secret: a changed Secret requeues exactly those. */
 function secretUsers(ctx: HubContext, namespace: string, name: string): { dqrs: string[]; clusterTargets: string[] } {
@@ -113,6 +121,17 @@ export class HubController {
       concurrency: options.workers,
       reconcile: (key, signal) => reconcileDqr(this.context(), key, signal),
     });
+    // Each (DQR, member) on its own: a stalled member holds a slot of its own, never another member's.
+    const memberQueue = new WorkQueue({
+      ...measured('databasequeryresource-member'),
+      concurrency: MEMBER_ITEMS_AT_ONCE,
+      reconcile: (key, signal) => reconcileMemberItem(this.context(), key, signal),
+    });
+    const statusQueue = new WorkQueue({
+      ...measured('databasequeryresource-status'),
+      concurrency: 2,
+      reconcile: (key) => reportDqrProgress(this.context(), key),
+    });
     const ctQueue = new WorkQueue({
       ...measured('clustertarget'),
       concurrency: 4,
@@ -185,12 +204,13 @@ export class HubController {
           `${WATCH_LABEL}=true`,
         ),
       },
-      queues: { dqrs: dqrQueue, clusterTargets: ctQueue },
+      work: new Map(),
+      queues: { dqrs: dqrQueue, members: memberQueue, dqrStatus: statusQueue, clusterTargets: ctQueue },
     };
     ctx.statusWatches = new StatusWatches(ctx);
     this.ctx = ctx;
     metrics.readDepthsFrom(
-      () => ({ databasequeryresource: dqrQueue.depth, clustertarget: ctQueue.depth }),
+      () => ({ databasequeryresource: dqrQueue.depth, 'databasequeryresource-member': memberQueue.depth, 'databasequeryresource-status': statusQueue.depth, clustertarget: ctQueue.depth }),
       () => Object.fromEntries(ctx.members.list().map((m) => [m.key, { depth: m.queue.depth, concurrency: m.queue.concurrency, ...(m.cache === undefined ? {} : { cache: m.cache.stats }) }])),
     );
     logger.info('starting hub controller', { hubId, namespace: options.namespace ?? '(all)', workers: options.workers });
@@ -201,6 +221,8 @@ export class HubController {
     ctQueue.start();
     await this.waitForClusterTargets(ctx);
     if (this.hasStopped()) return;
+    memberQueue.start();
+    statusQueue.start();
     dqrQueue.start();
     enqueueAllDqrs(ctx);
     logger.info('hub controller started', { dqrs: ctx.informers.dqrs.list().length, clusterTargets: ctx.informers.clusterTargets.list().length });
@@ -215,7 +237,8 @@ export class HubController {
     await Promise.all(Object.values(ctx.informers).map((i) => i.stop()));
     await ctx.statusWatches.stopAll();
     // In-flight syncs finish (applies and prunes are not left half done) unless they take too long.
-    await Promise.all([ctx.queues.dqrs.shutdown(graceMs), ctx.queues.clusterTargets.shutdown(graceMs)]);
+    await Promise.all([ctx.queues.dqrs.shutdown(graceMs), ctx.queues.clusterTargets.shutdown(graceMs), ctx.queues.members.shutdown(graceMs)]);
+    await ctx.queues.dqrStatus.shutdown(graceMs);
     await ctx.members.closeAll();
     await ctx.notify.closeAll();
     await ctx.writeBacks.closeAll();

@@ -1,81 +1,25 @@
 import {
   ANNOTATIONS,
-  API_VERSION,
   CONDITION_TYPES,
-  DATABASE_QUERY_RESOURCE,
   FINALIZER,
   REASONS,
-  STATUS_LIMITS,
   parseClusterTarget,
   parseDatabaseQueryResource,
   type ClusterTarget,
-  type Condition,
   type DatabaseQueryResource,
   type PendingPruneStatus,
 } from '../api/index.ts';
 import { DbError, classifyDbError, compileStatusTemplate, ensureLedger, ledgerFootprint, rowColumnsOf, type DbErrorClassification, type PoolLease } from '../db/index.ts';
 import { TemplateError, type CompiledTemplate } from '../render/index.ts';
 import { FencedError, TerminalError, type ReconcileResult } from '../runtime/index.ts';
-import { setConditions, transitioned, truncateMessage, type ConditionUpdate } from '../status/index.ts';
-import { inRootSpan, type Logger } from '../telemetry/index.ts';
-import { QueryShapeError, connectionSettingsFromSecret, selectTargets, statusClusterName, syncDqr, targetKeyFromStatus, type DqrSyncOutcome, type PendingPrune, type SyncCluster } from '../sync/index.ts';
+import type { ConditionUpdate } from '../status/index.ts';
+import { inRootSpan, inSpan, type Logger, type TraceLink } from '../telemetry/index.ts';
+import { QueryShapeError, connectionSettingsFromSecret, readAndRender, selectTargets, targetKey, targetKeyFromStatus, type RenderedRows, type SyncCluster } from '../sync/index.ts';
 import { closeSubscription, decideSync, recordSyncRun, type SyncDecision } from './change-detection.ts';
 import { clustersWrittenTo, finalizeDqr, type LedgerFootprint } from './finalizer.ts';
 import { splitKey, type HubContext, type HubObject } from './context.ts';
-
-export function dqrPath(namespace: string, name: string): string {
-  return `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}/${name}`;
-}
-
-interface Reporter {
-  conditions(updates: ConditionUpdate[], extra?: Record<string, unknown>): Promise<void>;
-  warn(reason: string, message: string): Promise<void>;
-}
-
-/**
- * What status says is failing also goes to the log, once: when it first
- * appears or changes, again after it cleared, never per retry. Conditions that
- * repeat another's message are one line.
- */
-function logFailures(ctx: HubContext, key: string, conditions: readonly Condition[]): void {
-  const failed = conditions.filter((c) => c.status === 'False');
-  // Ready sums up the others; alone (a DQR stuck deleting) it is the failure.
-  const specific = failed.filter((c) => c.type !== CONDITION_TYPES.ready);
-  const failing = specific.length > 0 ? specific : failed;
-  const messages = [...new Map(failing.map((c) => [c.message, c])).values()];
-  const signature = JSON.stringify(messages.map((c) => [c.type, c.reason, c.message]));
-  if (messages.length === 0) {
-    ctx.loggedFailures.delete(key);
-    return;
-  }
-  if (ctx.loggedFailures.get(key) === signature) return;
-  ctx.loggedFailures.set(key, signature);
-  for (const c of messages) ctx.logger.warn('sync failing', { dqr: key, condition: c.type, reason: c.reason, message: c.message });
-}
-
-function reporter(ctx: HubContext, raw: HubObject, namespace: string, name: string): Reporter {
-  const key = `${namespace}/${name}`;
-  let previous = (raw.status?.['conditions'] ?? []) as Condition[];
-  const generation = raw.metadata?.generation;
-  const ref = { apiVersion: API_VERSION, kind: DATABASE_QUERY_RESOURCE.kind, namespace, name, uid: raw.metadata?.uid };
-  return {
-    conditions: async (updates, extra = {}) => {
-      const conditions = setConditions(previous, updates, generation, new Date());
-      const ready = updates.find((u) => u.type === CONDITION_TYPES.ready);
-      if (ready !== undefined) ctx.metrics.dqrReady.labels(namespace, name).set(ready.status === 'True' ? 1 : 0);
-      ctx.fence(key);
-      await ctx.writer.patchStatus(dqrPath(namespace, name), { observedGeneration: generation, conditions, ...extra });
-      logFailures(ctx, key, conditions);
-      for (const type of [CONDITION_TYPES.ready, CONDITION_TYPES.databaseConnected]) {
-        const changed = transitioned(previous, conditions, type);
-        if (changed !== undefined && changed.status === 'False') await ctx.writer.event(ref, 'Warning', changed.reason, changed.message);
-        if (changed !== undefined && changed.status === 'True' && type === CONDITION_TYPES.ready) await ctx.writer.event(ref, 'Normal', changed.reason, changed.message);
-      }
-      previous = conditions;
-    },
-    warn: (reason, message) => ctx.writer.event(ref, 'Warning', reason, message),
-  };
-}
+import { dqrPath, recordQueryMetrics, reporter, type Reporter } from './dqr-status.ts';
+import { forgetDqrWork, publishSnapshot, retireSnapshot } from './member-work.ts';
 
 function notSynced(reason: string, message: string, database: ConditionUpdate['status'] = 'Unknown', databaseReason: string = reason, databaseMessage: string = message): ConditionUpdate[] {
   return [
@@ -177,6 +121,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   const { namespace, name } = splitKey(key);
   const raw = ctx.informers.dqrs.get(name, namespace);
   if (raw === undefined) {
+    forgetDqrWork(ctx, key);
     ctx.managed.delete(key);
     ctx.statusWatches.forgetDqr(key);
     ctx.members.releaseCaches(key);
@@ -187,12 +132,22 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     return {};
   }
   const path = dqrPath(namespace, name);
-  const report = reporter(ctx, raw, namespace, name);
+  const base = reporter(ctx, raw, namespace, name);
+  // Whatever fails before a new snapshot (spec, Secret, database, query) stops the members working from the last one: nothing more is applied or pruned.
+  const report: Reporter = {
+    conditions: async (updates, extra) => {
+      void retireSnapshot(ctx, key);
+      await base.conditions(updates, extra);
+    },
+    warn: (reason, message) => base.warn(reason, message),
+  };
   const log = ctx.logger.child({ dqr: key, generation: raw.metadata?.generation });
   log.debug('reconciling');
 
   if (raw.metadata?.deletionTimestamp !== undefined) {
     if (!(raw.metadata.finalizers ?? []).includes(FINALIZER)) return {};
+    // No member item may apply while the finalizer deletes: the running ones finish first.
+    await retireSnapshot(ctx, key);
     const done = await finalizeDqr(ctx, raw, signal, await ledgerFootprintOf(ctx, raw, key, log));
     if (!done.ok) {
       await report.conditions([{ type: CONDITION_TYPES.ready, status: 'False', reason: REASONS.deleting, message: done.message }]);
@@ -314,7 +269,8 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   const previousResources = (raw.status?.['managedResources'] ?? []) as string[];
   const recordedKeyColumns = raw.status?.['rowKeyColumns'] as string[] | undefined;
   const previousKeyColumns = recordedKeyColumns?.length === 0 ? undefined : recordedKeyColumns;
-  let outcome: DqrSyncOutcome;
+  let rendered: RenderedRows;
+  let link: TraceLink | undefined;
   try {
     const attributes = {
       'rowcast.dqr': key,
@@ -324,38 +280,32 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
       // From the change being seen (a notification's receipt, a timestamp's value) to this sync starting.
       'rowcast.trigger_wait_ms': Math.max(0, Date.now() - decision.seenAt),
     };
-    outcome = await inRootSpan('rowcast.sync', attributes, async (span) => {
-      const result = await syncDqr({
-        dqr,
-        pool: lease.pool,
-        template,
-        owner: { hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '' },
-        clusters,
-        unavailableClusters,
-        leaving,
-        previousResources,
-        previousKeyColumns,
-        pruneBaseline: pendingPrune?.clusters?.map((c) => ({ name: targetKeyFromStatus(namespace, c.name), managed: c.managed })),
-        // Checked live only when the cached copy has one (a new one queues its own sync), so a blocked DQR
-        // polling every few seconds costs the hub no GET; unreadable is unconfirmed: the prune waits.
-        ...(confirmation === undefined
-          ? {}
-          : {
-              confirmation: () =>
-                ctx.hub.request<HubObject>('GET', path, { signal }).then(
-                  (live) => live.metadata?.annotations?.[ANNOTATIONS.confirmPrune],
-                  () => undefined,
-                ),
-            }),
-        ...(writeBackColumns === undefined ? {} : { keepColumns: writeBackColumns }),
-        ...(ledger === undefined ? {} : { ledger: { table: ledger.table, everything: decision.trigger === 'spec' } }),
-        batchSize: ctx.options.batchSize,
-        fence: ctx.fence,
-        signal,
-      });
-      span.setAttributes({ 'rowcast.rows': result.rowCount, 'rowcast.failures': result.failures.length, 'rowcast.prune_blocked': result.pruneBlocked !== undefined });
-      return result;
-    }, decision.link === undefined ? [] : [decision.link]);
+    rendered = await inRootSpan(
+      'rowcast.sync',
+      attributes,
+      async (span) => {
+        link = { context: span.spanContext() };
+        const result = await inSpan('rowcast.read_and_render', {}, async (inner) => {
+          const done = await readAndRender({
+            dqr,
+            pool: lease.pool,
+            template,
+            owner: { hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '' },
+            clusters: clusters.map(({ target }) => ({ key: targetKey(target), name: target.metadata.name, labels: target.metadata.labels })),
+            unavailableClusters,
+            previousKeyColumns,
+            ...(writeBackColumns === undefined ? {} : { keepColumns: writeBackColumns }),
+            batchSize: ctx.options.batchSize,
+            signal,
+          });
+          inner.setAttributes({ 'rowcast.rows': done.rowCount, 'rowcast.failures': done.failures.length });
+          return done;
+        });
+        span.setAttributes({ 'rowcast.rows': result.rowCount, 'rowcast.failures': result.failures.length });
+        return result;
+      },
+      decision.link === undefined ? [] : [decision.link],
+    );
   } catch (error) {
     // Not the leader any more: the new one reports; this process stops.
     if (error instanceof FencedError) throw error;
@@ -364,69 +314,34 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     return queryFailed(report, log, error instanceof QueryShapeError ? '' : 'spec.query', error, dqr.spec.pollIntervalMs, signal);
   }
 
-  const clean = outcome.clusters.every((c) => c.lastError === undefined);
-  ctx.managed.set(key, new Map(clusters.map(({ member }) => [member.key, outcome.clusters.find((c) => c.name === member.key)?.managed ?? 0])));
-  ctx.statusWatches.keyColumns.set(key, outcome.keyColumns);
-  for (const c of outcome.clusters) ctx.statusWatches.recordKnown(key, c.target, c.known, c.lastError === undefined);
+  ctx.statusWatches.keyColumns.set(key, rendered.keyColumns);
   if (writeBackColumns === undefined) ctx.statusWatches.rows.delete(key);
-  else ctx.statusWatches.rows.set(key, outcome.rowValues);
-  if (dqr.spec.statusUpdateQueryTemplate !== undefined || ledger !== undefined) {
-    for (const { member } of clusters) {
-      if (outcome.clusters.find((c) => c.name === member.key)?.lastError !== undefined) continue;
-      for (const resource of outcome.resources) {
-        const [apiVersion = '', kind = ''] = resource.split('|');
-        ctx.statusWatches.ensure(member, apiVersion, kind).catch((error: unknown) => {
-          log.warn('status watch not started', { cluster: member.key, kind, error });
-        });
-      }
-    }
-  }
-  recordSyncRun(ctx, key, dqr, decision, clean);
-  // The former key columns stay recorded until a sync without a failure has re-stamped every object under the new ones.
-  const keyColumnsChanged = previousKeyColumns !== undefined && previousKeyColumns.join('\u0000') !== outcome.keyColumns.join('\u0000');
-  const rowKeyColumns = outcome.keyColumns.length > 0 && (!keyColumnsChanged || (clean && outcome.failures.length === 0)) ? outcome.keyColumns : undefined;
-  await reportOutcome(report, namespace, outcome, refusals, selection.selected.length, decision.trigger, ctx.statusWatches.failures.get(key), pendingPrune !== undefined, rowKeyColumns, held);
-  recordMetrics(ctx, namespace, name, outcome, decision.seenAt);
-  // Within the limit (or confirmed and done): a confirmation left over would only wait to release some later prune.
-  if (outcome.pruneEvaluated && outcome.pruneBlocked === undefined && confirmation !== undefined) {
-    ctx.fence(key);
-    await ctx.writer.patchMetadata(path, { annotations: { [ANNOTATIONS.confirmPrune]: null } });
-  }
-  log.info('synced', {
-    rows: outcome.rowCount,
-    clusters: outcome.clusters.map((c) => ({ name: c.name, applied: c.applied, unchanged: c.unchanged, pruned: c.pruned, failed: c.failed })),
-    failures: outcome.failures.length,
-    pruneBlocked: outcome.pruneBlocked !== undefined,
-    durationMs: Math.round(performance.now() - started),
+  else ctx.statusWatches.rows.set(key, rendered.rowValues);
+  recordSyncRun(ctx, key, dqr, decision, true);
+  recordQueryMetrics(ctx, namespace, name, rendered);
+  publishSnapshot(ctx, key, {
+    createdAt: Date.now(),
+    dqr,
+    owner: { hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '' },
+    rendered,
+    clusters: new Map(clusters.map((c) => [c.member.key, c])),
+    leaving: new Map(leaving.map((c) => [c.member.key, c])),
+    refusals,
+    held,
+    selectedCount: selection.selected.length,
+    previousResources,
+    previousKeyColumns,
+    pruneBaseline: new Map((pendingPrune?.clusters ?? []).map((c) => [targetKeyFromStatus(namespace, c.name), c.managed])),
+    hadPendingPrune: pendingPrune !== undefined,
+    confirmation,
+    ledger: ledger === undefined ? undefined : { table: ledger.table, everything: decision.trigger === 'spec' },
+    trigger: decision.trigger,
+    seenAt: decision.seenAt,
+    link,
+    watchStatus: dqr.spec.statusUpdateQueryTemplate !== undefined || ledger !== undefined,
   });
+  log.debug('query read; members queued', { rows: rendered.rowCount, clusters: clusters.length + leaving.length, durationMs: Math.round(performance.now() - started) });
   return { requeueAfterMs: dqr.spec.pollIntervalMs };
-}
-
-/** A blocked prune as status.pendingPrune names its clusters (see statusClusterName); read back with targetKeyFromStatus. */
-function pendingPruneStatus(namespace: string, pending: PendingPrune): PendingPrune {
-  return {
-    ...pending,
-    ...(pending.cluster === undefined ? {} : { cluster: statusClusterName(namespace, pending.cluster) }),
-    clusters: pending.clusters.map((c) => ({ name: statusClusterName(namespace, c.name), managed: c.managed })),
-  };
-}
-
-/** `changedAt`: when the change this sync carries happened (SyncDecision.seenAt). */
-function recordMetrics(ctx: HubContext, namespace: string, name: string, outcome: DqrSyncOutcome, changedAt: number): void {
-  const m = ctx.metrics;
-  m.dqrRows.labels(namespace, name).set(outcome.rowCount);
-  m.rowFailures.labels(namespace, name).set(new Set(outcome.failures.map((f) => f.rowKey)).size);
-  m.dbQueryDuration.labels(namespace, name).observe(outcome.queryMs / 1000);
-  if (outcome.pruneBlocked !== undefined) m.prunesBlocked.labels(namespace, name).inc();
-  for (const c of outcome.clusters) {
-    const failedHere = outcome.failures.filter((f) => f.cluster === c.name && !f.conflict).length;
-    m.applies.labels(c.name, 'applied').inc(c.applied - c.unchanged);
-    m.applies.labels(c.name, 'unchanged').inc(c.unchanged);
-    m.applies.labels(c.name, 'conflict').inc(c.conflicts);
-    m.applies.labels(c.name, 'failed').inc(failedHere);
-    m.prunes.labels(c.name).inc(c.pruned);
-    if (c.lastError === undefined) m.syncFreshness.labels(c.name).observe(Math.max(0, c.appliedAt - changedAt) / 1000);
-  }
 }
 
 /**
@@ -454,82 +369,3 @@ function leftClusters(ctx: HubContext, raw: HubObject, dqr: DatabaseQueryResourc
   return { leaving, held };
 }
 
-/** Writes the outcome into status and Events. */
-async function reportOutcome(
-  report: Reporter,
-  namespace: string,
-  outcome: DqrSyncOutcome,
-  refusals: string[],
-  selectedCount: number,
-  trigger: string,
-  writeBackFailure: string | undefined,
-  hadPendingPrune: boolean,
-  rowKeyColumns: string[] | undefined,
-  held: readonly { target: string; lastError: string }[],
-): Promise<void> {
-  const clusterErrors = outcome.clusters.filter((c) => c.lastError !== undefined);
-  const first = outcome.failures[0];
-  const describeFailure = (f: NonNullable<typeof first>): string =>
-    `row ${JSON.stringify(f.rowKey)}${f.cluster === '' ? '' : ` on cluster ${statusClusterName(namespace, f.cluster)}`}${f.field === '' ? '' : ` (${f.field})`}: ${f.message}`;
-  let synced: ConditionUpdate;
-  if (outcome.pruneBlocked !== undefined) {
-    const { id, wanted, allowed, managed, cluster } = outcome.pruneBlocked;
-    const where = cluster === undefined ? '' : ` on cluster ${statusClusterName(namespace, cluster)}`;
-    const message = `would prune ${wanted} of ${managed} objects${where}, more than spec.pruneLimit allows (${allowed}); nothing was pruned. To confirm this prune (status.pendingPrune), annotate the DatabaseQueryResource with ${ANNOTATIONS.confirmPrune}=${id}`;
-    synced = { type: CONDITION_TYPES.synced, status: 'False', reason: REASONS.pruneBlocked, message };
-    await report.warn(REASONS.pruneBlocked, message);
-  } else if (clusterErrors.length > 0 || outcome.failures.length > 0 || refusals.length > 0) {
-    const parts = [
-      ...refusals,
-      ...clusterErrors.map((c) => `cluster ${statusClusterName(namespace, c.name)}: ${c.lastError ?? ''}`),
-      ...(first === undefined ? [] : [`${outcome.failures.length} failure(s); first: ${describeFailure(first)}`]),
-    ];
-    // Partial means something reached a cluster; when nothing did, the DQR did not sync at all.
-    const reached = outcome.clusters.some((c) => c.lastError === undefined && (c.applied > 0 || c.failed === 0));
-    synced = { type: CONDITION_TYPES.synced, status: 'False', reason: reached ? REASONS.partiallySynced : REASONS.syncFailed, message: parts.join('; ') };
-    for (const failure of outcome.failures.slice(0, 5)) await report.warn(failure.conflict ? 'ObjectConflict' : 'RowFailed', describeFailure(failure));
-  } else if (selectedCount === 0) {
-    synced = { type: CONDITION_TYPES.synced, status: 'False', reason: REASONS.noClustersSelected, message: 'spec.targets selects no ClusterTarget' };
-  } else {
-    synced = { type: CONDITION_TYPES.synced, status: 'True', reason: REASONS.synced, message: `${outcome.rowCount} rows applied on ${outcome.clusters.length} cluster(s); this sync was fired by: ${trigger}` };
-  }
-  // Applies went through; only the way back to the database fails: Ready says so, Synced does not.
-  const ready: ConditionUpdate =
-    synced.status === 'True' && writeBackFailure !== undefined
-      ? { type: CONDITION_TYPES.ready, status: 'False', reason: REASONS.writeBackFailed, message: writeBackFailure }
-      : { ...synced, type: CONDITION_TYPES.ready };
-  const failingRows = outcome.failures.slice(0, STATUS_LIMITS.failingRows).map((f) => ({
-    rowKey: f.rowKey.slice(0, STATUS_LIMITS.rowKeyLength),
-    ...(f.cluster === '' ? {} : { cluster: statusClusterName(namespace, f.cluster) }),
-    ...(f.field === '' ? {} : { field: f.field.slice(0, 1024) }),
-    message: truncateMessage(f.message),
-    ...(f.conflict ? { conflict: true } : {}),
-  }));
-  await report.conditions(
-    [{ type: CONDITION_TYPES.databaseConnected, status: 'True', reason: REASONS.connected, message: 'the query ran' }, synced, ready],
-    {
-      rowCount: outcome.rowCount,
-      clusterCount: outcome.clusters.length,
-      lastSyncTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
-      managedResources: outcome.resources.slice(0, STATUS_LIMITS.managedResources),
-      // A cluster left behind stays listed while anything of this DQR may be left there: the finalizer and the next sync act on this list.
-      clusters: [
-        ...outcome.clusters
-          .filter((c) => !c.leaving || c.managed > 0 || c.lastError !== undefined)
-          .map((c) => ({
-            name: statusClusterName(namespace, c.target),
-            applied: c.applied,
-            failed: c.failed,
-            pruned: c.pruned,
-            ...(c.lastError === undefined ? {} : { lastError: truncateMessage(c.lastError) }),
-          })),
-        ...held.map((h) => ({ name: statusClusterName(namespace, h.target), lastError: truncateMessage(h.lastError) })),
-      ].slice(0, STATUS_LIMITS.clusters),
-      failingRowCount: new Set(outcome.failures.map((f) => f.rowKey)).size,
-      failingRows,
-      // A merge patch: null removes a pending prune this sync no longer has.
-      ...(rowKeyColumns === undefined ? {} : { rowKeyColumns }),
-      ...(outcome.pruneBlocked !== undefined ? { pendingPrune: pendingPruneStatus(namespace, outcome.pruneBlocked) } : outcome.pruneEvaluated && hadPendingPrune ? { pendingPrune: null } : {}),
-    },
-  );
-}

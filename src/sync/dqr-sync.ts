@@ -1,14 +1,14 @@
 import type pg from 'pg';
-import { type ClusterTarget, type DatabaseQueryResource } from '../api/index.ts';
+import { allowedPrunes, type ClusterTarget, type DatabaseQueryResource, type PruneLimit } from '../api/index.ts';
 import type { Member } from '../clusters/index.ts';
 import { DbError, classifyDbError, readRows, writeLedger, type LedgerEntry } from '../db/index.ts';
 import { RowKeyError, allowedKindKey, renderRow, rowKeyOf, type CompiledTemplate, type DqrOwner } from '../render/index.ts';
 import type { Fence } from '../runtime/index.ts';
 import { inBatchSpan, inSpan } from '../telemetry/index.ts';
 import { identityOf } from './identity.ts';
-import { listLeaving, pruneMember, syncMember, unmarkMember, type PlannedChange, type PruneResult, type ResourceKey, type RowFailure } from './member-sync.ts';
+import { listLeaving, pruneMember, syncMember, unmarkMember, type MemberSyncResult, type PlannedChange, type PruneResult, type ResourceKey, type RowFailure } from './member-sync.ts';
 import type { DesiredObject, LiveObject } from './plan.ts';
-import { decidePrune, type PendingPrune, type PruneDecision } from './prune-decision.ts';
+import { combinePending, decidePrune, type PendingPrune, type PruneDecision } from './prune-decision.ts';
 import { rowClusters, targetKey } from './targets.ts';
 
 export interface SyncCluster {
@@ -35,6 +35,8 @@ export interface DqrSyncInput {
   previousResources: readonly ResourceKey[];
   /** status.pendingPrune.clusters of the prune still pending, if any: the limit's share stays of those counts. */
   pruneBaseline?: readonly { name: string; managed: number }[] | undefined;
+  /** What each cluster managed as last known: a count limit's DQR-wide share. */
+  managedBefore?: readonly number[];
   /** Reads the prune-confirmation annotation live; asked only when a prune is over the limit. */
   confirmation?: () => Promise<string | undefined>;
   /** Columns to remember of every row (what status write-back binds as `row.<column>`). */
@@ -302,161 +304,238 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
   return { rowCount: summary.rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns: keyColumnsSeen, formerKeys, unattributableRows, rowValues };
 }
 
+/** What the clusters of one snapshot may still prune together (a count limit bounds the DQR, not each cluster). */
+export interface PruneBudget {
+  allowed: number;
+  managed: number;
+}
+
+export interface ClusterSyncInput {
+  dqr: DatabaseQueryResource;
+  rendered: RenderedRows;
+  cluster: SyncCluster;
+  /** A cluster the DQR wrote to and no longer selects: spec.deletionPolicy applies there. */
+  leaving: boolean;
+  owner: DqrOwner;
+  previousResources: readonly ResourceKey[];
+  /** What this cluster managed when the pending prune was first blocked, if one is pending there. */
+  pruneBaseline?: number | undefined;
+  /** Whether a person confirmed the pending prune of this id (read live); asked only when this cluster's prune is over the limit. */
+  confirms?: (id: string) => Promise<boolean>;
+  /** Shared by the clusters of one snapshot; taken from as this cluster prunes. */
+  budget?: PruneBudget;
+  dryRun?: boolean;
+  ledger?: { table: string; everything: boolean; pool: pg.Pool };
+  fence: Fence;
+  signal: AbortSignal;
+}
+
+export interface ClusterSyncOutcome {
+  cluster: ClusterOutcome;
+  /** This cluster's own failures (applies refused, conflicts); the rows' render failures stay in RenderedRows. */
+  failures: RowFailure[];
+  pruneBlocked: PendingPrune | undefined;
+  pruneEvaluated: boolean;
+  confirmationUsed: boolean;
+  /** Kinds in use there (the previous ones too when the cluster failed: they are listed again next time). */
+  resources: ResourceKey[];
+}
+
 /**
- * One sync of one DQR: read and render every row, sync the members in
- * parallel, then prune where every step succeeded for that member and the
- * prune limit allows.
+ * One cluster of one DQR, on its own: apply what the rendered rows want there
+ * (or, on a cluster the DQR left, list what it still owns), decide its prune
+ * under the limit, prune, record it in the ledger. A slow or failing cluster
+ * holds back only itself.
  */
-export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
-  const { dqr, clusters } = input;
+export async function syncCluster(input: ClusterSyncInput): Promise<ClusterSyncOutcome> {
+  const { dqr, rendered, cluster } = input;
   const spec = dqr.spec;
-  const namespace = dqr.metadata.namespace ?? 'default';
-  const { rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns, formerKeys, unattributableRows, rowValues } = await inSpan('rowcast.read_and_render', {}, async (span) => {
-    const rendered = await readAndRender({
-      dqr,
-      pool: input.pool,
-      template: input.template,
-      owner: input.owner,
-      clusters: clusters.map(({ target }) => ({ key: targetKey(target), name: target.metadata.name, labels: target.metadata.labels })),
-      ...(input.unavailableClusters === undefined ? {} : { unavailableClusters: input.unavailableClusters }),
-      previousKeyColumns: input.previousKeyColumns,
-      ...(input.keepColumns === undefined ? {} : { keepColumns: input.keepColumns }),
-      ...(input.batchSize === undefined ? {} : { batchSize: input.batchSize }),
+  const key = targetKey(cluster.target);
+  const owner = { ...input.owner, target: key };
+  const dqrKey = `${dqr.metadata.namespace ?? 'default'}/${dqr.metadata.name}`;
+  const fence = (): void => input.fence(dqrKey);
+  let result: MemberSyncResult;
+  if (input.leaving) {
+    result = await listLeaving({ member: cluster.member, target: cluster.target, owner, previousResources: input.previousResources, signal: input.signal });
+    if (spec.deletionPolicy === 'Orphan' && result.error === undefined && input.dryRun !== true) {
+      const done = await unmarkMember(cluster.member, result.pruneCandidates, fence, input.signal);
+      result.managed -= done.unmarked;
+      result.pruneCandidates = [];
+      if (done.error !== undefined) result.error = done.error;
+    }
+  } else {
+    result = await syncMember({
+      member: cluster.member,
+      target: cluster.target,
+      desired: rendered.desired.get(key) ?? [],
+      failedRows: rendered.failedRows.get(key) ?? new Set(),
+      owner,
+      fieldManager: `rowcast-${dqr.metadata.namespace ?? 'default'}-${dqr.metadata.name}`.slice(0, 128),
+      previousResources: input.previousResources,
+      ...(rendered.formerKeys === undefined ? {} : { formerKeys: rendered.formerKeys }),
+      fence,
+      ...(input.dryRun === true ? { dryRun: true } : {}),
       signal: input.signal,
     });
-    span.setAttributes({ 'rowcast.rows': rendered.rowCount, 'rowcast.failures': rendered.failures.length });
-    return rendered;
-  });
-
-  const dqrKey = `${namespace}/${dqr.metadata.name}`;
-  const fence = (): void => input.fence(dqrKey);
-  const appliedAt = new Map<string, number>();
-  const results = await Promise.all(
-    clusters.map(({ target, member }) =>
-      inSpan('rowcast.member_sync', { 'rowcast.cluster': member.key }, async (span) => {
-        const result = await syncMember({
-          member,
-          target,
-          desired: desired.get(targetKey(target)) ?? [],
-          failedRows: failedRows.get(targetKey(target)) ?? new Set(),
-          owner: { ...input.owner, target: targetKey(target) },
-          fieldManager: `rowcast-${namespace}-${dqr.metadata.name}`.slice(0, 128),
-          previousResources: input.previousResources,
-          ...(formerKeys === undefined ? {} : { formerKeys }),
-          fence,
-          ...(input.dryRun === true ? { dryRun: true } : {}),
-          signal: input.signal,
-        });
-        appliedAt.set(member.key, Date.now());
-        span.setAttributes({ 'rowcast.applied': result.applied, 'rowcast.unchanged': result.unchanged, 'rowcast.failures': result.failures.length });
-        if (result.error !== undefined) span.setAttribute('rowcast.error', result.error);
-        return result;
-      }),
-    ),
-  );
-  for (const result of results) failures.push(...result.failures);
-
-  // Clusters left behind: Delete makes their objects prune candidates (the limit weighs them like any), Orphan unmarks them.
-  const leavingClusters = input.dryRun === true ? [] : (input.leaving ?? []);
-  const leaving = await Promise.all(
-    leavingClusters.map(async ({ target, member }) => {
-      const result = await listLeaving({ member, target, owner: { ...input.owner, target: targetKey(target) }, previousResources: input.previousResources, signal: input.signal });
-      if (spec.deletionPolicy === 'Orphan' && result.error === undefined) {
-        const done = await unmarkMember(member, result.pruneCandidates, fence, input.signal);
-        result.managed -= done.unmarked;
-        result.pruneCandidates = [];
-        if (done.error !== undefined) result.error = done.error;
-      }
-      return result;
-    }),
-  );
-  const allResults = [...results, ...leaving];
+  }
+  const appliedAt = Date.now();
 
   const decide = (confirmation: string | undefined): PruneDecision =>
     decidePrune({
       prune: spec.prune,
       limit: spec.pruneLimit,
-      unkeyedRows: unkeyedRows + unattributableRows,
-      clusters: allResults.map((r) => ({ cluster: r.cluster, managedBefore: r.managedBefore, candidates: r.pruneCandidates, failed: r.error !== undefined })),
+      unkeyedRows: rendered.unkeyedRows + rendered.unattributableRows,
+      clusters: [{ cluster: result.cluster, managedBefore: result.managedBefore, candidates: result.pruneCandidates, failed: result.error !== undefined }],
       confirmation,
-      baseline: input.pruneBaseline,
+      baseline: input.pruneBaseline === undefined ? undefined : [{ name: result.cluster, managed: input.pruneBaseline }],
+      allowance: input.budget,
     });
   let decision = decide(undefined);
-  // Read live, not from the informer's copy: a confirmation is honoured only while it is still there.
-  if (decision.pending !== undefined && input.confirmation !== undefined) decision = decide(await input.confirmation());
-  const pruned = new Map<string, PruneResult>();
-  if (input.dryRun !== true) {
-    await Promise.all(
-      decision.prune.map(async ({ cluster: name, objects }) => {
-        const cluster = [...clusters, ...leavingClusters].find((c) => c.member.key === name);
-        if (cluster === undefined) return;
-        const done = await inBatchSpan('rowcast.prune', { 'rowcast.cluster': name, 'rowcast.objects': objects.length }, () => pruneMember(cluster.member, objects, fence, input.signal));
-        pruned.set(name, done);
-      }),
+  if (decision.pending !== undefined) {
+    const id = decision.pending.id;
+    // Read live, not from the informer's copy: a confirmation is honoured only while it is still there.
+    if (input.confirms !== undefined && (await input.confirms(id))) decision = decide(id);
+  }
+  // Taken before the first await: clusters deciding meanwhile see what this one is about to prune.
+  const taking = decision.prune.reduce((n, p) => n + p.objects.length, 0);
+  if (input.budget !== undefined) input.budget.allowed = Math.max(0, input.budget.allowed - taking);
+  let pruned: PruneResult | undefined;
+  if (input.dryRun !== true && taking > 0) {
+    pruned = await inBatchSpan('rowcast.prune', { 'rowcast.cluster': result.cluster, 'rowcast.objects': taking }, () =>
+      pruneMember(
+        cluster.member,
+        decision.prune.flatMap((p) => p.objects),
+        fence,
+        input.signal,
+      ),
     );
   }
 
   if (input.ledger !== undefined && input.dryRun !== true) {
     const ledger = input.ledger;
     const generation = dqr.metadata.generation ?? 0;
-    await Promise.all(
-      allResults.map(async (r) => {
-        const appliedAt = new Date();
-        const entry = (o: DesiredObject): LedgerEntry => ({
-          dqr: dqrKey,
-          cluster: r.cluster,
-          kind: o.kind,
-          namespace: o.namespace ?? '',
-          name: o.name,
-          rowKey: o.rowKey,
-          apiVersion: o.apiVersion,
-          hash: o.hash,
-          generation,
-          appliedAt,
-        });
-        const upserts = [...r.appliedObjects, ...(ledger.everything ? r.unchangedObjects : [])].map(entry);
-        const deletes = (pruned.get(r.cluster)?.prunedObjects ?? []).map((o) => ({ dqr: dqrKey, cluster: r.cluster, kind: o.kind, namespace: o.namespace ?? '', name: o.name }));
-        if (upserts.length === 0 && deletes.length === 0) return;
-        fence();
-        try {
-          // One transaction per cluster per sync: a reader never sees half of it.
-          await inSpan('rowcast.ledger', { 'rowcast.cluster': r.cluster, 'rowcast.objects': upserts.length + deletes.length }, () => writeLedger(input.pool, ledger.table, { upserts, deletes }));
-        } catch (error) {
-          r.error ??= `ledger ${ledger.table}: ${classifyDbError(error).message}`;
-        }
-      }),
-    );
+    const at = new Date();
+    const entry = (o: DesiredObject): LedgerEntry => ({
+      dqr: dqrKey,
+      cluster: result.cluster,
+      kind: o.kind,
+      namespace: o.namespace ?? '',
+      name: o.name,
+      rowKey: o.rowKey,
+      apiVersion: o.apiVersion,
+      hash: o.hash,
+      generation,
+      appliedAt: at,
+    });
+    const upserts = [...result.appliedObjects, ...(ledger.everything ? result.unchangedObjects : [])].map(entry);
+    const deletes = (pruned?.prunedObjects ?? []).map((o) => ({ dqr: dqrKey, cluster: result.cluster, kind: o.kind, namespace: o.namespace ?? '', name: o.name }));
+    if (upserts.length > 0 || deletes.length > 0) {
+      fence();
+      try {
+        // One transaction per cluster per sync: a reader never sees half of it.
+        await inSpan('rowcast.ledger', { 'rowcast.cluster': result.cluster, 'rowcast.objects': upserts.length + deletes.length }, () => writeLedger(ledger.pool, ledger.table, { upserts, deletes }));
+      } catch (error) {
+        result.error ??= `ledger ${ledger.table}: ${classifyDbError(error).message}`;
+      }
+    }
   }
 
-  const failedCount = (cluster: string): number => new Set(failures.filter((f) => f.cluster === cluster || f.cluster === '').map((f) => f.rowKey)).size;
+  const failures = [...rendered.failures, ...result.failures];
+  const failed = new Set(failures.filter((f) => f.cluster === result.cluster || f.cluster === '').map((f) => f.rowKey)).size;
   return {
-    rowCount,
-    clusters: allResults.map((r) => {
-      const p = pruned.get(r.cluster);
-      return {
-        name: r.cluster,
-        target: r.target,
-        known: r.known,
-        leaving: leaving.includes(r),
-        applied: r.applied + r.unchanged,
-        unchanged: r.unchanged,
-        failed: failedCount(r.cluster),
-        pruned: p?.pruned ?? 0,
-        managed: r.managed - (p?.pruned ?? 0),
-        lastError: r.error ?? p?.error,
-        conflicts: r.failures.filter((f) => f.conflict).length,
-        planned: r.planned,
-        pruneCandidates: [...(decision.evaluated && r.error === undefined ? r.pruneCandidates : [])],
-        appliedAt: appliedAt.get(r.cluster) ?? Date.now(),
-      };
-    }),
-    failures,
+    cluster: {
+      name: result.cluster,
+      target: result.target,
+      known: result.known,
+      leaving: input.leaving,
+      applied: result.applied + result.unchanged,
+      unchanged: result.unchanged,
+      failed,
+      pruned: pruned?.pruned ?? 0,
+      managed: result.managed - (pruned?.pruned ?? 0),
+      lastError: result.error ?? pruned?.error,
+      conflicts: result.failures.filter((f) => f.conflict).length,
+      planned: result.planned,
+      pruneCandidates: [...(decision.evaluated && result.error === undefined ? result.pruneCandidates : [])],
+      appliedAt,
+    },
+    failures: result.failures,
     pruneBlocked: decision.pending,
     pruneEvaluated: decision.evaluated,
     confirmationUsed: decision.confirmed,
-    queryMs,
-    keyColumns,
-    rowValues,
-    resources: [...new Set([...allResults.flatMap((r) => r.resources), ...(allResults.some((r) => r.error !== undefined) ? input.previousResources : [])])].sort(),
+    resources: [...new Set([...result.resources, ...(result.error !== undefined ? input.previousResources : [])])],
   };
+}
+
+/** The DQR as a whole from its rows and each cluster's own outcome: what status and `rowcast plan` report. */
+export function combineOutcomes(rendered: RenderedRows, clusters: readonly ClusterSyncOutcome[], pruneOn: boolean): DqrSyncOutcome {
+  return {
+    rowCount: rendered.rowCount,
+    clusters: clusters.map((c) => c.cluster),
+    failures: [...rendered.failures, ...clusters.flatMap((c) => c.failures)],
+    pruneBlocked: combinePending(clusters.flatMap((c) => (c.pruneBlocked === undefined ? [] : [c.pruneBlocked]))),
+    pruneEvaluated: pruneOn && rendered.unkeyedRows + rendered.unattributableRows === 0 && clusters.every((c) => c.pruneEvaluated),
+    confirmationUsed: clusters.some((c) => c.confirmationUsed),
+    queryMs: rendered.queryMs,
+    keyColumns: rendered.keyColumns,
+    rowValues: rendered.rowValues,
+    resources: [...new Set(clusters.flatMap((c) => c.resources))].sort(),
+  };
+}
+
+/**
+ * One whole pass over a DQR: read and render every row, then each cluster on
+ * its own. The controller runs the clusters as separate work items instead
+ * (hub/member-work.ts); `rowcast plan` runs this as a dry run.
+ */
+export async function syncDqr(input: DqrSyncInput): Promise<DqrSyncOutcome> {
+  const { dqr, clusters } = input;
+  const rendered = await readAndRender({
+    dqr,
+    pool: input.pool,
+    template: input.template,
+    owner: input.owner,
+    clusters: clusters.map(({ target }) => ({ key: targetKey(target), name: target.metadata.name, labels: target.metadata.labels })),
+    ...(input.unavailableClusters === undefined ? {} : { unavailableClusters: input.unavailableClusters }),
+    previousKeyColumns: input.previousKeyColumns,
+    ...(input.keepColumns === undefined ? {} : { keepColumns: input.keepColumns }),
+    ...(input.batchSize === undefined ? {} : { batchSize: input.batchSize }),
+    signal: input.signal,
+  });
+  const budget = pruneBudget(dqr.spec.pruneLimit, input.managedBefore ?? []);
+  // Read once, and only when a prune is over the limit somewhere.
+  let read: Promise<string | undefined> | undefined;
+  const ask = input.confirmation;
+  const confirms = ask === undefined ? undefined : (id: string): Promise<boolean> => (read ??= ask()).then((c) => c === id);
+  const outcomes = await Promise.all(
+    [...clusters.map((c) => ({ cluster: c, leaving: false })), ...(input.leaving ?? []).map((c) => ({ cluster: c, leaving: true }))].map(({ cluster, leaving }) =>
+      inSpan('rowcast.member_sync', { 'rowcast.cluster': targetKey(cluster.target) }, () => syncCluster({
+        dqr,
+        rendered,
+        cluster,
+        leaving,
+        owner: input.owner,
+        previousResources: input.previousResources,
+        pruneBaseline: input.pruneBaseline?.find((b) => b.name === targetKey(cluster.target))?.managed,
+        ...(confirms === undefined ? {} : { confirms }),
+        ...(budget === undefined ? {} : { budget }),
+        ...(input.dryRun === true ? { dryRun: true } : {}),
+        ...(input.ledger === undefined ? {} : { ledger: { ...input.ledger, pool: input.pool } }),
+        fence: input.fence,
+        signal: input.signal,
+      })),
+    ),
+  );
+  return combineOutcomes(rendered, outcomes, dqr.spec.prune);
+}
+
+/**
+ * The DQR-wide share of a round of per-cluster prunes, from what each cluster
+ * managed before it (as last known). A percentage limit is already met by
+ * every cluster keeping to its own share; a count limit is not.
+ */
+export function pruneBudget(limit: PruneLimit, managedBefore: readonly number[]): PruneBudget | undefined {
+  if (limit.kind !== 'count') return undefined;
+  const managed = managedBefore.reduce((n, m) => n + m, 0);
+  return { allowed: allowedPrunes(limit, managed), managed };
 }

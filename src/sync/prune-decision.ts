@@ -28,6 +28,12 @@ export interface PruneDecisionInput {
    * the next sync; measured against them, the same prune would pass.
    */
   baseline?: readonly { name: string; managed: number }[] | undefined;
+  /**
+   * What the DQR may still prune across all its clusters in this round, when
+   * its clusters are decided one at a time (each member on its own): a count
+   * limit then still bounds the DQR, not each cluster alone.
+   */
+  allowance?: { allowed: number; managed: number } | undefined;
 }
 
 /** A prune over spec.pruneLimit waiting for a person: published as status.pendingPrune. */
@@ -79,7 +85,9 @@ export function decidePrune(input: PruneDecisionInput): PruneDecision {
   const managed = prunable.reduce((n, c) => n + c.managedBefore, 0);
   const allowed = allowedPrunes(input.limit, managed);
   const prune = prunable.filter((c) => c.candidates.length > 0).map((c) => ({ cluster: c.cluster, objects: c.candidates }));
-  let over: Omit<PendingPrune, 'id' | 'clusters'> | undefined = wanted > allowed ? { wanted, allowed, managed } : undefined;
+  const only = prunable.length === 1 ? prunable[0]?.cluster : undefined;
+  let over: Omit<PendingPrune, 'id' | 'clusters'> | undefined = wanted > allowed ? { wanted, allowed, managed, ...(only === undefined ? {} : { cluster: only }) } : undefined;
+  if (over === undefined && input.allowance !== undefined && wanted > input.allowance.allowed) over = { wanted, allowed: input.allowance.allowed, managed: input.allowance.managed };
   for (const c of prunable) {
     if (over !== undefined) break;
     const cap = allowedPrunes(input.limit, c.managedBefore);
@@ -90,4 +98,33 @@ export function decidePrune(input: PruneDecisionInput): PruneDecision {
   if (input.confirmation === id) return { prune, pending: undefined, confirmed: true, evaluated: true };
   const clusters = prunable.map((c) => ({ name: c.cluster, managed: c.managedBefore }));
   return { prune: [], pending: { id, ...over, clusters }, confirmed: false, evaluated: true };
+}
+
+/**
+ * The pending prunes of several clusters, each decided on its own, as the one
+ * status.pendingPrune a person confirms: one cluster's stands as it is;
+ * several get an id naming all of theirs (see confirmedBy).
+ */
+export function combinePending(pending: readonly PendingPrune[]): PendingPrune | undefined {
+  const [first, ...rest] = pending;
+  if (first === undefined) return undefined;
+  if (rest.length === 0) return first;
+  const hash = createHash('sha256');
+  for (const id of pending.map((p) => p.id).sort()) hash.update(id).update('\u0001');
+  const sum = (pick: (p: PendingPrune) => number): number => pending.reduce((n, p) => n + pick(p), 0);
+  return {
+    id: hash.digest('hex').slice(0, 16),
+    wanted: sum((p) => p.wanted),
+    allowed: sum((p) => p.allowed),
+    managed: sum((p) => p.managed),
+    clusters: pending.flatMap((p) => p.clusters),
+  };
+}
+
+/** The pending prunes a confirmation releases: the one it names, or every one of a combined id it names. */
+export function confirmedBy(confirmation: string | undefined, pending: readonly PendingPrune[]): Set<string> {
+  if (confirmation === undefined) return new Set();
+  const combined = combinePending(pending);
+  if (combined?.id === confirmation) return new Set(pending.map((p) => p.id));
+  return new Set(pending.filter((p) => p.id === confirmation).map((p) => p.id));
 }

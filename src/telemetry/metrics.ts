@@ -21,6 +21,9 @@ export const RECONCILE_RESULTS = ['success', 'error', 'requeue', 'requeue_after'
 
 const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
+/** The hub's work queues, as the controller label names them: DQR queries, (DQR, member) items, DQR status, ClusterTargets. */
+export const WORK_QUEUES = ['databasequeryresource', 'databasequeryresource-member', 'databasequeryresource-status', 'clustertarget'] as const;
+
 /**
  * Every metric Rowcast exports, on a private registry (nothing global, so two
  * controllers in one process, as in tests, never collide). Names people
@@ -108,7 +111,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(controllers: readonly string[]) {
+  constructor(controllers: readonly string[] = WORK_QUEUES) {
     for (const controller of controllers) {
       for (const result of RECONCILE_RESULTS) this.reconcileTotal.labels(controller, result).inc(0);
       this.reconcileTime.zero({ controller });

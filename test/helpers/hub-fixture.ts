@@ -23,7 +23,7 @@ export async function startController(env: TestEnv, flags: string[] = [], scrubb
   const options: ControllerOptions = parsed.options;
   const logs: string[] = [];
   const logger = createLogger({ level: options.logLevel, scrubber, write: (line) => logs.push(line) });
-  const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
+  const metrics = new Metrics();
   const controller = new HubController({ options, logger, scrubber, metrics, hubKubeconfig: env.hub.info.kubeconfig });
   await controller.start();
   return { controller, metrics, logs, stop: () => controller.stop() };

@@ -13,6 +13,8 @@ export interface StallProxy {
   stallNextResponse(): void;
   /** Resolves once the stalled response's first chunk has been passed on. */
   readonly stalled: Promise<void>;
+  /** Drops the held connections (the client sees them reset) and forwards again: the peer is back. */
+  release(): void;
   close(): Promise<void>;
 }
 
@@ -68,6 +70,12 @@ export async function startStallProxy(targetPort: number, targetHost = '127.0.0.
     stalled,
     stallNextResponse: () => {
       armed = true;
+    },
+    release: () => {
+      armed = false;
+      requestSeen = false;
+      holding = false;
+      for (const socket of sockets) socket.destroy();
     },
     close: async () => {
       for (const socket of sockets) socket.destroy();

@@ -21,7 +21,7 @@ const TARGET_LABELS = ['job', 'instance', 'namespace', 'pod', 'service', 'endpoi
  * export _bucket (with le), _sum and _count instead of their own name.
  */
 export async function exportedSeries(): Promise<ExportedSeries> {
-  const metrics = new Metrics(['databasequeryresource', 'clustertarget']);
+  const metrics = new Metrics();
   metrics.initialiseCluster('x');
   const series = new Map<string, Set<string>>();
   for (const { name } of await metrics.registry.getMetricsAsJSON()) {

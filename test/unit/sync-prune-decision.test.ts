@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import type { PruneLimit } from '../../src/api/index.ts';
-import { decidePrune, type LiveObject, type PruneClusterInput, type PruneDecisionInput } from '../../src/sync/index.ts';
+import { combinePending, confirmedBy, decidePrune, pruneBudget, type LiveObject, type PruneClusterInput, type PruneDecisionInput } from '../../src/sync/index.ts';
 
 const half: PruneLimit = { kind: 'percent', percent: 50 };
 
@@ -133,4 +133,33 @@ test('nothing to prune is within any limit, even 0', () => {
   assert.equal(decision.pending, undefined);
   assert.equal(decision.evaluated, true);
   assert.equal(decidePrune(input([cluster('east', 10, 1)], { limit: { kind: 'count', count: 0 } })).pending?.wanted, 1);
+});
+
+test('members decided one at a time: a count limit still bounds the DQR through the budget they share', () => {
+  const count: PruneLimit = { kind: 'count', count: 3 };
+  const budget = pruneBudget(count, [10, 10]);
+  assert.deepEqual(budget, { allowed: 3, managed: 20 });
+  assert.equal(pruneBudget(half, [10, 10]), undefined, "a percentage is met by every member keeping to its own share");
+  const first = decidePrune(input([cluster('a', 10, 2)], { limit: count, allowance: budget }));
+  assert.equal(prunedCount(first), 2);
+  const second = decidePrune(input([cluster('b', 10, 2)], { limit: count, allowance: { allowed: 1, managed: 20 } }));
+  assert.equal(prunedCount(second), 0, 'within its own cap, over what the DQR has left this round');
+  assert.deepEqual([second.pending?.wanted, second.pending?.allowed, second.pending?.managed, second.pending?.cluster], [2, 1, 20, undefined], "the figures are the DQR's, not one cluster's");
+});
+
+test('several members blocked are one pending prune; its id releases each of them, and only theirs', () => {
+  const east = decidePrune(input([cluster('east', 4, 3)])).pending;
+  const west = decidePrune(input([cluster('west', 4, 3)])).pending;
+  assert.ok(east !== undefined && west !== undefined);
+  assert.equal(east.cluster, 'east', 'a member blocked alone is named');
+  assert.equal(combinePending([east]), east);
+  assert.equal(combinePending([]), undefined);
+  const both = combinePending([east, west]);
+  assert.ok(both !== undefined);
+  assert.deepEqual([both.wanted, both.allowed, both.managed, both.cluster], [6, 4, 8, undefined]);
+  assert.equal(combinePending([west, east])?.id, both.id, 'the same prunes give the same id in any order');
+  assert.deepEqual([...confirmedBy(both.id, [east, west])].sort(), [east.id, west.id].sort());
+  assert.deepEqual([...confirmedBy(east.id, [east, west])], [east.id], "one member's own id releases that member only");
+  assert.equal(confirmedBy(both.id, [east]).size, 0, 'a combined id naming prunes that changed releases nothing');
+  assert.equal(confirmedBy(undefined, [east, west]).size, 0);
 });

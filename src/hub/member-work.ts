@@ -1,0 +1,263 @@
+import { ANNOTATIONS } from '../api/index.ts';
+import type { ReconcileResult } from '../runtime/index.ts';
+import { inRootSpan } from '../telemetry/index.ts';
+import { combineOutcomes, confirmedBy, pruneBudget, syncCluster, type ClusterSyncOutcome, type SyncCluster } from '../sync/index.ts';
+import { dqrPath, recordClusterMetrics, reportOutcome, reporter, type BehindMember } from './dqr-status.ts';
+import { splitKey, type DqrSnapshot, type DqrWork, type HubContext, type HubObject } from './context.ts';
+
+/** How long a member may take on a snapshot before status calls it behind (and before status waits no longer for it). */
+export const BEHIND_AFTER_MS = 10_000;
+
+export function memberItemKey(dqrKey: string, clusterKey: string): string {
+  return `${dqrKey}@${clusterKey}`;
+}
+
+function splitItemKey(itemKey: string): { dqrKey: string; clusterKey: string } {
+  const at = itemKey.indexOf('@');
+  return { dqrKey: itemKey.slice(0, at), clusterKey: itemKey.slice(at + 1) };
+}
+
+function workOf(ctx: HubContext, dqrKey: string): DqrWork {
+  let work = ctx.work.get(dqrKey);
+  if (work === undefined) {
+    work = { snapshot: undefined, members: new Map(), behindSince: new Map(), failures: new Map(), running: new Set() };
+    ctx.work.set(dqrKey, work);
+  }
+  return work;
+}
+
+/** What each member managed as last known, for a count limit's DQR-wide share. */
+function lastManaged(work: DqrWork, keys: readonly string[]): number[] {
+  return keys.map((k) => work.members.get(k)?.outcome.cluster.managed ?? 0);
+}
+
+/**
+ * Makes `snapshot` (without version and budget) the one every member of the
+ * DQR works from, and queues each member's item. A member still busy with an
+ * older one picks this up as soon as it is done.
+ */
+export function publishSnapshot(ctx: HubContext, dqrKey: string, snapshot: Omit<DqrSnapshot, 'version' | 'budget' | 'confirmedIds'>): void {
+  const work = workOf(ctx, dqrKey);
+  const keys = [...snapshot.clusters.keys(), ...snapshot.leaving.keys()];
+  const version = (work.snapshot?.version ?? 0) + 1;
+  // What the annotation confirms is fixed now, from the prunes status published: members finishing meanwhile do not change it.
+  const pending = keys.flatMap((k) => {
+    const blocked = work.members.get(k)?.outcome.pruneBlocked;
+    return blocked === undefined ? [] : [blocked];
+  });
+  work.snapshot = {
+    ...snapshot,
+    version,
+    budget: pruneBudget(snapshot.dqr.spec.pruneLimit, lastManaged(work, keys)),
+    confirmedIds: confirmedBy(snapshot.confirmation, pending),
+  };
+  const current = new Set(keys);
+  for (const key of [...work.members.keys(), ...work.behindSince.keys()]) {
+    if (current.has(key)) continue;
+    work.members.delete(key);
+    work.behindSince.delete(key);
+    work.failures.delete(key);
+    ctx.queues.members.forget(memberItemKey(dqrKey, key));
+  }
+  for (const key of keys) {
+    if (!work.behindSince.has(key)) work.behindSince.set(key, snapshot.createdAt);
+    ctx.queues.members.add(memberItemKey(dqrKey, key));
+  }
+  ctx.queues.dqrStatus.add(dqrKey);
+}
+
+/**
+ * The DQR's members stop taking work from its snapshot: a failure before the
+ * query (its spec, its database) says nothing may be applied; a deleted DQR is
+ * finalized. Resolves once the items running now are done.
+ */
+export async function retireSnapshot(ctx: HubContext, dqrKey: string): Promise<void> {
+  const work = ctx.work.get(dqrKey);
+  if (work === undefined) return;
+  work.snapshot = undefined;
+  await Promise.allSettled([...work.running]);
+}
+
+/** A DQR that is gone: its members' items and everything remembered for them go too. */
+export function forgetDqrWork(ctx: HubContext, dqrKey: string): void {
+  const work = ctx.work.get(dqrKey);
+  ctx.work.delete(dqrKey);
+  for (const key of [...(work?.members.keys() ?? []), ...(work?.behindSince.keys() ?? [])]) ctx.queues.members.forget(memberItemKey(dqrKey, key));
+  ctx.queues.dqrStatus.forget(dqrKey);
+}
+
+/**
+ * One (DQR, member) work item: apply the DQR's latest snapshot on this member,
+ * decide and carry out its prune, record where it stands. It backs off on
+ * its own when the member fails; no other member waits for it.
+ */
+export async function reconcileMemberItem(ctx: HubContext, itemKey: string, signal: AbortSignal): Promise<ReconcileResult> {
+  const { dqrKey, clusterKey } = splitItemKey(itemKey);
+  const work = ctx.work.get(dqrKey);
+  const snapshot = work?.snapshot;
+  if (work === undefined || snapshot === undefined) return {};
+  const leaving = snapshot.leaving.get(clusterKey);
+  const selected = leaving ?? snapshot.clusters.get(clusterKey);
+  if (selected === undefined) return {};
+  // A member rebuilt since the snapshot (a new kubeconfig) is reached through its new client.
+  const cluster = { ...selected, member: ctx.members.get(clusterKey) ?? selected.member };
+  const run = syncOneMember(ctx, dqrKey, snapshot, cluster, leaving !== undefined, signal);
+  work.running.add(run);
+  let outcome: ClusterSyncOutcome;
+  try {
+    outcome = await run;
+  } finally {
+    work.running.delete(run);
+  }
+  // Gone, finalizing or failed before its query meanwhile: nothing more is recorded for it.
+  if (ctx.work.get(dqrKey) !== work || work.snapshot === undefined) return {};
+  work.members.set(clusterKey, { version: snapshot.version, outcome });
+  // Done with this one: behind, if at all, only since the one that came meanwhile.
+  if (work.snapshot.version === snapshot.version) work.behindSince.delete(clusterKey);
+  else work.behindSince.set(clusterKey, work.snapshot.createdAt);
+  ctx.queues.dqrStatus.add(dqrKey);
+  if (outcome.cluster.lastError === undefined) {
+    work.failures.delete(clusterKey);
+    return {};
+  }
+  const failures = (work.failures.get(clusterKey) ?? 0) + 1;
+  work.failures.set(clusterKey, failures);
+  // Its own backoff (status names the error; the log has it once, from the status).
+  return { requeueAfterMs: Math.min(300_000, 1000 * 2 ** Math.min(failures - 1, 9)) };
+}
+
+async function syncOneMember(ctx: HubContext, dqrKey: string, snapshot: DqrSnapshot, cluster: SyncCluster, leaving: boolean, signal: AbortSignal): Promise<ClusterSyncOutcome> {
+  const { namespace, name } = splitKey(dqrKey);
+  const clusterKey = cluster.member.key;
+  const lease = ctx.leases.get(dqrKey);
+  const attributes = {
+    'rowcast.dqr': dqrKey,
+    'rowcast.cluster': clusterKey,
+    'rowcast.generation': snapshot.dqr.metadata.generation ?? 0,
+    'rowcast.snapshot': snapshot.version,
+    'rowcast.trigger': snapshot.trigger,
+    // From the snapshot being made to this member starting on it: the member's own queue of work.
+    'rowcast.snapshot_wait_ms': Math.max(0, Date.now() - snapshot.createdAt),
+  };
+  const outcome = await inRootSpan(
+    'rowcast.member_sync',
+    attributes,
+    async (span) => {
+      const result = await syncCluster({
+        dqr: snapshot.dqr,
+        rendered: snapshot.rendered,
+        cluster,
+        leaving,
+        owner: snapshot.owner,
+        previousResources: snapshot.previousResources,
+        pruneBaseline: snapshot.pruneBaseline.get(clusterKey),
+        // Checked live only when the cached copy has one (a new one queues its own sync), so a blocked DQR
+        // polling every few seconds costs the hub no GET; unreadable is unconfirmed: the prune waits.
+        ...(snapshot.confirmation === undefined
+          ? {}
+          : {
+              confirms: async (id: string) => {
+                if (snapshot.confirmation !== id && !snapshot.confirmedIds.has(id)) return false;
+                const live = await ctx.hub.request<HubObject>('GET', dqrPath(namespace, name), { signal }).then(
+                  (o) => o.metadata?.annotations?.[ANNOTATIONS.confirmPrune],
+                  () => undefined,
+                );
+                return live === snapshot.confirmation;
+              },
+            }),
+        ...(snapshot.budget === undefined ? {} : { budget: snapshot.budget }),
+        ...(snapshot.ledger === undefined || lease === undefined ? {} : { ledger: { ...snapshot.ledger, pool: lease.pool } }),
+        fence: ctx.fence,
+        signal,
+      });
+      span.setAttributes({
+        'rowcast.applied': result.cluster.applied - result.cluster.unchanged,
+        'rowcast.unchanged': result.cluster.unchanged,
+        'rowcast.pruned': result.cluster.pruned,
+        'rowcast.failures': result.failures.length,
+        'rowcast.prune_blocked': result.pruneBlocked !== undefined,
+      });
+      if (result.cluster.lastError !== undefined) span.setAttribute('rowcast.error', result.cluster.lastError);
+      return result;
+    },
+    snapshot.link === undefined ? [] : [snapshot.link],
+  );
+  const managed = ctx.managed.get(dqrKey) ?? new Map<string, number>();
+  ctx.managed.set(dqrKey, managed);
+  if (leaving) managed.delete(clusterKey);
+  else managed.set(clusterKey, outcome.cluster.managed);
+  ctx.statusWatches.recordKnown(dqrKey, outcome.cluster.target, outcome.cluster.known, outcome.cluster.lastError === undefined);
+  if (snapshot.watchStatus && !leaving && outcome.cluster.lastError === undefined) {
+    for (const resource of outcome.resources) {
+      const [apiVersion = '', kind = ''] = resource.split('|');
+      ctx.statusWatches.ensure(cluster.member, apiVersion, kind).catch((error: unknown) => {
+        ctx.logger.warn('status watch not started', { dqr: dqrKey, cluster: clusterKey, kind, error });
+      });
+    }
+  }
+  recordClusterMetrics(ctx, namespace, name, outcome, snapshot.seenAt);
+  return outcome;
+}
+
+/**
+ * The DQR's status from its latest snapshot and where each member stands:
+ * written once every member has finished it, or, while some are still on it
+ * after BEHIND_AFTER_MS, with those named as behind (and again when they
+ * catch up). The one writer of a synced DQR's status.
+ */
+export async function reportDqrProgress(ctx: HubContext, dqrKey: string): Promise<ReconcileResult> {
+  const work = ctx.work.get(dqrKey);
+  const snapshot = work?.snapshot;
+  if (work === undefined || snapshot === undefined) return {};
+  const { namespace, name } = splitKey(dqrKey);
+  const raw = ctx.informers.dqrs.get(name, namespace);
+  if (raw === undefined || raw.metadata?.deletionTimestamp !== undefined) return {};
+  const keys = [...snapshot.clusters.keys(), ...snapshot.leaving.keys()];
+  const now = Date.now();
+  const pending = keys.filter((k) => work.members.get(k)?.version !== snapshot.version);
+  const since = (k: string): number => work.behindSince.get(k) ?? snapshot.createdAt;
+  // Members still on it, none for long: the status waits for them rather than flap.
+  const longest = Math.max(0, ...pending.map((k) => now - since(k)));
+  if (pending.length > 0 && longest < BEHIND_AFTER_MS) return { requeueAfterMs: BEHIND_AFTER_MS - longest };
+  const outcomes = keys.flatMap((k) => {
+    const state = work.members.get(k);
+    return state === undefined ? [] : [state.outcome];
+  });
+  const outcome = combineOutcomes(snapshot.rendered, outcomes, snapshot.dqr.spec.prune);
+  const behind: BehindMember[] = pending.map((k) => ({ cluster: k, since: since(k), lastError: (work.failures.get(k) ?? 0) > 0 ? work.members.get(k)?.outcome.cluster.lastError : undefined }));
+  const done = behind.length === 0;
+  const clean = done && outcome.clusters.every((c) => c.lastError === undefined);
+  // The former key columns stay recorded until a pass without a failure has re-stamped every object under the new ones.
+  const previous = snapshot.previousKeyColumns;
+  const keyColumnsChanged = previous !== undefined && previous.join('\u0000') !== outcome.keyColumns.join('\u0000');
+  const rowKeyColumns = outcome.keyColumns.length > 0 && (!keyColumnsChanged || (clean && outcome.failures.length === 0)) ? outcome.keyColumns : undefined;
+  await reportOutcome(reporter(ctx, raw, namespace, name), {
+    namespace,
+    outcome: done ? outcome : { ...outcome, pruneEvaluated: false },
+    refusals: snapshot.refusals,
+    selectedCount: snapshot.selectedCount,
+    trigger: snapshot.trigger,
+    writeBackFailure: ctx.statusWatches.failures.get(dqrKey),
+    hadPendingPrune: snapshot.hadPendingPrune,
+    rowKeyColumns,
+    held: snapshot.held,
+    behind,
+  });
+  // Within the limit everywhere (or confirmed and done): a confirmation left over would only wait to release some later prune.
+  if (done && outcome.pruneEvaluated && outcome.pruneBlocked === undefined && raw.metadata?.annotations?.[ANNOTATIONS.confirmPrune] !== undefined) {
+    ctx.fence(dqrKey);
+    await ctx.writer.patchMetadata(dqrPath(namespace, name), { annotations: { [ANNOTATIONS.confirmPrune]: null } });
+  }
+  if (done) {
+    ctx.logger.info('synced', {
+      dqr: dqrKey,
+      snapshot: snapshot.version,
+      rows: outcome.rowCount,
+      clusters: outcome.clusters.map((c) => ({ name: c.name, applied: c.applied, unchanged: c.unchanged, pruned: c.pruned, failed: c.failed })),
+      failures: outcome.failures.length,
+      pruneBlocked: outcome.pruneBlocked !== undefined,
+      durationMs: Math.round(Date.now() - snapshot.createdAt),
+    });
+  }
+  return {};
+}
