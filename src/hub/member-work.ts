@@ -101,7 +101,7 @@ export async function reconcileMemberItem(ctx: HubContext, itemKey: string, sign
   if (selected === undefined) return {};
   // A member rebuilt since the snapshot (a new kubeconfig) is reached through its new client.
   const cluster = { ...selected, member: ctx.members.get(clusterKey) ?? selected.member };
-  const run = syncOneMember(ctx, dqrKey, snapshot, cluster, leaving !== undefined, signal);
+  const run = syncOneMember(ctx, dqrKey, work, snapshot, cluster, leaving !== undefined, signal);
   work.running.add(run);
   let outcome: ClusterSyncOutcome;
   try {
@@ -126,10 +126,15 @@ export async function reconcileMemberItem(ctx: HubContext, itemKey: string, sign
   return { requeueAfterMs: Math.min(300_000, 1000 * 2 ** Math.min(failures - 1, 9)) };
 }
 
-async function syncOneMember(ctx: HubContext, dqrKey: string, snapshot: DqrSnapshot, cluster: SyncCluster, leaving: boolean, signal: AbortSignal): Promise<ClusterSyncOutcome> {
+async function syncOneMember(ctx: HubContext, dqrKey: string, work: DqrWork, snapshot: DqrSnapshot, cluster: SyncCluster, leaving: boolean, signal: AbortSignal): Promise<ClusterSyncOutcome> {
   const { namespace, name } = splitKey(dqrKey);
   const clusterKey = cluster.member.key;
   const lease = ctx.leases.get(dqrKey);
+  // The prune this member had blocked last time keeps its counts from then, whether or not status has them yet:
+  // the objects a blocked pass created must never make the same prune look small.
+  const blocked = work.members.get(clusterKey)?.outcome.pruneBlocked?.clusters.find((c) => c.name === clusterKey)?.managed;
+  const recorded = snapshot.pruneBaseline.get(clusterKey);
+  const baseline = blocked === undefined ? recorded : Math.min(blocked, recorded ?? blocked);
   const attributes = {
     'rowcast.dqr': dqrKey,
     'rowcast.cluster': clusterKey,
@@ -150,7 +155,7 @@ async function syncOneMember(ctx: HubContext, dqrKey: string, snapshot: DqrSnaps
         leaving,
         owner: snapshot.owner,
         previousResources: snapshot.previousResources,
-        pruneBaseline: snapshot.pruneBaseline.get(clusterKey),
+        pruneBaseline: baseline,
         // Checked live only when the cached copy has one (a new one queues its own sync), so a blocked DQR
         // polling every few seconds costs the hub no GET; unreadable is unconfirmed: the prune waits.
         ...(snapshot.confirmation === undefined
