@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { ANNOTATIONS, API_VERSION, CLUSTER_TARGET, OWNER_LABEL, parseClusterTarget, type ClusterTarget } from '../src/api/index.ts';
-import { MemberApi, MemberKubeConfig, MemberQueue, MemberWatchCache, type Member } from '../src/clusters/index.ts';
+import { MemberApi, MemberKubeConfig, MemberQueue, MemberWatchCache, type DriftReport, type Member } from '../src/clusters/index.ts';
 import { ownerLabelValue, ownerMatcher, ownerRefValue } from '../src/render/index.ts';
-import { listOwned } from '../src/sync/index.ts';
+import { listOwned, pruneMember } from '../src/sync/index.ts';
 import { SecretScrubber, createLogger } from '../src/telemetry/index.ts';
 import { adminRequest, startApiserver, type RunningApiserver } from './harness/kube-apiserver.ts';
 import { expectNoLeaks, openTestEnv, type LeakCount } from './harness/test-env.ts';
@@ -25,6 +25,12 @@ env.defer(async () => {
   await audited?.process.stop();
   if (baseline !== undefined) await expectNoLeaks(env, baseline);
 });
+
+function clusterTarget(allowedNamespaces: string[]): ClusterTarget {
+  const parsed = parseClusterTarget({ apiVersion: API_VERSION, kind: CLUSTER_TARGET.kind, metadata: { name: 'audited', namespace: env.namespace }, spec: { kubeconfigSecretRef: { name: 'k', key: 'kubeconfig' }, allowedNamespaces } });
+  assert.ok(parsed.ok);
+  return parsed.value;
+}
 
 /** An object stamped as the DQR's own on the member, as an apply would have left it. */
 async function stamped(name: string, owner: Parameters<typeof ownerRefValue>[0]): Promise<void> {
@@ -50,9 +56,7 @@ test('a cache that has not listed yet, or whose watch is broken, is never read a
     await member.queue.close();
     await api.close();
   });
-  const parsed = parseClusterTarget({ apiVersion: API_VERSION, kind: CLUSTER_TARGET.kind, metadata: { name: 'audited', namespace: env.namespace }, spec: { kubeconfigSecretRef: { name: 'k', key: 'kubeconfig' } } });
-  assert.ok(parsed.ok);
-  const target: ClusterTarget = parsed.value;
+  const target = clusterTarget([]);
   const resource = await api.resourceFor('v1', 'ConfigMap');
   assert.ok(resource !== undefined);
   const kinds = [{ apiVersion: 'v1', kind: 'ConfigMap', resource }];
@@ -104,4 +108,70 @@ test('a DQR that no longer uses a kind stops its informer; the last user going s
     await cache.close();
     await api.close();
   }
+});
+
+test("drift: another manager taking a rendered field, or deleting the object, is reported; Rowcast's own applies and prunes, and others' fields, are not", async (t) => {
+  assert.ok(audited !== undefined);
+  const logger = createLogger({ level: 'error', scrubber: new SecretScrubber(), write: () => undefined });
+  const api = new MemberApi(new MemberKubeConfig(audited.info.kubeconfig, { requestTimeoutMs: 5000 }));
+  const reports: DriftReport[] = [];
+  const cache = new MemberWatchCache(api, { member: 'drift-member', logger, onDrift: (report) => reports.push(report) });
+  const member: Member = { key: 'drift-member', name: 'drift-member', labels: {}, api, queue: new MemberQueue({ limits: { qps: 50, burst: 100, concurrency: 4 } }), fingerprint: 'test', cache };
+  t.after(async () => {
+    await cache.close();
+    await member.queue.close();
+    await api.close();
+  });
+  const resource = await api.resourceFor('v1', 'ConfigMap');
+  assert.ok(resource !== undefined);
+  cache.use('drift', [{ apiVersion: 'v1', kind: 'ConfigMap', resource, namespace: env.namespace }]);
+  await eventually('the cache watching', () => Promise.resolve(cache.read({ apiVersion: 'v1', kind: 'ConfigMap', namespace: env.namespace })));
+  const owner = { hubId: 'hub-drift', namespace: env.namespace, name: 'drifty', uid: 'u-2', target: 'drift-member' };
+  const manager = `rowcast-${env.namespace}-drifty`;
+  const path = (name: string): string => `/api/v1/namespaces/${env.namespace}/configmaps/${name}`;
+  // force: as a heal applies, taking its fields back from whoever took them.
+  const apply = async (name: string, value: string, force = false): Promise<Record<string, unknown>> => {
+    const ref = { apiVersion: 'v1', kind: 'ConfigMap', namespace: env.namespace, name };
+    const done = cache.beginApply(ref, manager);
+    const body = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name, namespace: env.namespace, labels: { [OWNER_LABEL]: ownerLabelValue(owner) }, annotations: { [ANNOTATIONS.ownerRef]: ownerRefValue(owner), [ANNOTATIONS.rowKey]: name, [ANNOTATIONS.hash]: value } },
+      data: { v: value },
+    };
+    const applied = await api.request<Record<string, unknown>>('PATCH', path(name), { query: { fieldManager: manager, force: String(force) }, body, contentType: 'application/apply-patch+yaml' });
+    done(applied);
+    return applied;
+  };
+  await apply('drift-1', 'a');
+  await apply('drift-1', 'b');
+  await apply('drift-2', 'a');
+  // Someone else's label: Rowcast renders no such field.
+  assert.equal((await adminRequest(audited.info, 'PATCH', path('drift-1'), { metadata: { labels: { team: 'blue' } } })).status, 200);
+  // kubectl edit of a rendered field.
+  assert.equal((await adminRequest(audited.info, 'PATCH', path('drift-1'), { data: { v: 'edited' } })).status, 200);
+  await eventually('the edit reported', () => Promise.resolve(reports.length >= 1 ? true : undefined));
+  assert.equal(reports.length, 1, JSON.stringify(reports));
+  assert.deepEqual(
+    { name: reports[0]?.name, reason: reports[0]?.reason, kind: reports[0]?.kind, rowKey: reports[0]?.rowKey, ownerRef: reports[0]?.ownerRef },
+    { name: 'drift-1', reason: 'modified', kind: 'ConfigMap', rowKey: 'drift-1', ownerRef: ownerRefValue(owner) },
+  );
+  assert.ok((reports[0]?.managers.length ?? 0) > 0, 'the editing manager is named');
+
+  // Rowcast's own apply putting it back is no drift; a prune of its own neither; a delete by someone else is.
+  await apply('drift-1', 'b', true);
+  const pruned = await listOwned(member, clusterTarget([env.namespace]), [{ apiVersion: 'v1', kind: 'ConfigMap', resource }], ownerMatcher(owner), AbortSignal.timeout(10_000), 'drift');
+  const two = pruned.find((o) => o.name === 'drift-2');
+  assert.ok(two !== undefined);
+  const result = await pruneMember(member, [two], () => undefined, AbortSignal.timeout(10_000));
+  assert.equal(result.pruned, 1);
+  assert.equal((await adminRequest(audited.info, 'DELETE', path('drift-1'))).status, 200);
+  await eventually('the delete reported', () => Promise.resolve(reports.length >= 2 ? true : undefined));
+  assert.deepEqual(
+    reports.map((r) => [r.name, r.reason]),
+    [
+      ['drift-1', 'modified'],
+      ['drift-1', 'deleted'],
+    ],
+  );
 });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { YAML_LIMITS, loadYamlDocument } from '../api/index.ts';
 import type { Logger, SecretScrubber } from '../telemetry/index.ts';
-import { MemberWatchCache, type CacheEvent } from './member-cache.ts';
+import { MemberWatchCache, type DriftReport } from './member-cache.ts';
 import { vetKubeconfig, type KubeconfigPolicy, type KubeconfigProblem } from './kubeconfig-vetting.ts';
 import { MemberApi, MemberKubeConfig } from './member-api.ts';
 import { MemberQueue, type RateLimitSettings } from './member-queue.ts';
@@ -44,7 +44,7 @@ export interface MemberRegistryOptions {
   onThrottled?: (cluster: string, retryAfterMs: number) => void;
   onResponse?: (host: string, method: string, code: string) => void;
   /** Give each member a watch cache of the objects Rowcast manages there. */
-  watchCache?: { logger: Logger; onEvent?: (cluster: string, event: CacheEvent) => void };
+  watchCache?: { logger: Logger; onDrift?: (report: DriftReport) => void };
 }
 
 /** Every credential a kubeconfig carries, so none can reach a log line. */
@@ -122,11 +122,7 @@ export class MemberRegistry {
       onThrottled: (ms) => this.options.onThrottled?.(spec.key, ms),
     });
     const cacheOptions = this.options.watchCache;
-    const onCacheEvent = cacheOptions?.onEvent;
-    const cache =
-      cacheOptions === undefined
-        ? undefined
-        : new MemberWatchCache(api, { member: spec.key, logger: cacheOptions.logger, ...(onCacheEvent === undefined ? {} : { onEvent: (event: CacheEvent) => onCacheEvent(spec.key, event) }) });
+    const cache = cacheOptions === undefined ? undefined : new MemberWatchCache(api, { member: spec.key, ...cacheOptions });
     const member: Member = { key: spec.key, name: spec.name, labels: { ...spec.labels }, api, queue, fingerprint, cache };
     this.members.set(spec.key, member);
     if (existing !== undefined) await MemberRegistry.close(existing);

@@ -158,7 +158,14 @@ export class HubController {
           metrics.applies.labels(cluster, 'throttled').inc();
         },
         onResponse,
-        watchCache: { logger },
+        watchCache: {
+          logger,
+          // Detection only: correcting drift is the DQR's work on that member.
+          onDrift: (report) => {
+            metrics.driftDetected.labels(report.cluster, report.reason).inc();
+            logger.info('drift detected', { cluster: report.cluster, kind: report.kind, namespace: report.namespace, name: report.name, reason: report.reason, managers: report.managers });
+          },
+        },
       }),
       pools: new PoolRegistry({ logger }),
       notify: new NotifyHub({ logger }),

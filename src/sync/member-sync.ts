@@ -262,7 +262,16 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
             result.planned.push({ action: isCreate ? 'create' : 'update', object, live, planned });
             return;
           }
-          const applied = await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s, beforeSend: input.fence }));
+          // The cache tells this apply's own watch events from anyone else's (drift) by what it returns.
+          const done = member.cache?.beginApply(object, input.fieldManager);
+          let applied: Record<string, unknown>;
+          try {
+            applied = await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s, beforeSend: input.fence }));
+          } catch (error) {
+            done?.(undefined);
+            throw error;
+          }
+          done?.(applied);
           const uid = (applied['metadata'] as { uid?: unknown } | undefined)?.uid;
           if (typeof uid === 'string') result.known.push(knownObject(uid, object));
           result.applied++;
@@ -527,7 +536,14 @@ export async function pruneMember(member: Member, objects: readonly LiveObject[]
         const resource = await member.queue.run(() => member.api.resourceFor(object.apiVersion, object.kind), signal);
         if (resource === undefined) return;
         const path = objectPath(object.apiVersion, resource, resource.namespaced ? object.namespace : undefined, object.name);
-        await member.queue.run((s) => member.api.delete(path, object.uid, s, fence, object.resourceVersion), signal);
+        const done = member.cache?.beginRemoval(object.uid);
+        try {
+          await member.queue.run((s) => member.api.delete(path, object.uid, s, fence, object.resourceVersion), signal);
+        } catch (error) {
+          done?.(true);
+          throw error;
+        }
+        done?.(false);
         pruned++;
         prunedObjects.push(object);
       } catch (cause) {
@@ -559,7 +575,15 @@ export async function unmarkMember(member: Member, objects: readonly LiveObject[
         if (resource === undefined) return;
         const path = objectPath(object.apiVersion, resource, resource.namespaced ? object.namespace : undefined, object.name);
         const body = { metadata: { ...marks, uid: object.uid, ...(object.resourceVersion === undefined ? {} : { resourceVersion: object.resourceVersion }) } };
-        await member.queue.run((s) => member.api.request('PATCH', path, { body, contentType: 'application/merge-patch+json', signal: s, beforeSend: fence }), signal);
+        // Unmarked, it leaves the cache's label selector: a delete event that is no drift.
+        const done = member.cache?.beginRemoval(object.uid);
+        try {
+          await member.queue.run((s) => member.api.request('PATCH', path, { body, contentType: 'application/merge-patch+json', signal: s, beforeSend: fence }), signal);
+        } catch (error) {
+          done?.(true);
+          throw error;
+        }
+        done?.(false);
         unmarked++;
       } catch (cause) {
         if (cause instanceof FencedError) throw cause;

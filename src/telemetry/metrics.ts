@@ -95,6 +95,12 @@ export class Metrics {
       }
     },
   });
+  readonly driftDetected = new Counter({
+    name: 'rowcast_drift_detected_total',
+    help: "Changes to managed objects that Rowcast's own applies did not make, seen by the member's watch cache: modified (another manager took rendered fields), deleted, unmarked.",
+    labelNames: ['cluster', 'reason'],
+    registers: [this.registry],
+  });
   readonly memberQueueWait = new Histogram({ name: 'rowcast_member_queue_wait_seconds', help: 'How long a call waited in its member queue.', labelNames: ['cluster'], buckets: latencyBuckets, registers: [this.registry] });
   readonly memberThrottled = new Counter({ name: 'rowcast_member_throttled_total', help: 'HTTP 429 answers from a member; each paused its queue for the Retry-After, and the call was sent again.', labelNames: ['cluster'], registers: [this.registry] });
   readonly dbQueryDuration = new Histogram({ name: 'rowcast_db_query_duration_seconds', help: 'Time to read, render and hand over every row of a DQR query.', labelNames: ['namespace', 'dqr'], buckets: latencyBuckets, registers: [this.registry] });
@@ -145,6 +151,7 @@ export class Metrics {
     for (const metric of [this.prunes, this.memberThrottled]) metric.remove(cluster);
     for (const metric of [this.memberReachable, this.memberQueueDepth, this.memberConcurrency, this.memberCacheObjects]) metric.remove(cluster);
     for (const state of ['watching', 'not-watching']) this.memberCacheScopes.remove(cluster, state);
+    for (const reason of ['modified', 'deleted', 'unmarked']) this.driftDetected.remove(cluster, reason);
     for (const metric of [this.memberQueueWait, this.syncFreshness]) metric.remove(cluster);
   }
 
