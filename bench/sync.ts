@@ -123,6 +123,9 @@ try {
   const resyncLine = syncs[1]?.line;
   await new Promise((resolve) => setTimeout(resolve, 200));
   const resyncRequests = delta(sum(await Promise.all(members.map(requestCounts))), sum(beforeResync));
+  // By now the watch cache has caught up with every event of the first sync.
+  gc?.();
+  const heapAtRest = process.memoryUsage().heapUsed;
   const queries = await admin.query<{ calls: string; query: string }>("SELECT calls, query FROM pg_stat_statements WHERE query LIKE '%FROM users%' AND query NOT LIKE '%pg_stat_statements%'");
   await controller.stop();
   await admin.end();
@@ -134,7 +137,7 @@ try {
       `no-op resync: ${String(resyncLine?.['durationMs'])} ms, ${JSON.stringify(resyncLine?.['clusters'])}; configmap requests on the members: ${JSON.stringify(resyncRequests)} (writes: ${(resyncRequests['APPLY'] ?? 0) + (resyncRequests['PATCH'] ?? 0) + (resyncRequests['DELETE'] ?? 0)}; but for the watch cache's watches: ${Object.entries(resyncRequests).reduce((n, [verb, count]) => (verb === 'WATCH' ? n : n + count), 0)})`,
       `database: ${queries.rows.map((q) => `${q.calls} x ${q.query.replace(/\s+/g, ' ').slice(0, 60)}`).join('; ')}`,
       `tracing: ${tracing === undefined ? 'off' : `on, ${exported} spans exported`}`,
-      `controller process RSS after the first sync: ${(rssAfterFirst / 2 ** 20).toFixed(0)} MiB; now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB; heap retained after the first sync ${gc === undefined ? '(run with --expose-gc)' : `${(heapRetained / 2 ** 20).toFixed(0)} MiB`}`,
+      `controller process RSS after the first sync: ${(rssAfterFirst / 2 ** 20).toFixed(0)} MiB; now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB; heap retained after the first sync ${gc === undefined ? '(run with --expose-gc)' : `${(heapRetained / 2 ** 20).toFixed(0)} MiB, after the resync ${(heapAtRest / 2 ** 20).toFixed(0)} MiB`}`,
       '',
     ].join('\n'),
   );
