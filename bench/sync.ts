@@ -127,7 +127,11 @@ try {
   gc?.();
   const heapAtRest = process.memoryUsage().heapUsed;
   const queries = await admin.query<{ calls: string; query: string }>("SELECT calls, query FROM pg_stat_statements WHERE query LIKE '%FROM users%' AND query NOT LIKE '%pg_stat_statements%'");
+  const cacheObjects = (await metrics.registry.getSingleMetric('rowcast_member_cache_objects')?.get())?.values.reduce((n, v) => n + v.value, 0) ?? 0;
   await controller.stop();
+  gc?.();
+  // What the stopped controller let go of: its state at rest, which is mostly the watch cache.
+  const heapStopped = process.memoryUsage().heapUsed;
   await admin.end();
   const objects = rows * members.length;
   process.stdout.write(
@@ -137,7 +141,7 @@ try {
       `no-op resync: ${String(resyncLine?.['durationMs'])} ms, ${JSON.stringify(resyncLine?.['clusters'])}; configmap requests on the members: ${JSON.stringify(resyncRequests)} (writes: ${(resyncRequests['APPLY'] ?? 0) + (resyncRequests['PATCH'] ?? 0) + (resyncRequests['DELETE'] ?? 0)}; but for the watch cache's watches: ${Object.entries(resyncRequests).reduce((n, [verb, count]) => (verb === 'WATCH' ? n : n + count), 0)})`,
       `database: ${queries.rows.map((q) => `${q.calls} x ${q.query.replace(/\s+/g, ' ').slice(0, 60)}`).join('; ')}`,
       `tracing: ${tracing === undefined ? 'off' : `on, ${exported} spans exported`}`,
-      `controller process RSS after the first sync: ${(rssAfterFirst / 2 ** 20).toFixed(0)} MiB; now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB; heap retained after the first sync ${gc === undefined ? '(run with --expose-gc)' : `${(heapRetained / 2 ** 20).toFixed(0)} MiB, after the resync ${(heapAtRest / 2 ** 20).toFixed(0)} MiB`}`,
+      `controller process RSS after the first sync: ${(rssAfterFirst / 2 ** 20).toFixed(0)} MiB; now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB; heap retained after the first sync ${gc === undefined ? '(run with --expose-gc)' : `${(heapRetained / 2 ** 20).toFixed(0)} MiB, after the resync ${(heapAtRest / 2 ** 20).toFixed(0)} MiB, after the controller stopped ${(heapStopped / 2 ** 20).toFixed(0)} MiB (watch cache: ${cacheObjects} objects; state at rest per object ${((heapAtRest - heapStopped) / Math.max(cacheObjects, 1)).toFixed(0)} bytes)`}`,
       '',
     ].join('\n'),
   );
