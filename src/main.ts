@@ -5,6 +5,8 @@ import { hostname } from 'node:os';
 import { controllerHelp, parseControllerOptions } from './config/index.ts';
 import type { MemberApi } from './clusters/index.ts';
 import type { LeaderElector } from './runtime/index.ts';
+import type { Sharder } from './hub/index.ts';
+import { SHARDING_LABELS } from './api/index.ts';
 import { Metrics, SecretScrubber, createLogger, serveEndpoints, startTracing } from './telemetry/index.ts';
 
 // Everything that loads pg is imported only after tracing has started: its
@@ -25,6 +27,12 @@ Every command takes --help.
 
 Rowcast turns the rows of a PostgreSQL query into Kubernetes objects on member clusters.`;
 
+/** A Lease name and a label value: lowercase, at most 63 characters, unique per process. */
+function replicaIdentity(): string {
+  const host = hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+/, '').slice(0, 50);
+  return `${host === '' ? 'rowcast' : host}-${randomUUID().slice(0, 8)}`;
+}
+
 async function controller(argv: string[]): Promise<number> {
   const parsed = parseControllerOptions(argv, process.env);
   if (!parsed.ok) {
@@ -40,7 +48,7 @@ async function controller(argv: string[]): Promise<number> {
   const logger = createLogger({ level: options.logLevel, scrubber });
   const tracing = await startTracing({ env: process.env, scrubber });
   if (tracing.enabled) logger.info('tracing to OTLP', { endpoint: process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] ?? process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] });
-  const [{ HubController, hubLeaseStore }, { MemberApi, MemberKubeConfig }, { LeaderElector }] = await Promise.all([
+  const [{ HubController, Sharder, hubLeaseStore }, { MemberApi, MemberKubeConfig }, { LeaderElector }] = await Promise.all([
     import('./hub/index.ts'),
     import('./clusters/index.ts'),
     import('./runtime/index.ts'),
@@ -56,10 +64,21 @@ async function controller(argv: string[]): Promise<number> {
       return 2;
     }
   }
-  const identity = `${hostname()}-${randomUUID().slice(0, 8)}`;
+  const identity = replicaIdentity();
   const userAgent = `rowcast (replica ${identity})`;
   let elector: LeaderElector | undefined;
-  const hub = new HubController({ options, logger, scrubber, metrics, hubKubeconfig, userAgent, fence: (dqrKey) => elector?.fence(dqrKey) });
+  let shardElector: LeaderElector | undefined;
+  // With sharding, the shard Lease answers for every DQR this replica writes for; else the leader Lease.
+  const hub = new HubController({
+    options,
+    logger,
+    scrubber,
+    metrics,
+    hubKubeconfig,
+    userAgent,
+    fence: (dqrKey) => (shardElector ?? elector)?.fence(dqrKey),
+    ...(options.sharding ? { shard: { identity, leads: () => elector?.isLeader === true } } : {}),
+  });
   const stop = new AbortController();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
@@ -69,41 +88,74 @@ async function controller(argv: string[]): Promise<number> {
   }
 
   let leaseApi: MemberApi | undefined;
-  // A standby replica is ready to take over; only the leader waits for its caches.
-  const ready = (): boolean => (elector !== undefined && !elector.isLeader ? true : hub.ready);
+  // A standby replica is ready to take over; only the leader waits for its caches. With sharding every replica works.
+  const ready = (): boolean => (elector !== undefined && !elector.isLeader && !options.sharding ? true : hub.ready);
   const endpoints = options.metricsBindAddress === '0' ? undefined : await serveEndpoints({ bindAddress: options.metricsBindAddress, registry: metrics.registry, ready, notReadyReason: () => hub.notReadyReason });
   if (endpoints !== undefined) logger.info('serving /metrics, /healthz and /readyz', { port: endpoints.port });
   let exitCode = 0;
   let graceMs = options.shutdownGraceMs;
-  // Ends the renew loop, only once in-flight syncs are done: they write on the Lease until then.
+  // Ends the renew loops, only once in-flight syncs are done: they write on the Leases until then.
   const released = new AbortController();
+  // Ends the wait for the leader Lease of a sharded replica that is stopping for any reason.
+  const quitting = new AbortController();
   let holding: Promise<boolean> | undefined;
+  let shardHolding: Promise<boolean> | undefined;
+  let sharder: Sharder | undefined;
+  let sharding: Promise<void> | undefined;
   try {
     if (options.leaderElect) {
       leaseApi = new MemberApi(new MemberKubeConfig(hubKubeconfig, { requestTimeoutMs: options.requestTimeoutMs, userAgent }));
-      elector = new LeaderElector({
+      const timings = { leaseDurationMs: options.leaseDurationMs, renewDeadlineMs: options.renewDeadlineMs, retryPeriodMs: options.retryPeriodMs };
+      const namespace = options.leaderElectionNamespace;
+      const leader = new LeaderElector({
         identity,
-        leaseDurationMs: options.leaseDurationMs,
-        renewDeadlineMs: options.renewDeadlineMs,
-        retryPeriodMs: options.retryPeriodMs,
+        ...timings,
         name: options.leaderElectionId,
-        namespace: options.leaderElectionNamespace,
-        store: hubLeaseStore(leaseApi, options.leaderElectionNamespace, options.leaderElectionId),
+        namespace,
+        store: hubLeaseStore(leaseApi, namespace, options.leaderElectionId),
         logger,
         onLeadershipChange: (leading) => metrics.leaderStatus.labels('rowcast').set(leading ? 1 : 0),
       });
-      await elector.acquire(stop.signal);
-      // Renewing starts now, alongside a start-up that can outlast the lease (informer lists, members that do not answer).
-      holding = elector.hold(released.signal);
+      elector = leader;
+      if (options.sharding) {
+        const api = leaseApi;
+        shardElector = new LeaderElector({ identity, ...timings, name: identity, namespace, store: hubLeaseStore(api, namespace, identity), labels: { [SHARDING_LABELS.ring]: options.shardRing }, logger });
+        await shardElector.acquire(stop.signal);
+        shardHolding = shardElector.hold(released.signal);
+        logger.info('holding a shard Lease', { ring: options.shardRing, identity });
+        // Every replica contends for the leader Lease alongside its own work: the leader is also the sharder.
+        sharding = (async () => {
+          await leader.acquire(AbortSignal.any([stop.signal, quitting.signal]));
+          holding = leader.hold(released.signal);
+          sharder = new Sharder({
+            hub: api,
+            hubConfig: new MemberKubeConfig(hubKubeconfig, { requestTimeoutMs: options.requestTimeoutMs, userAgent }),
+            leaseNamespace: namespace,
+            ring: options.shardRing,
+            namespace: options.namespace,
+            logger,
+            metrics,
+            fence: () => leader.fence('sharding'),
+            resyncMs: options.retryPeriodMs,
+          });
+          await sharder.start();
+        })();
+        sharding.catch(() => undefined);
+      } else {
+        await leader.acquire(stop.signal);
+        // Renewing starts now, alongside a start-up that can outlast the lease (informer lists, members that do not answer).
+        holding = leader.hold(released.signal);
+      }
     } else {
       metrics.leaderStatus.labels('rowcast').set(1);
     }
-    const ended = elector === undefined ? stop.signal : AbortSignal.any([stop.signal, elector.leadership]);
+    const lost = [elector?.leadership, shardElector?.leadership].filter((s) => s !== undefined);
+    const ended = AbortSignal.any([stop.signal, ...lost]);
     const starting = hub.start();
     starting.catch(() => undefined);
     await Promise.race([starting, aborted(ended)]);
     await aborted(ended);
-    if (elector?.leadership.aborted === true) {
+    if (lost.some((s) => s.aborted)) {
       // Another replica may already be syncing: cancel in-flight syncs at once, as controller-runtime does, and let Kubernetes restart this one.
       exitCode = 1;
       graceMs = 0;
@@ -114,9 +166,13 @@ async function controller(argv: string[]): Promise<number> {
       exitCode = 1;
     }
   } finally {
+    quitting.abort();
+    await sharding?.catch(() => undefined);
+    await sharder?.stop();
     await hub.stop(graceMs);
     released.abort();
-    if (holding !== undefined && !(await holding)) exitCode = 1;
+    for (const renewing of [holding, shardHolding]) if (renewing !== undefined && !(await renewing)) exitCode = 1;
+    await shardElector?.release();
     await elector?.release();
     await leaseApi?.close();
     await endpoints?.close();

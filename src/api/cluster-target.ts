@@ -98,7 +98,7 @@ export const clusterTargetStatusSchema: ObjectSchema = {
     conditions: conditionsSchema([CONDITION_TYPES.ready, CONDITION_TYPES.reachable]),
     serverVersion: { type: 'string', description: "The member's Kubernetes version, e.g. v1.35.4.", maxLength: 64 },
     lastProbeTime: { type: 'string', format: 'date-time', description: 'When the member was last probed.' },
-    managedObjects: countSchema('Objects Rowcast manages on this member, across all DQRs.'),
+    managedObjects: countSchema('Objects Rowcast manages on this member, across all DQRs. Absent when the controller runs sharded (--sharding): no one replica knows every DQR\'s objects; each DQR\'s status.clusters has its own.'),
   },
 };
 

@@ -135,3 +135,16 @@ export const STATUS_LIMITS = {
 
 /** What `spec.rateLimit` fields mean when they are 0 or absent. */
 export const RATE_LIMIT_DEFAULTS = { qps: 50, burst: 100, concurrency: 8 } as const;
+
+/**
+ * Sharding across controller replicas (docs/adr/0004). Each replica holds a
+ * Lease labelled with the ring's name; the sharder (the elected leader)
+ * records which replica owns a DQR in the shard label, and asks the owner to
+ * hand a DQR over with the drain label, which the owner removes together with
+ * the shard label once its in-flight work is done.
+ */
+export const SHARDING_LABELS = {
+  ring: `${GROUP}/ring`,
+  shard: `${GROUP}/shard`,
+  drain: `${GROUP}/drain`,
+} as const;

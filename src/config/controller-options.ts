@@ -37,6 +37,10 @@ export interface ControllerOptions {
   readonly renewDeadlineMs: number;
   /** How often the Lease is renewed, or a standby tries to take it. */
   readonly retryPeriodMs: number;
+  /** Every replica syncs the DQRs assigned to it (its shard Lease); the elected leader also assigns them. */
+  readonly sharding: boolean;
+  /** Names the replicas that share DQRs: the rowcast.dev/ring label on their shard Leases. */
+  readonly shardRing: string;
   /** With timestamp or notify change detection, the query still runs this often (deletes do not move max(updated_at)). */
   readonly fullSyncIntervalMs: number;
 }
@@ -87,6 +91,14 @@ const flags: readonly Flag[] = [
     help: 'the leader stops writing (and exits) once it has not renewed the Lease for this long; shorter than the lease duration',
   },
   { name: 'leader-election-retry-period', type: 'string', env: 'ROWCAST_LEADER_ELECTION_RETRY_PERIOD', default: '2s', help: 'how often the Lease is renewed or tried; shorter than the renew deadline' },
+  {
+    name: 'sharding',
+    type: 'boolean',
+    env: 'ROWCAST_SHARDING',
+    default: false,
+    help: 'share DQRs among the replicas: each holds a shard Lease and syncs the DQRs labelled rowcast.dev/shard with its identity; the leader (the Lease election above, implied) assigns them',
+  },
+  { name: 'shard-ring', type: 'string', env: 'ROWCAST_SHARD_RING', default: 'rowcast', help: 'the rowcast.dev/ring label of the shard Leases: replicas with the same ring share DQRs' },
   { name: 'full-sync-interval', type: 'string', env: 'ROWCAST_FULL_SYNC_INTERVAL', default: '10m', help: 'with change detection, run the full query at least this often (deletes move no timestamp)' },
   { name: 'shutdown-grace', type: 'string', env: 'ROWCAST_SHUTDOWN_GRACE', default: '30s', help: 'how long in-flight syncs may finish after SIGTERM before they are cancelled' },
 ];
@@ -173,7 +185,9 @@ export function parseControllerOptions(argv: readonly string[], env: Readonly<Re
       batchSize: positiveInteger('batch-size', text('batch-size') ?? '1000'),
       shutdownGraceMs: duration('shutdown-grace', text('shutdown-grace') ?? '30s'),
       metricsBindAddress: text('metrics-bind-address') ?? ':8080',
-      leaderElect: value('leader-elect') === true,
+      leaderElect: value('leader-elect') === true || value('sharding') === true,
+      sharding: value('sharding') === true,
+      shardRing: text('shard-ring') ?? 'rowcast',
       leaderElectionNamespace: text('leader-election-namespace') ?? text('namespace') ?? 'default',
       leaderElectionId: text('leader-election-id') ?? 'rowcast-controller',
       fullSyncIntervalMs: duration('full-sync-interval', text('full-sync-interval') ?? '10m'),
@@ -184,6 +198,7 @@ export function parseControllerOptions(argv: readonly string[], env: Readonly<Re
     // client-go's rule: the gap between the two is the margin by which a leader stops before a standby may start.
     if (options.renewDeadlineMs >= options.leaseDurationMs) throw new Error('--leader-election-renew-deadline must be shorter than --leader-election-lease-duration');
     if (options.retryPeriodMs >= options.renewDeadlineMs) throw new Error('--leader-election-retry-period must be shorter than --leader-election-renew-deadline');
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(options.shardRing)) throw new Error(`--shard-ring: expected a label value of lowercase letters, digits and dashes, got ${JSON.stringify(options.shardRing)}`);
     return { ok: true, options: Object.freeze(options) };
   } catch (error) {
     return { ok: false, help: false, error: error instanceof Error ? error.message : String(error) };

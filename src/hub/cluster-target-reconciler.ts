@@ -30,6 +30,8 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string, signa
   const generation = raw.metadata?.generation;
   const previous = (raw.status?.['conditions'] ?? []) as Condition[];
   const report = async (updates: ConditionUpdate[], extra: Record<string, unknown> = {}): Promise<void> => {
+    // Sharded, every replica probes but one writes: the replicas' probes would take turns in status.
+    if (ctx.shard !== undefined && !ctx.shard.leads()) return;
     const conditions = setConditions(previous, updates, generation, new Date());
     await ctx.writer.patchStatus(resourcePath(namespace, name), { observedGeneration: generation, conditions, ...extra });
     const ready = transitioned(previous, conditions, CONDITION_TYPES.ready);
@@ -128,7 +130,8 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string, signa
     ],
     {
       lastProbeTime: probe.probedAt.toISOString().replace(/\.\d{3}Z$/, 'Z'),
-      managedObjects: [...ctx.managed.values()].reduce((n, perMember) => n + (perMember.get(key) ?? 0), 0),
+      // A shard knows only its own DQRs' objects: sharded, the count is left out rather than a part passed for the whole.
+      ...(ctx.shard === undefined ? { managedObjects: [...ctx.managed.values()].reduce((n, perMember) => n + (perMember.get(key) ?? 0), 0) } : {}),
       ...(probe.serverVersion === undefined ? {} : { serverVersion: probe.serverVersion }),
     },
   );

@@ -16,6 +16,14 @@ export interface HubObject extends KubernetesObject {
   data?: Record<string, string>;
 }
 
+/** This replica's part in sharding: which shard it is, and the DQRs it has handed over that its informer may still hold. */
+export interface ShardMembership {
+  identity: string;
+  relinquished: Set<string>;
+  /** This replica is the sharder: it alone writes ClusterTarget status (every replica probes). */
+  leads: () => boolean;
+}
+
 /** Everything the reconcilers share; built once by the controller. */
 export interface HubContext {
   options: ControllerOptions;
@@ -28,6 +36,8 @@ export interface HubContext {
   hubId: string;
   /** Asked immediately before every write for a DQR (member and hub): this process may have lost the right to write. */
   fence: Fence;
+  /** With sharding: this replica's shard (its DQR informer holds only the DQRs labelled with it). */
+  shard: ShardMembership | undefined;
   writer: HubWriter;
   members: MemberRegistry;
   pools: PoolRegistry;

@@ -1,15 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubernetesListObject } from '@kubernetes/client-node';
-import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, GROUP, WATCH_LABEL } from '../api/index.ts';
+import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, GROUP, SHARDING_LABELS, WATCH_LABEL } from '../api/index.ts';
 import type { ControllerOptions } from '../config/index.ts';
 import { MemberApi, MemberKubeConfig, MemberRegistry } from '../clusters/index.ts';
 import { NotifyHub, PoolRegistry, WriteBackQueue } from '../db/index.ts';
 import { TemplateCache } from '../render/index.ts';
-import { SupervisedInformer, WorkQueue, describeApiError, forgetSecretValues, unfenced, type Fence, type InformerEvent, type ReconcileOutcome } from '../runtime/index.ts';
+import { FencedError, SupervisedInformer, WorkQueue, describeApiError, forgetSecretValues, unfenced, type Fence, type InformerEvent, type ReconcileOutcome } from '../runtime/index.ts';
 import { HubWriter } from '../status/index.ts';
 import type { Logger, Metrics, SecretScrubber } from '../telemetry/index.ts';
 import { enqueueAllDqrs, reconcileClusterTarget } from './cluster-target-reconciler.ts';
-import { keyOf, type HubContext, type HubObject } from './context.ts';
+import { keyOf, splitKey, type HubContext, type HubObject, type ShardMembership } from './context.ts';
 import { reconcileDqr } from './dqr-reconciler.ts';
 import { reconcileMemberItem, reportDqrProgress } from './member-work.ts';
 import { StatusWatches } from './status-watch.ts';
@@ -25,6 +25,8 @@ export interface HubControllerDeps {
   userAgent?: string;
   /** Asked before every write for a DQR; absent: this process is the only writer. */
   fence?: Fence;
+  /** With sharding: this replica's shard identity (it syncs only the DQRs the sharder labelled with it), and whether it is the sharder now. */
+  shard?: { identity: string; leads: () => boolean };
 }
 
 /**
@@ -47,6 +49,21 @@ function secretUsers(ctx: HubContext, namespace: string, name: string): { dqrs: 
       .list(namespace)
       .filter((o) => refers(o, (s) => (s['kubeconfigSecretRef'] as { name?: string } | undefined)?.name))
       .map(keyOf),
+  };
+}
+
+/**
+ * With sharding, a write for a DQR also needs the DQR to be this shard's: the
+ * informer (label-selected on the shard) holds it with this shard's label,
+ * and this replica has not handed it over. The Lease check comes first.
+ */
+function shardFence(lease: Fence, shard: ShardMembership | undefined, dqr: (key: string) => HubObject | undefined): Fence {
+  if (shard === undefined) return lease;
+  return (key) => {
+    lease(key);
+    if (shard.relinquished.has(key) || dqr(key)?.metadata?.labels?.[SHARDING_LABELS.shard] !== shard.identity) {
+      throw new FencedError(`${key} is not assigned to shard ${shard.identity}: nothing more is written for it`);
+    }
   };
 }
 
@@ -137,6 +154,7 @@ export class HubController {
       concurrency: 4,
       reconcile: (key, signal) => reconcileClusterTarget(this.context(), key, signal),
     });
+    const shard: ShardMembership | undefined = this.deps.shard === undefined ? undefined : { ...this.deps.shard, relinquished: new Set() };
     const ctx: HubContext = {
       options,
       logger,
@@ -145,7 +163,11 @@ export class HubController {
       hub,
       hubKubeconfig,
       hubId,
-      fence: this.deps.fence ?? unfenced,
+      fence: shardFence(this.deps.fence ?? unfenced, shard, (key) => {
+        const { namespace, name } = splitKey(key);
+        return this.ctx?.informers.dqrs.get(name, namespace);
+      }),
+      shard,
       writer: new HubWriter(hub, scrubber, { onEventError: (error) => logger.warn('event not recorded', { reason: describeApiError(error).message }) }),
       members: new MemberRegistry({
         policy: { allowExecAuth: options.allowExecAuth, allowFilePaths: options.allowKubeconfigFiles, allowInsecure: options.allowInsecureKubeconfigs },
@@ -189,11 +211,19 @@ export class HubController {
       templates: new TemplateCache(),
       leases: new Map(),
       informers: {
-        dqrs: informer('databasequeryresources', listPath(API_VERSION, DATABASE_QUERY_RESOURCE.plural), (event, object) => {
-          // Status patches come back as updates; only spec, metadata or deletion changes need a sync.
-          if (!this.changedBeyondStatus('dqr', event, object)) return;
-          dqrQueue.add(keyOf(object));
-        }),
+        dqrs: informer(
+          'databasequeryresources',
+          listPath(API_VERSION, DATABASE_QUERY_RESOURCE.plural),
+          (event, object) => {
+            // Assigned again (or gone): a hand-over from before no longer holds.
+            if (event !== 'update') shard?.relinquished.delete(keyOf(object));
+            // Status patches come back as updates; only spec, metadata or deletion changes need a sync.
+            if (!this.changedBeyondStatus('dqr', event, object)) return;
+            dqrQueue.add(keyOf(object));
+          },
+          // A shard holds only its own DQRs: memory and work scale with its share.
+          shard === undefined ? undefined : `${SHARDING_LABELS.shard}=${shard.identity}`,
+        ),
         clusterTargets: informer('clustertargets', listPath(API_VERSION, CLUSTER_TARGET.plural), (event, object) => {
           if (!this.changedBeyondStatus('clustertarget', event, object)) return;
           ctQueue.add(keyOf(object));

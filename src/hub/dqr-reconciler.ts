@@ -20,6 +20,7 @@ import { clustersWrittenTo, finalizeDqr, type LedgerFootprint } from './finalize
 import { splitKey, type HubContext, type HubObject } from './context.ts';
 import { dqrPath, recordQueryMetrics, reporter, type Reporter } from './dqr-status.ts';
 import { forgetDqrWork, publishSnapshot, retireSnapshot } from './member-work.ts';
+import { drainRequested, handOver } from './shard-handover.ts';
 
 function notSynced(reason: string, message: string, database: ConditionUpdate['status'] = 'Unknown', databaseReason: string = reason, databaseMessage: string = message): ConditionUpdate[] {
   return [
@@ -131,6 +132,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     ctx.metrics.forgetDqr(namespace, name);
     return {};
   }
+  if (ctx.shard !== undefined && drainRequested(raw)) return handOver(ctx, ctx.shard, key, raw);
   const path = dqrPath(namespace, name);
   const base = reporter(ctx, raw, namespace, name);
   // Whatever fails before a new snapshot (spec, Secret, database, query) stops the members working from the last one: nothing more is applied or pruned.

@@ -5,7 +5,7 @@ import type { Logger } from '../telemetry/index.ts';
 export interface Lease {
   apiVersion: 'coordination.k8s.io/v1';
   kind: 'Lease';
-  metadata: { name: string; namespace: string; resourceVersion?: string };
+  metadata: { name: string; namespace: string; resourceVersion?: string; labels?: Record<string, string> };
   spec: {
     holderIdentity?: string;
     leaseDurationSeconds?: number;
@@ -47,6 +47,8 @@ export interface LeaderElectionOptions {
   leaseDurationMs?: number;
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
+  /** Set on the Lease when this replica creates it (a shard Lease names its ring). */
+  labels?: Record<string, string>;
   onLeadershipChange?: (leading: boolean) => void;
 }
 
@@ -69,7 +71,7 @@ function microTime(date: Date): string {
  * comes first; the fence reads the clock, not a flag the renew loop sets).
  */
 export class LeaderElector {
-  private readonly options: Required<Omit<LeaderElectionOptions, 'onLeadershipChange'>> & Pick<LeaderElectionOptions, 'onLeadershipChange'>;
+  private readonly options: Required<Omit<LeaderElectionOptions, 'onLeadershipChange' | 'labels'>> & Pick<LeaderElectionOptions, 'onLeadershipChange' | 'labels'>;
   private observed: { record: string; at: number } | undefined;
   private leading = false;
   /** performance.now() at the start of the last acquisition or renewal that succeeded. */
@@ -159,7 +161,7 @@ export class LeaderElector {
     try {
       const current = await store.get(signal);
       if (current === undefined) {
-        await store.create({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: { ...spec, acquireTime: microTime(now), leaseTransitions: 0 } }, signal);
+        await store.create({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace, ...(this.options.labels === undefined ? {} : { labels: this.options.labels }) }, spec: { ...spec, acquireTime: microTime(now), leaseTransitions: 0 } }, signal);
         this.renewedAt = started;
         return true;
       }

@@ -108,6 +108,14 @@ export class Metrics {
   readonly dqrReady = new Gauge({ name: 'rowcast_dqr_ready', help: '1 when the DQR is Ready.', labelNames: ['namespace', 'dqr'], registers: [this.registry] });
   readonly rowFailures = new Gauge({ name: 'rowcast_dqr_failing_rows', help: 'Rows that failed in the last sync, per DQR.', labelNames: ['namespace', 'dqr'], registers: [this.registry] });
   readonly syncTriggers = new Counter({ name: 'rowcast_sync_triggers_total', help: 'What fired each DQR sync; skipped: change detection saw no change.', labelNames: ['trigger'], registers: [this.registry] });
+  readonly shardDqrs = new Gauge({ name: 'rowcast_shard_dqrs', help: 'DQRs assigned to each live shard (replica), as the sharder (the leader) sees them; absent on other replicas.', labelNames: ['shard'], registers: [this.registry] });
+  readonly dqrsUnassigned = new Gauge({ name: 'rowcast_dqrs_unassigned', help: 'DQRs without a live shard (no shard label, or a shard that is gone), as the sharder sees them; 0 on other replicas.', registers: [this.registry] });
+  readonly shardMoves = new Counter({
+    name: 'rowcast_shard_moves_total',
+    help: 'DQRs the sharder moved: rebalance (a drain asked of a live shard), shard-gone (assigned again after its shard stopped or was fenced).',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
   readonly writeBacks = new Counter({ name: 'rowcast_writebacks_total', help: 'Status write-backs to the database by result.', labelNames: ['result'], registers: [this.registry] });
   readonly syncFreshness = new Histogram({
     name: 'rowcast_sync_freshness_seconds',
@@ -126,6 +134,8 @@ export class Metrics {
       this.workqueueRetries.labels(controller).inc(0);
     }
     this.leaderStatus.labels('rowcast').set(0);
+    this.dqrsUnassigned.set(0);
+    for (const reason of ['rebalance', 'shard-gone']) this.shardMoves.labels(reason).inc(0);
     for (const trigger of SYNC_TRIGGERS) this.syncTriggers.labels(trigger).inc(0);
     for (const result of ['written', 'unchanged', 'failed']) this.writeBacks.labels(result).inc(0);
   }
