@@ -50,6 +50,12 @@ export class Sharder {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
+  /**
+   * Labels this sharder patched that its informer has not shown yet, by DQR
+   * key, with the resourceVersion the patch was made from: a pass that ran on
+   * the older copy would place the DQR again and count loads without it.
+   */
+  private readonly written = new Map<string, { from: string | undefined; labels: Record<string, string | undefined> }>();
 
   constructor(options: SharderOptions) {
     this.options = options;
@@ -140,21 +146,27 @@ export class Sharder {
     }
     for (const name of fencing) await this.takeOver(leases.find((l) => l.metadata.name === name));
 
-    const dqrs: AssignedDqr[] = this.dqrs.list().map((o) => ({
-      key: keyOf(o),
-      shard: o.metadata?.labels?.[SHARDING_LABELS.shard],
-      draining: o.metadata?.labels?.[SHARDING_LABELS.drain] !== undefined,
-    }));
+    const objects = this.dqrs.list();
+    const present = new Set(objects.map(keyOf));
+    for (const key of this.written.keys()) if (!present.has(key)) this.written.delete(key);
+    const dqrs: AssignedDqr[] = objects.map((o) => {
+      const key = keyOf(o);
+      const mine = this.written.get(key);
+      if (mine !== undefined && mine.from !== o.metadata?.resourceVersion) this.written.delete(key);
+      const labels = mine !== undefined && mine.from === o.metadata?.resourceVersion ? { ...o.metadata?.labels, ...mine.labels } : (o.metadata?.labels ?? {});
+      return { key, shard: labels[SHARDING_LABELS.shard], draining: labels[SHARDING_LABELS.drain] !== undefined };
+    });
     this.report(dqrs, ready, fencing);
     for (const action of planAssignments(dqrs, ready, fencing)) {
       const labels =
         action.kind === 'assign' ? { [SHARDING_LABELS.shard]: action.shard, [SHARDING_LABELS.drain]: null } : { [SHARDING_LABELS.drain]: 'true' };
       const { namespace, name } = splitKey(action.key);
       const object = this.dqrs.get(name, namespace);
+      const from = object?.metadata?.resourceVersion;
       try {
         // The resourceVersion the plan saw: an owner's hand-over meanwhile makes this a 409, and the next pass plans again.
         await this.options.hub.request('PATCH', `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}/${name}`, {
-          body: { metadata: { labels, resourceVersion: object?.metadata?.resourceVersion } },
+          body: { metadata: { labels, resourceVersion: from } },
           contentType: 'application/merge-patch+json',
           beforeSend: this.options.fence,
         });
@@ -162,6 +174,7 @@ export class Sharder {
         this.options.logger.info('shard assignment not recorded; planned again', { dqr: action.key, reason: describeApiError(error).message });
         continue;
       }
+      this.written.set(action.key, { from, labels: Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, v ?? undefined])) });
       if (action.kind === 'drain') {
         this.options.metrics.shardMoves.labels('rebalance').inc();
         this.options.logger.info('asked a shard to hand a DQR over', { dqr: action.key, from: action.from, to: action.to });
