@@ -260,6 +260,47 @@ export const databaseQueryResourceSpecSchema: ObjectSchema = {
       enum: ['Delete', 'Orphan'],
       default: 'Delete',
     },
+    driftPolicy: {
+      type: 'string',
+      description:
+        "What Rowcast does when a managed object on a member changes in a field Rowcast renders without Rowcast having changed it (someone ran kubectl edit, another controller wrote it), or is deleted while a row still wants it: Heal re-applies the rendered object within seconds, taking back the fields it renders (force), backing off per object (2s doubling to 5m) when another writer keeps changing it and saying so in the Drifted condition; Report only says so (Drifted condition, a Warning event, rowcast_drift_corrections_total{result=\"reported\"}) and writes nothing; Ignore does neither. An object Rowcast does not own is never touched.",
+      enum: ['Heal', 'Report', 'Ignore'],
+      default: 'Heal',
+    },
+    ignoreFields: {
+      type: 'array',
+      description:
+        'Fields Rowcast leaves to others once an object exists (an autoscaler\'s spec.replicas): set on create as rendered; afterwards a change there is not drift, a change of the template there does not re-apply, and an update sends the value the member holds, so another writer keeps it.',
+      maxItems: 32,
+      items: {
+        type: 'object',
+        description: 'One kind and the fields of it Rowcast leaves to others.',
+        required: ['kind', 'jsonPointers'],
+        properties: {
+          kind: {
+            type: 'string',
+            description: 'group/Kind (apps/Deployment), or Kind alone for the core group (ConfigMap), as in allowedKinds.',
+            maxLength: 317,
+            pattern: `^(${PATTERNS.dnsSubdomain.slice(1, -1)}/)?[A-Z][A-Za-z0-9]*$`,
+          },
+          jsonPointers: {
+            type: 'array',
+            description: 'RFC 6901 JSON pointers into the object (/spec/replicas; ~1 for a / inside a key, ~0 for ~). metadata, apiVersion and kind cannot be left to others.',
+            minItems: 1,
+            maxItems: 32,
+            listType: 'set',
+            items: { type: 'string', description: 'A JSON pointer.', maxLength: 1024, pattern: '^(/([^~/]|~[01])*)+$' },
+            rules: [
+              {
+                cel: "self.all(p, !p.startsWith('/metadata') && p != '/apiVersion' && p != '/kind')",
+                message: 'metadata, apiVersion and kind cannot be left to others',
+                holds: (self) => Array.isArray(self) && self.every((p) => typeof p === 'string' && !p.startsWith('/metadata') && p !== '/apiVersion' && p !== '/kind'),
+              },
+            ],
+          },
+        },
+      },
+    },
     statusUpdateQueryTemplate: {
       type: 'string',
       description:
@@ -434,6 +475,14 @@ export type PruneLimit = { readonly kind: 'percent'; readonly percent: number } 
 
 export type DeletionPolicy = 'Delete' | 'Orphan';
 
+export type DriftPolicy = 'Heal' | 'Report' | 'Ignore';
+
+/** spec.ignoreFields, one kind's entry: `kind` as allowedKinds writes it. */
+export interface IgnoredFields {
+  readonly kind: string;
+  readonly jsonPointers: readonly string[];
+}
+
 /** The spec with defaults applied and durations in milliseconds. */
 export interface DatabaseQueryResourceSpec {
   readonly database: {
@@ -453,6 +502,8 @@ export interface DatabaseQueryResourceSpec {
   readonly prune: boolean;
   readonly pruneLimit: PruneLimit;
   readonly deletionPolicy: DeletionPolicy;
+  readonly driftPolicy: DriftPolicy;
+  readonly ignoreFields: readonly IgnoredFields[];
   readonly statusUpdateQueryTemplate: string | undefined;
   /** kinds undefined: every kind. */
   readonly statusUpdate: { readonly kinds: readonly string[] | undefined; readonly minIntervalMs: number };
@@ -534,6 +585,8 @@ interface ValidSpec {
   prune: boolean;
   pruneLimit: number | string;
   deletionPolicy: DeletionPolicy;
+  driftPolicy: DriftPolicy;
+  ignoreFields?: IgnoredFields[];
   statusUpdateQueryTemplate?: string;
   statusUpdate?: { kinds?: string[]; minInterval: string };
   ledger?: { table: string };
@@ -584,6 +637,8 @@ function toSpec(raw: ValidSpec): DatabaseQueryResourceSpec {
         ? { kind: 'count', count: raw.pruneLimit }
         : { kind: 'percent', percent: Number(raw.pruneLimit.slice(0, -1)) },
     deletionPolicy: raw.deletionPolicy,
+    driftPolicy: raw.driftPolicy,
+    ignoreFields: raw.ignoreFields ?? [],
     statusUpdateQueryTemplate: raw.statusUpdateQueryTemplate,
     statusUpdate: { kinds: raw.statusUpdate?.kinds, minIntervalMs: raw.statusUpdate === undefined ? 0 : parseGoDuration(raw.statusUpdate.minInterval) },
     ledger: raw.ledger,

@@ -31,6 +31,8 @@ export {
   type DatabaseQueryResourceSpec,
   type DatabaseQueryResourceStatus,
   type DeletionPolicy,
+  type DriftPolicy,
+  type IgnoredFields,
   type FailingRow,
   type PendingPruneStatus,
   type PruneLimit,

@@ -301,11 +301,12 @@ export class MemberApi {
     object: Record<string, unknown>,
     path: string,
     fieldManager: string,
-    options: { dryRun?: boolean; signal?: AbortSignal; beforeSend?: () => void } = {},
+    options: { dryRun?: boolean; signal?: AbortSignal; beforeSend?: () => void; force?: boolean } = {},
   ): Promise<Record<string, unknown>> {
     this.requests.apply++;
     return this.request<Record<string, unknown>>('PATCH', path, {
-      query: { fieldManager, force: 'false', fieldValidation: 'Strict', ...(options.dryRun === true ? { dryRun: 'All' } : {}) },
+      // force only to heal drift on an object Rowcast owns: the fields it renders come back from whoever took them.
+      query: { fieldManager, force: options.force === true ? 'true' : 'false', fieldValidation: 'Strict', ...(options.dryRun === true ? { dryRun: 'All' } : {}) },
       body: object,
       contentType: 'application/apply-patch+yaml',
       ...(options.signal === undefined ? {} : { signal: options.signal }),

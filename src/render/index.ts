@@ -41,3 +41,4 @@ export { RowKeyError, rowKeyOf } from './row-key.ts';
 export { canonicalJson, contentHash } from './canonical-json.ts';
 export { HELPER_NAMES } from './helpers.ts';
 export { allowedKindKey } from './literal-kinds.ts';
+export { valueAt, withValuesFrom, withoutPointers } from './json-pointer.ts';

@@ -3,6 +3,7 @@ import { hashText, sortedCopyWith } from './canonical-json.ts';
 import { HelperError, MissingFieldError, describeLocation } from './errors.ts';
 import { groupOf } from './kube-names.ts';
 import { kindKey } from './literal-kinds.ts';
+import { withoutPointers } from './json-pointer.ts';
 import { ownerStamp } from './ownership.ts';
 import { parseOutput } from './parse-output.ts';
 import type { CompiledTemplate } from './template.ts';
@@ -109,7 +110,13 @@ function renderChecked(template: CompiledTemplate, context: RenderContext, optio
       if (budget.nodes < 0) break;
       continue;
     }
+    // Fields left to others count for nothing after the create: not in the hash, not in an update's body.
+    const pointers = options.ignoreFields?.get(kindKey(apiVersion, kind));
+    const stripped = pointers === undefined ? undefined : withoutPointers(body, pointers);
+    const createBody = stripped?.removed === true ? body : undefined;
+    if (stripped?.removed === true) body = stripped.value;
     const hash = hashText(JSON.stringify(body));
+    // metadata cannot be ignored: both bodies share it, hash annotation included.
     const annotations = (body.metadata as { annotations: Record<string, string> }).annotations;
     annotations[ANNOTATIONS.hash] = hash;
     const sizeProblem = annotationSizeProblem(annotations);
@@ -117,7 +124,7 @@ function renderChecked(template: CompiledTemplate, context: RenderContext, optio
       failures.push({ rowKey, field: sizeProblem.field, message: sizeProblem.message, document });
       continue;
     }
-    objects.push({ apiVersion, kind, name, namespace, namespaceDefaulted, body, hash, document });
+    objects.push({ apiVersion, kind, name, namespace, namespaceDefaulted, body, hash, document, ...(createBody === undefined || pointers === undefined ? {} : { createBody, ignoredPointers: pointers }) });
   }
   if (failures.length > 0) return failed(failures);
   return { ok: true, objects };

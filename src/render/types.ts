@@ -37,6 +37,8 @@ export interface RenderOptions {
    * template names literally.
    */
   allowedKinds?: ReadonlySet<string>;
+  /** spec.ignoreFields by kind key (as allowedKinds): JSON pointers Rowcast sets on create only. */
+  ignoreFields?: ReadonlyMap<string, readonly string[]>;
   /** The `now` helper's clock; the real one when absent. */
   now?: () => Date;
 }
@@ -49,8 +51,12 @@ export interface RenderedObject {
   namespace: string | undefined;
   /** The template gave no namespace and the DQR's was filled in (sync strips it again for cluster-scoped kinds). */
   namespaceDefaulted: boolean;
-  /** Plain JSON, ownership stamped: a server-side-apply body. */
+  /** Plain JSON, ownership stamped: a server-side-apply body (without spec.ignoreFields, which createBody has). */
   body: Record<string, unknown>;
+  /** Set when spec.ignoreFields removed something from body: the body a create sends, as rendered. */
+  createBody?: Record<string, unknown>;
+  /** spec.ignoreFields of this kind, when createBody is set: an update sends the member's values there. */
+  ignoredPointers?: readonly string[];
   /** contentHash of body before the hash annotation was added; also that annotation's value. */
   hash: string;
   /** Index of the document within the row's output (items of a top-level list count one each). */

@@ -68,6 +68,8 @@ export interface ClusterOutcome {
   lastError: string | undefined;
   /** Objects refused because someone else owns them. */
   conflicts: number;
+  /** Identities of drifted objects applied again (heal). */
+  healed: string[];
   /** When this cluster's applies were done (epoch ms, the clock a change's time is read on). */
   appliedAt: number;
   /** Dry runs: creates and updates with the server's view of each. */
@@ -175,6 +177,11 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
   const metadata = { name: dqr.metadata.name, namespace, labels: { ...dqr.metadata.labels }, annotations: { ...dqr.metadata.annotations } };
   const rowClusterChoices = [...clusters, ...(input.unavailableClusters ?? []).map((key) => ({ key }))];
   const allowedKinds = spec.allowedKinds === undefined ? undefined : new Set(spec.allowedKinds.map(allowedKindKey));
+  const ignoreFields = new Map<string, string[]>();
+  for (const entry of spec.ignoreFields) {
+    const key = allowedKindKey(entry.kind);
+    ignoreFields.set(key, [...(ignoreFields.get(key) ?? []), ...entry.jsonPointers]);
+  }
 
   const summary = await readRows(
     input.pool,
@@ -224,7 +231,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
           const rendered = renderRow(
             input.template,
             { row, metadata, cluster: { name: cluster.name, labels: { ...cluster.labels } } },
-            { rowKey, defaultNamespace: namespace, owner: { ...input.owner, target: cluster.key }, ...(allowedKinds === undefined ? {} : { allowedKinds }) },
+            { rowKey, defaultNamespace: namespace, owner: { ...input.owner, target: cluster.key }, ...(allowedKinds === undefined ? {} : { allowedKinds }), ...(ignoreFields.size === 0 ? {} : { ignoreFields }) },
           );
           if (rendered.ok) {
             desired.get(cluster.key)?.push(...rendered.objects.map((o) => ({ ...o, rowKey })));
@@ -324,6 +331,8 @@ export interface ClusterSyncInput {
   confirms?: (id: string) => Promise<boolean>;
   /** Shared by the clusters of one snapshot; taken from as this cluster prunes. */
   budget?: PruneBudget;
+  /** Identities of owned objects that drifted there: applied again with force (driftPolicy Heal). */
+  heal?: ReadonlySet<string>;
   dryRun?: boolean;
   ledger?: { table: string; everything: boolean; pool: pg.Pool };
   fence: Fence;
@@ -373,6 +382,7 @@ export async function syncCluster(input: ClusterSyncInput): Promise<ClusterSyncO
       fieldManager: `rowcast-${dqr.metadata.namespace ?? 'default'}-${dqr.metadata.name}`.slice(0, 128),
       previousResources: input.previousResources,
       ...(rendered.formerKeys === undefined ? {} : { formerKeys: rendered.formerKeys }),
+      ...(input.heal === undefined ? {} : { heal: input.heal }),
       fence,
       ...(input.dryRun === true ? { dryRun: true } : {}),
       signal: input.signal,
@@ -455,6 +465,7 @@ export async function syncCluster(input: ClusterSyncInput): Promise<ClusterSyncO
       managed: result.managed - (pruned?.pruned ?? 0),
       lastError: result.error ?? pruned?.error,
       conflicts: result.failures.filter((f) => f.conflict).length,
+      healed: result.healed.map((o) => identityOf(o)),
       planned: result.planned,
       pruneCandidates: [...(decision.evaluated && result.error === undefined ? result.pruneCandidates : [])],
       appliedAt,

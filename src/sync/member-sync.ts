@@ -1,7 +1,7 @@
 import { ANNOTATIONS, OWNER_LABEL, allowsMemberNamespace, type ClusterTarget } from '../api/index.ts';
 import { MemberApi, type ApiResource, type CacheScope, type Member } from '../clusters/index.ts';
 import { FencedError, describeApiError, type ApiFailure } from '../runtime/index.ts';
-import { ownerMatcher, type OwnerIdentity, type OwnerMatcher } from '../render/index.ts';
+import { ownerMatcher, withValuesFrom, type OwnerIdentity, type OwnerMatcher } from '../render/index.ts';
 import { bindToCurrentContext, inBatchSpan } from '../telemetry/index.ts';
 import { describeObject, identityOf } from './identity.ts';
 import { planCluster, type DesiredObject, type LiveObject } from './plan.ts';
@@ -38,6 +38,8 @@ export interface MemberSyncInput {
   fence: () => void;
   /** The row-key columns changed: each row's key under the former ones, which its existing objects carry. */
   formerKeys?: ReadonlyMap<string, readonly string[]>;
+  /** Identities (identityOf) of owned objects that drifted: applied again with force although their hash matches. */
+  heal?: ReadonlySet<string>;
   /** Kinds applied by earlier syncs, listed so that objects of kinds no row renders any more are pruned too. */
   previousResources: readonly ResourceKey[];
   signal: AbortSignal;
@@ -61,6 +63,8 @@ export interface MemberSyncResult {
   appliedObjects: DesiredObject[];
   /** Objects whose hash matched: nothing was sent (the ledger may still want them). */
   unchangedObjects: DesiredObject[];
+  /** Unchanged objects applied again because they drifted (heal). */
+  healed: DesiredObject[];
   applied: number;
   unchanged: number;
   failures: RowFailure[];
@@ -84,6 +88,8 @@ interface ResolvedObject {
   resource: ApiResource;
   namespace: string | undefined;
   body: Record<string, unknown>;
+  /** What a create sends when spec.ignoreFields took fields out of body. */
+  createBody: Record<string, unknown> | undefined;
 }
 
 /** Bodies of cluster-scoped kinds lose the namespace render filled in. */
@@ -120,6 +126,7 @@ function emptyResult(cluster: string, target: MemberSyncResult['target']): Membe
     planned: [],
     appliedObjects: [],
     unchangedObjects: [],
+    healed: [],
     applied: 0,
     unchanged: 0,
     failures: [],
@@ -185,6 +192,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
     }
     let namespace = object.namespace;
     let body = object.body;
+    let createBody = object.createBody;
     if (!resource.namespaced) {
       if (!object.namespaceDefaulted) {
         fail(object, 'metadata.namespace', `${object.kind} is cluster-scoped and takes no namespace`);
@@ -193,6 +201,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
       }
       namespace = undefined;
       body = withoutNamespace(body);
+      if (createBody !== undefined) createBody = withoutNamespace(createBody);
     }
     if (!allowsMemberNamespace(target, namespace)) {
       fail(
@@ -205,7 +214,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
       failedHere.add(object.rowKey);
       continue;
     }
-    resolved.push({ object: { ...object, namespace }, resource, namespace, body });
+    resolved.push({ object: { ...object, namespace }, resource, namespace, body, createBody });
   }
 
   const owner = ownerMatcher(input.owner);
@@ -241,9 +250,12 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
     return result;
   }
 
-  await inBatchSpan('rowcast.apply_batch', { 'rowcast.cluster': member.key, 'rowcast.objects': plan.create.length + plan.update.length }, async (span) => {
+  // Drifted since Rowcast applied them (edited or taken by another writer): the same hash, applied again, with force.
+  const healing = input.heal === undefined ? [] : plan.unchanged.filter((o) => input.heal?.has(identityOf(o)) === true);
+  const heals = new Set(healing);
+  await inBatchSpan('rowcast.apply_batch', { 'rowcast.cluster': member.key, 'rowcast.objects': plan.create.length + plan.update.length + healing.length }, async (span) => {
     await Promise.all(
-      [...plan.create, ...plan.update].map(async (object) => {
+      [...plan.create, ...plan.update, ...healing].map(async (object) => {
         const entry = byIdentity.get(identityOf(object));
         if (entry === undefined) return;
         const path = objectPath(object.apiVersion, entry.resource, entry.namespace, object.name);
@@ -258,15 +270,18 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
           const isCreate = creates.has(identityOf(object));
           if (input.dryRun === true) {
             const live = isCreate ? undefined : await run((s) => member.api.get(path, s));
-            const planned = await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s, dryRun: true }));
+            const body = isCreate ? (entry.createBody ?? entry.body) : entry.createBody === undefined ? entry.body : withValuesFrom(entry.body, live, object.ignoredPointers ?? []);
+            const planned = await run((s) => member.api.apply(body, path, input.fieldManager, { signal: s, dryRun: true }));
             result.planned.push({ action: isCreate ? 'create' : 'update', object, live, planned });
             return;
           }
+          const body = await bodyToApply(entry, object, isCreate, (s) => member.api.get(path, s), run);
+          const healed = heals.has(object);
           // The cache tells this apply's own watch events from anyone else's (drift) by what it returns.
           const done = member.cache?.beginApply(object, input.fieldManager);
           let applied: Record<string, unknown>;
           try {
-            applied = await run((s) => member.api.apply(entry.body, path, input.fieldManager, { signal: s, beforeSend: input.fence }));
+            applied = await run((s) => member.api.apply(body, path, input.fieldManager, { signal: s, beforeSend: input.fence, ...(healed ? { force: true } : {}) }));
           } catch (error) {
             done?.(undefined);
             throw error;
@@ -274,6 +289,10 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
           done?.(applied);
           const uid = (applied['metadata'] as { uid?: unknown } | undefined)?.uid;
           if (typeof uid === 'string') result.known.push(knownObject(uid, object));
+          if (healed) {
+            result.healed.push(object);
+            return;
+          }
           result.applied++;
           result.appliedObjects.push(object);
           if (isCreate) created++;
@@ -315,6 +334,24 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
   for (const key of new Set(resolved.map((r) => resourceKey(r.object.apiVersion, r.object.kind)))) if (!result.resources.includes(key)) result.resources.push(key);
   if (unavailable !== undefined) result.error = `cluster ${member.name} failed during apply: ${unavailable}`;
   return result;
+}
+
+/**
+ * What an apply sends: a create the object as rendered; an update without the
+ * fields spec.ignoreFields leaves to others, or rather with the member's values
+ * there, so Rowcast's apply neither takes them back nor drops them.
+ */
+async function bodyToApply(
+  entry: ResolvedObject,
+  object: DesiredObject,
+  isCreate: boolean,
+  get: (signal: AbortSignal) => Promise<Record<string, unknown> | undefined>,
+  run: <T>(task: (s: AbortSignal) => Promise<T>) => Promise<T>,
+): Promise<Record<string, unknown>> {
+  if (isCreate) return entry.createBody ?? entry.body;
+  if (entry.createBody === undefined) return entry.body;
+  const live = await run(get);
+  return withValuesFrom(entry.body, live, object.ignoredPointers ?? []);
 }
 
 /**
