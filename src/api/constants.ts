@@ -69,6 +69,8 @@ export const CONDITION_TYPES = {
   databaseConnected: 'DatabaseConnected',
   /** DQR: the last sync applied and pruned everything it wanted to. */
   synced: 'Synced',
+  /** DQR: managed objects were changed on members by someone else (driftPolicy says what Rowcast does). */
+  drifted: 'Drifted',
   /** ClusterTarget: the member's apiserver answered the last probe. */
   reachable: 'Reachable',
 } as const;
@@ -83,6 +85,12 @@ export const REASONS = {
   syncFailed: 'SyncFailed',
   /** Some selected members have not yet applied the latest rows (slow, unreachable or failing); the others have. */
   membersBehind: 'MembersBehind',
+  /** Drifted=False: nothing managed was changed by others, or every change was healed. */
+  noDrift: 'NoDrift',
+  /** Drifted=True, driftPolicy Report: objects changed by others, left as they are. */
+  driftReported: 'DriftReported',
+  /** Drifted=True, driftPolicy Heal: another writer keeps changing an object; each heal waits longer (2s doubling to 5m). */
+  healBackingOff: 'HealBackingOff',
   /** The sync would prune more than `spec.pruneLimit`; waiting for a person. */
   pruneBlocked: 'PruneBlocked',
   /** The spec failed validation; nothing is done until it is fixed. */

@@ -124,6 +124,28 @@ export interface DqrWork {
   failures: Map<string, number>;
   /** Member work items running now: the finalizer waits for them. */
   running: Set<Promise<unknown>>;
+  /** By `cluster|identity`: objects others changed, and how often lately (hub/drift.ts). */
+  drift: Map<string, DriftState>;
+}
+
+/** One managed object someone else changed, as driftPolicy handles it. */
+export interface DriftState {
+  cluster: string;
+  /** identityOf the object. */
+  identity: string;
+  /** Kind namespace/name, for people. */
+  object: string;
+  rowKey: string | undefined;
+  reason: string;
+  managers: readonly string[];
+  /** Drift events within the last window: the heal backoff's exponent. */
+  count: number;
+  /** Epoch ms of the latest drift event. */
+  lastAt: number;
+  /** Heal: not before this (epoch ms); Report: undefined. */
+  healAt: number | undefined;
+  /** Still drifted as far as Rowcast knows: reported and not applied since, or a heal not yet done. */
+  open: boolean;
 }
 
 
@@ -152,6 +174,11 @@ export interface ChangeState {
   lastRunAt: number;
   /** The last sync failed: the next poll runs the query whatever change detection says. */
   failed: boolean;
+}
+
+/** A (DQR, member) work item's key. */
+export function memberItemKey(dqrKey: string, clusterKey: string): string {
+  return `${dqrKey}@${clusterKey}`;
 }
 
 export function splitKey(key: string): { namespace: string; name: string } {

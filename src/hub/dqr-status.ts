@@ -107,6 +107,8 @@ export interface OutcomeReport {
   rowKeyColumns: string[] | undefined;
   held: readonly { target: string; lastError: string }[];
   behind: readonly BehindMember[];
+  /** The Drifted condition (hub/drift.ts). */
+  drift: ConditionUpdate;
 }
 
 function ago(ms: number): string {
@@ -118,7 +120,7 @@ function ago(ms: number): string {
 
 /** Writes the outcome into status and Events. */
 export async function reportOutcome(report: Reporter, r: OutcomeReport): Promise<void> {
-  const { namespace, outcome, refusals, selectedCount, trigger, writeBackFailure, hadPendingPrune, rowKeyColumns, held, behind } = r;
+  const { namespace, outcome, refusals, selectedCount, trigger, writeBackFailure, hadPendingPrune, rowKeyColumns, held, behind, drift } = r;
   const total = outcome.clusters.length + behind.filter((b) => !outcome.clusters.some((c) => c.name === b.cluster)).length;
   const behindText =
     behind.length === 0
@@ -169,7 +171,7 @@ export async function reportOutcome(report: Reporter, r: OutcomeReport): Promise
     ...(f.conflict ? { conflict: true } : {}),
   }));
   await report.conditions(
-    [{ type: CONDITION_TYPES.databaseConnected, status: 'True', reason: REASONS.connected, message: 'the query ran' }, synced, ready],
+    [{ type: CONDITION_TYPES.databaseConnected, status: 'True', reason: REASONS.connected, message: 'the query ran' }, synced, ready, drift],
     {
       rowCount: outcome.rowCount,
       clusterCount: total,

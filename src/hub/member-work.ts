@@ -3,14 +3,11 @@ import type { ReconcileResult } from '../runtime/index.ts';
 import { inRootSpan } from '../telemetry/index.ts';
 import { combineOutcomes, confirmedBy, pruneBudget, syncCluster, type ClusterSyncOutcome, type SyncCluster } from '../sync/index.ts';
 import { dqrPath, recordClusterMetrics, reportOutcome, reporter, type BehindMember } from './dqr-status.ts';
-import { splitKey, type DqrSnapshot, type DqrWork, type HubContext, type HubObject } from './context.ts';
+import { memberItemKey, splitKey, type DqrSnapshot, type DqrWork, type HubContext, type HubObject } from './context.ts';
+import { driftCondition, dueHeals, forgetUnwantedDrift, settleDrift } from './drift.ts';
 
 /** How long a member may take on a snapshot before status calls it behind (and before status waits no longer for it). */
 export const BEHIND_AFTER_MS = 10_000;
-
-export function memberItemKey(dqrKey: string, clusterKey: string): string {
-  return `${dqrKey}@${clusterKey}`;
-}
 
 function splitItemKey(itemKey: string): { dqrKey: string; clusterKey: string } {
   const at = itemKey.indexOf('@');
@@ -20,7 +17,7 @@ function splitItemKey(itemKey: string): { dqrKey: string; clusterKey: string } {
 function workOf(ctx: HubContext, dqrKey: string): DqrWork {
   let work = ctx.work.get(dqrKey);
   if (work === undefined) {
-    work = { snapshot: undefined, members: new Map(), behindSince: new Map(), failures: new Map(), running: new Set() };
+    work = { snapshot: undefined, members: new Map(), behindSince: new Map(), failures: new Map(), running: new Set(), drift: new Map() };
     ctx.work.set(dqrKey, work);
   }
   return work;
@@ -51,6 +48,7 @@ export function publishSnapshot(ctx: HubContext, dqrKey: string, snapshot: Omit<
     budget: pruneBudget(snapshot.dqr.spec.pruneLimit, lastManaged(work, keys)),
     confirmedIds: confirmedBy(snapshot.confirmation, pending),
   };
+  forgetUnwantedDrift(work, work.snapshot);
   const current = new Set(keys);
   for (const key of [...work.members.keys(), ...work.behindSince.keys()]) {
     if (current.has(key)) continue;
@@ -130,6 +128,7 @@ async function syncOneMember(ctx: HubContext, dqrKey: string, work: DqrWork, sna
   const { namespace, name } = splitKey(dqrKey);
   const clusterKey = cluster.member.key;
   const lease = ctx.leases.get(dqrKey);
+  const healing = leaving ? new Set<string>() : dueHeals(work, clusterKey);
   // The prune this member had blocked last time keeps its counts from then, whether or not status has them yet:
   // the objects a blocked pass created must never make the same prune look small.
   const blocked = work.members.get(clusterKey)?.outcome.pruneBlocked?.clusters.find((c) => c.name === clusterKey)?.managed;
@@ -171,6 +170,7 @@ async function syncOneMember(ctx: HubContext, dqrKey: string, work: DqrWork, sna
               },
             }),
         ...(snapshot.budget === undefined ? {} : { budget: snapshot.budget }),
+        ...(healing.size === 0 ? {} : { heal: healing }),
         ...(snapshot.ledger === undefined || lease === undefined ? {} : { ledger: { ...snapshot.ledger, pool: lease.pool } }),
         fence: ctx.fence,
         signal,
@@ -181,12 +181,14 @@ async function syncOneMember(ctx: HubContext, dqrKey: string, work: DqrWork, sna
         'rowcast.pruned': result.cluster.pruned,
         'rowcast.failures': result.failures.length,
         'rowcast.prune_blocked': result.pruneBlocked !== undefined,
+        'rowcast.healed': result.cluster.healed.length,
       });
       if (result.cluster.lastError !== undefined) span.setAttribute('rowcast.error', result.cluster.lastError);
       return result;
     },
     snapshot.link === undefined ? [] : [snapshot.link],
   );
+  settleDrift(ctx, work, clusterKey, healing, outcome);
   const managed = ctx.managed.get(dqrKey) ?? new Map<string, number>();
   ctx.managed.set(dqrKey, managed);
   if (leaving) managed.delete(clusterKey);
@@ -247,6 +249,7 @@ export async function reportDqrProgress(ctx: HubContext, dqrKey: string): Promis
     rowKeyColumns,
     held: snapshot.held,
     behind,
+    drift: driftCondition(work, snapshot, namespace),
   });
   // Within the limit everywhere (or confirmed and done): a confirmation left over would only wait to release some later prune.
   if (done && outcome.pruneEvaluated && outcome.pruneBlocked === undefined && raw.metadata?.annotations?.[ANNOTATIONS.confirmPrune] !== undefined) {

@@ -70,6 +70,8 @@ export interface ClusterOutcome {
   conflicts: number;
   /** Identities of drifted objects applied again (heal). */
   healed: string[];
+  /** Identities of every object applied this time (created, updated or healed). */
+  written: string[];
   /** When this cluster's applies were done (epoch ms, the clock a change's time is read on). */
   appliedAt: number;
   /** Dry runs: creates and updates with the server's view of each. */
@@ -466,6 +468,7 @@ export async function syncCluster(input: ClusterSyncInput): Promise<ClusterSyncO
       lastError: result.error ?? pruned?.error,
       conflicts: result.failures.filter((f) => f.conflict).length,
       healed: result.healed.map((o) => identityOf(o)),
+      written: [...result.appliedObjects, ...result.healed].map((o) => identityOf(o)),
       planned: result.planned,
       pruneCandidates: [...(decision.evaluated && result.error === undefined ? result.pruneCandidates : [])],
       appliedAt,

@@ -21,6 +21,8 @@ export const RECONCILE_RESULTS = ['success', 'error', 'requeue', 'requeue_after'
 
 const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
+const DRIFT_RESULTS = ['healed', 'failed', 'reported'] as const;
+
 /** The hub's work queues, as the controller label names them: DQR queries, (DQR, member) items, DQR status, ClusterTargets. */
 export const WORK_QUEUES = ['databasequeryresource', 'databasequeryresource-member', 'databasequeryresource-status', 'clustertarget'] as const;
 
@@ -101,6 +103,12 @@ export class Metrics {
     labelNames: ['cluster', 'reason'],
     registers: [this.registry],
   });
+  readonly driftCorrections = new Counter({
+    name: 'rowcast_drift_corrections_total',
+    help: 'What Rowcast did about drift on managed objects, by its DQRs\' driftPolicy: healed (applied again), failed (the heal failed; retried), reported (driftPolicy Report).',
+    labelNames: ['cluster', 'result'],
+    registers: [this.registry],
+  });
   readonly memberQueueWait = new Histogram({ name: 'rowcast_member_queue_wait_seconds', help: 'How long a call waited in its member queue.', labelNames: ['cluster'], buckets: latencyBuckets, registers: [this.registry] });
   readonly memberThrottled = new Counter({ name: 'rowcast_member_throttled_total', help: 'HTTP 429 answers from a member; each paused its queue for the Retry-After, and the call was sent again.', labelNames: ['cluster'], registers: [this.registry] });
   readonly dbQueryDuration = new Histogram({ name: 'rowcast_db_query_duration_seconds', help: 'Time to read, render and hand over every row of a DQR query.', labelNames: ['namespace', 'dqr'], buckets: latencyBuckets, registers: [this.registry] });
@@ -148,6 +156,7 @@ export class Metrics {
   initialiseCluster(cluster: string): void {
     for (const result of APPLY_RESULTS) this.applies.labels(cluster, result).inc(0);
     this.prunes.labels(cluster).inc(0);
+    for (const result of DRIFT_RESULTS) this.driftCorrections.labels(cluster, result).inc(0);
     this.memberReachable.labels(cluster);
     this.memberQueueDepth.labels(cluster).set(0);
     this.memberQueueWait.zero({ cluster });
@@ -159,6 +168,7 @@ export class Metrics {
   forgetCluster(cluster: string): void {
     for (const result of APPLY_RESULTS) this.applies.remove(cluster, result);
     for (const metric of [this.prunes, this.memberThrottled]) metric.remove(cluster);
+    for (const result of DRIFT_RESULTS) this.driftCorrections.remove(cluster, result);
     for (const metric of [this.memberReachable, this.memberQueueDepth, this.memberConcurrency, this.memberCacheObjects]) metric.remove(cluster);
     for (const state of ['watching', 'not-watching']) this.memberCacheScopes.remove(cluster, state);
     for (const reason of ['modified', 'deleted', 'unmarked']) this.driftDetected.remove(cluster, reason);
