@@ -11,6 +11,7 @@ import type { Logger, Metrics, SecretScrubber } from '../telemetry/index.ts';
 import { enqueueAllDqrs, reconcileClusterTarget } from './cluster-target-reconciler.ts';
 import { keyOf, splitKey, type HubContext, type HubObject, type ShardMembership } from './context.ts';
 import { reconcileDqr } from './dqr-reconciler.ts';
+import { handleDrift } from './drift.ts';
 import { reconcileMemberItem, reportDqrProgress } from './member-work.ts';
 import { StatusWatches } from './status-watch.ts';
 
@@ -182,10 +183,11 @@ export class HubController {
         onResponse,
         watchCache: {
           logger,
-          // Detection only: correcting drift is the DQR's work on that member.
+          // Detected here; what is done about it is the DQR's driftPolicy, on that member's work item.
           onDrift: (report) => {
             metrics.driftDetected.labels(report.cluster, report.reason).inc();
             logger.info('drift detected', { cluster: report.cluster, kind: report.kind, namespace: report.namespace, name: report.name, reason: report.reason, managers: report.managers });
+            handleDrift(this.context(), report);
           },
         },
       }),
