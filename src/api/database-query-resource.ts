@@ -344,7 +344,7 @@ export const databaseQueryResourceStatusSchema: ObjectSchema = {
   description: 'What the controller last observed and did; counts only, the ledger holds the detail.',
   properties: {
     observedGeneration: generationSchema('The metadata.generation the status describes.'),
-    conditions: conditionsSchema([CONDITION_TYPES.ready, CONDITION_TYPES.databaseConnected, CONDITION_TYPES.synced]),
+    conditions: conditionsSchema([CONDITION_TYPES.ready, CONDITION_TYPES.databaseConnected, CONDITION_TYPES.synced, CONDITION_TYPES.drifted]),
     rowCount: countSchema('Rows the last successful query returned.'),
     clusterCount: countSchema('Member clusters the targets select.'),
     managedResources: {
