@@ -5,6 +5,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, SHARDING_LABELS } from '../src/api/index.ts';
+import { MemberApi, MemberKubeConfig } from '../src/clusters/index.ts';
 import { adminRequest, startApiserver, type RunningApiserver } from './harness/kube-apiserver.ts';
 import { expectNoLeaks, openTestEnv, type LeakCount } from './harness/test-env.ts';
 import { applyHub, eventually, putDatabaseSecret, putDqr, putSecret } from './helpers/hub-fixture.ts';
@@ -29,12 +30,13 @@ interface Replica {
   output: string[];
   exited: Promise<number | null>;
   identity: string;
+  metricsPort: number;
 }
 
 const replicas: Replica[] = [];
 
 async function startReplica(): Promise<Replica> {
-  const child = spawn(process.execPath, [main, 'controller', '--kubeconfig', env.hub.info.kubeconfigPath, '--namespace', env.namespace, '--metrics-bind-address', '0', '--probe-interval', '5s', '--sharding'], {
+  const child = spawn(process.execPath, [main, 'controller', '--kubeconfig', env.hub.info.kubeconfigPath, '--namespace', env.namespace, '--metrics-bind-address', '127.0.0.1:0', '--probe-interval', '5s', '--sharding'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];
@@ -42,7 +44,8 @@ async function startReplica(): Promise<Replica> {
   child.stderr.on('data', (chunk: Buffer) => output.push(chunk.toString()));
   const exited = once(child, 'exit').then(([code]) => code as number | null);
   const identity = await eventually('the replica holds its shard Lease', () => Promise.resolve(/"msg":"holding a shard Lease"[^\n]*"identity":"([^"]+)"/.exec(output.join(''))?.[1]), 60_000);
-  const replica = { child, output, exited, identity };
+  const metricsPort = Number(/"msg":"serving \/metrics, \/healthz and \/readyz"[^\n]*"port":(\d+)/.exec(output.join(''))?.[1]);
+  const replica = { child, output, exited, identity, metricsPort };
   replicas.push(replica);
   return replica;
 }
@@ -153,6 +156,27 @@ async function leader(): Promise<string | undefined> {
   return got.status === 200 ? (JSON.parse(got.body) as { spec: { holderIdentity?: string } }).spec.holderIdentity : undefined;
 }
 
+/** One sample of a replica's /metrics, by series with its labels as written. */
+async function metric(r: Replica, series: string): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${r.metricsPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+/** The Shard printer column of `kubectl get dqr -o wide`, as the hub's Table answer has it. */
+async function shardColumn(): Promise<Map<string, string>> {
+  const hub = new MemberApi(new MemberKubeConfig(env.hub.info.kubeconfig, { requestTimeoutMs: 5000 }));
+  let table: { columnDefinitions: { name: string; priority: number }[]; rows: { cells: unknown[] }[] };
+  try {
+    table = await hub.request('GET', `/apis/${API_VERSION}/namespaces/${env.namespace}/${DATABASE_QUERY_RESOURCE.plural}`, { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' });
+  } finally {
+    await hub.close();
+  }
+  const shard = table.columnDefinitions.findIndex((c) => c.name === 'Shard');
+  assert.ok(shard >= 0 && table.columnDefinitions[shard]?.priority === 1, 'a wide-only Shard column');
+  return new Map(table.rows.map((r) => [String(r.cells[0]), String(r.cells[shard])]));
+}
+
 function alive(): Replica[] {
   return replicas.filter((r) => r.child.exitCode === null && r.child.signalCode === null);
 }
@@ -216,7 +240,7 @@ async function putDqrs(): Promise<void> {
 test('three replicas share 30 DQRs: each DQR has one owner, which alone writes for it, and the split is within 30 % of even', async (t) => {
   const started = await Promise.all([startReplica(), startReplica(), startReplica()]);
   const identities = started.map((r) => r.identity);
-  await eventually('a leader', async () => ((await leader()) !== undefined ? true : undefined), 60_000);
+  const boss = await eventually('a leader', () => leader(), 60_000);
   // The DQRs come once the sharder can see every shard: each is placed once, never moved.
   await new Promise((resolve) => setTimeout(resolve, 3000));
   await putDqrs();
@@ -231,6 +255,14 @@ test('three replicas share 30 DQRs: each DQR has one owner, which alone writes f
   const target = JSON.parse((await adminRequest(env.hub.info, 'GET', `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}/audited`)).body) as { status?: { managedObjects?: number; conditions?: { type: string; status: string }[] } };
   assert.equal(target.status?.conditions?.find((c) => c.type === 'Ready')?.status, 'True', 'the sharder reports the ClusterTarget');
   assert.equal(target.status.managedObjects, undefined, 'a shard reported its own share of managedObjects as the whole');
+  const column = await shardColumn();
+  for (const name of dqrNames) assert.equal(column.get(name), assigned.get(name)?.shard, `${name}: the Shard column`);
+  const sharder = started.find((r) => r.identity === boss);
+  assert.ok(sharder !== undefined);
+  await eventually('the sharder reports the split', async () => {
+    for (const identity of identities) if ((await metric(sharder, `rowcast_shard_dqrs{shard="${identity}"}`)) !== split[identity]) return undefined;
+    return (await metric(sharder, 'rowcast_dqrs_unassigned')) === 0 ? true : undefined;
+  });
   const all = await writes();
   for (const name of dqrNames) {
     const writers = [...new Set(all.filter((w) => w.dqr === name).map((w) => w.identity))];
@@ -258,6 +290,9 @@ test('a killed replica: its Lease is taken over and its DQRs converge on the oth
   t.diagnostic(
     `killed shard ${victim.identity} (${lost.length} DQRs): Lease taken over ${((fencedAt - killedAt) / 1000).toFixed(1)} s, reassigned ${((reassignedAt - killedAt) / 1000).toFixed(1)} s, converged ${((convergedAt - killedAt) / 1000).toFixed(1)} s after SIGKILL (lease 15 s, renew deadline 10 s, retry 2 s)`,
   );
+  const sharder = alive().find((r) => r.identity === boss);
+  assert.ok(sharder !== undefined);
+  assert.ok(((await metric(sharder, 'rowcast_shard_moves_total{reason="shard-gone"}')) ?? 0) >= lost.length, 'the moves are counted');
   const after = await assignments();
   for (const [name, l] of before) if (l.shard !== victim.identity) assert.equal(after.get(name)?.shard, l.shard, `${name} moved though its shard is alive`);
 });

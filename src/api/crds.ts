@@ -1,5 +1,5 @@
 import { clusterTargetSpecSchema, clusterTargetStatusSchema } from './cluster-target.ts';
-import { CATEGORY, CLUSTER_TARGET, CONDITION_TYPES, DATABASE_QUERY_RESOURCE, GROUP, VERSION } from './constants.ts';
+import { CATEGORY, CLUSTER_TARGET, CONDITION_TYPES, DATABASE_QUERY_RESOURCE, GROUP, SHARDING_LABELS, VERSION } from './constants.ts';
 import { databaseQueryResourceSpecSchema, databaseQueryResourceStatusSchema } from './database-query-resource.ts';
 import type { ObjectSchema, Rule, Schema } from './schema.ts';
 
@@ -191,6 +191,13 @@ export function customResourceDefinitions(): readonly { readonly fileName: strin
         type: 'date',
         jsonPath: '.status.lastSyncTime',
         description: 'When the last sync finished.',
+        priority: 1,
+      },
+      {
+        name: 'Shard',
+        type: 'string',
+        jsonPath: `.metadata.labels.${SHARDING_LABELS.shard.replace('.', '\\.')}`,
+        description: 'The controller replica that syncs it, when the controller runs sharded (empty: unassigned, or not sharded).',
         priority: 1,
       },
       AGE,

@@ -17,6 +17,7 @@ const RUNBOOKS = join(ROOT, 'docs', 'alerts.md');
 const EXPECTED_ALERTS = [
   'RowcastControllerDown',
   'RowcastDqrNotReady',
+  'RowcastDqrsUnassigned',
   'RowcastMemberThrottled',
   'RowcastMemberUnreachable',
   'RowcastNoLeader',

@@ -58,7 +58,7 @@ describe('crds/', () => {
   test('names, short names, category, status subresource and printer columns', () => {
     const byName = new Map(crds.map(({ crd }) => [(crd['metadata'] as { name: string }).name, crd]));
     const expected = {
-      'databasequeryresources.rowcast.dev': { shortName: 'dqr', columns: ['Ready', 'Rows', 'Clusters', 'Failing', 'Blocked', 'Reason', 'Last Sync', 'Age'] },
+      'databasequeryresources.rowcast.dev': { shortName: 'dqr', columns: ['Ready', 'Rows', 'Clusters', 'Failing', 'Blocked', 'Reason', 'Last Sync', 'Shard', 'Age'] },
       'clustertargets.rowcast.dev': { shortName: 'ct', columns: ['Ready', 'Reachable', 'Version', 'Managed', 'Age'] },
     };
     assert.deepEqual([...byName.keys()].sort(), Object.keys(expected).sort());
