@@ -175,3 +175,32 @@ test("drift: another manager taking a rendered field, or deleting the object, is
     ],
   );
 });
+
+test('a member that stops answering (frozen) is not vouched for by its cache after a while; answering again, it is', async (t) => {
+  assert.ok(audited !== undefined);
+  const server = audited;
+  const logger = createLogger({ level: 'error', scrubber: new SecretScrubber(), write: () => undefined });
+  const api = new MemberApi(new MemberKubeConfig(server.info.kubeconfig, { requestTimeoutMs: 5000 }));
+  const cache = new MemberWatchCache(api, { member: 'frozen', logger });
+  t.after(async () => {
+    server.process.thaw();
+    await cache.close();
+    await api.close();
+  });
+  const resource = await api.resourceFor('v1', 'ConfigMap');
+  assert.ok(resource !== undefined);
+  const scope = { apiVersion: 'v1', kind: 'ConfigMap', resource, namespace: env.namespace };
+  cache.use('frozen', [scope]);
+  await eventually('the cache watching', () => Promise.resolve(cache.read(scope)));
+  // Frozen, the member keeps its connections open and answers nothing: client-node cuts the
+  // watch for inactivity (30 s) and reopens it without reporting an error; the reopened watch
+  // then fails for want of response headers (the member's request timeout), and that is what
+  // tells the cache.
+  server.process.freeze();
+  try {
+    await eventually('the cache no longer vouching for the frozen member', () => Promise.resolve(cache.read(scope) === undefined ? true : undefined), 90_000);
+  } finally {
+    server.process.thaw();
+  }
+  await eventually('the cache vouching again', () => Promise.resolve(cache.read(scope)), 90_000);
+});

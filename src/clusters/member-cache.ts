@@ -56,6 +56,9 @@ export interface MemberCacheOptions {
   backoff?: BackoffPolicy;
 }
 
+/** Uids of removals whose delete events are still to come, kept at most: far more than one prune's. */
+const MAX_REMOVING = 100_000;
+
 function scopeKey(scope: Pick<CacheScope, 'apiVersion' | 'kind' | 'namespace'>): string {
   return `${scope.apiVersion}|${scope.kind}|${scope.namespace ?? ''}`;
 }
@@ -170,6 +173,11 @@ export class MemberWatchCache {
   beginRemoval(uid: string): (failed: boolean) => void {
     if (this.options.onDrift === undefined) return () => undefined;
     this.removing.add(uid);
+    // Its delete event normally clears it; one never seen (its scope stopped meanwhile) must not pile up.
+    if (this.removing.size > MAX_REMOVING) {
+      const oldest = this.removing.values().next().value;
+      if (oldest !== undefined) this.removing.delete(oldest);
+    }
     return (failed) => {
       if (failed) this.removing.delete(uid);
     };
