@@ -4,6 +4,7 @@ import { readSecretKeys, secretSource, type ReconcileResult } from '../runtime/i
 import { unwatchedSecret } from '../sync/index.ts';
 import { setConditions, transitioned, type ConditionUpdate } from '../status/index.ts';
 import { splitKey, type HubContext, type HubObject } from './context.ts';
+import { wakeMember } from './member-work.ts';
 
 function resourcePath(namespace: string, name: string): string {
   return `/apis/${API_VERSION}/namespaces/${namespace}/${CLUSTER_TARGET.plural}/${name}`;
@@ -136,7 +137,10 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string, signa
     },
   );
   if (ensured.rebuilt) await ctx.statusWatches.forgetMember(key);
-  if (ensured.rebuilt || probe.reachable !== wasReachable) enqueueAllDqrs(ctx);
+  if (ensured.rebuilt || probe.reachable !== wasReachable) {
+    enqueueAllDqrs(ctx);
+    if (probe.reachable) wakeMember(ctx, key);
+  }
   return { requeueAfterMs: ctx.options.probeIntervalMs };
 }
 

@@ -59,7 +59,8 @@ export function publishSnapshot(ctx: HubContext, dqrKey: string, snapshot: Omit<
   }
   for (const key of keys) {
     if (!work.behindSince.has(key)) work.behindSince.set(key, snapshot.createdAt);
-    ctx.queues.members.add(memberItemKey(dqrKey, key));
+    // A member failing as a whole keeps its own backoff (its retry takes this snapshot): a dead member is not hit at every poll.
+    if ((work.failures.get(key) ?? 0) === 0) ctx.queues.members.add(memberItemKey(dqrKey, key));
   }
   ctx.queues.dqrStatus.add(dqrKey);
 }
@@ -74,6 +75,15 @@ export async function retireSnapshot(ctx: HubContext, dqrKey: string): Promise<v
   if (work === undefined) return;
   work.snapshot = undefined;
   await Promise.allSettled([...work.running]);
+}
+
+/** A member reachable again (or rebuilt): every DQR's item for it runs now, its backoff forgotten. */
+export function wakeMember(ctx: HubContext, clusterKey: string): void {
+  for (const [dqrKey, work] of ctx.work) {
+    if (work.snapshot === undefined || !(work.snapshot.clusters.has(clusterKey) || work.snapshot.leaving.has(clusterKey))) continue;
+    work.failures.delete(clusterKey);
+    ctx.queues.members.add(memberItemKey(dqrKey, clusterKey));
+  }
 }
 
 /** A DQR that is gone: its members' items and everything remembered for them go too. */
