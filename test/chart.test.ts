@@ -280,6 +280,7 @@ test('default values: a hardened single controller, cluster-wide RBAC exactly as
   ]);
   const options = controllerOptions(container);
   assert.equal(options.leaderElect, false);
+  assert.equal(options.sharding, false);
   assert.equal(options.namespace, undefined);
   assert.ok(spec.template.spec.terminationGracePeriodSeconds * 1000 > options.shutdownGraceMs, 'Kubernetes waits longer than the shutdown grace');
   assert.deepEqual(container.env.find((e) => e.name === 'NODE_OPTIONS'), { name: 'NODE_OPTIONS', value: '--max-old-space-size=384' });
@@ -319,6 +320,8 @@ test('non-default values: one watched namespace, two replicas with leader electi
   assert.equal(options.namespace, env.namespace);
   assert.equal(options.leaderElect, true);
   assert.equal(options.leaderElectionId, 'rowcast-chart-test');
+  assert.equal(options.sharding, true, 'two replicas share the DQRs by default');
+  assert.equal(options.shardRing, 'rc-rowcast', 'the ring is named after the release');
   assert.equal(options.logLevel, 'debug');
   assert.equal(options.workers, 2);
   assert.equal(options.probeIntervalMs, 2000);
@@ -345,6 +348,14 @@ test('non-default values: one watched namespace, two replicas with leader electi
   );
   assert.equal(monitor.metadata.labels?.['release'], 'prometheus');
   assert.deepEqual((service['spec'] as { ports: { name: string; targetPort: string }[] }).ports.map((p) => [p.name, p.targetPort]), [['metrics', 'metrics']]);
+
+  const standby = await render('rc', releaseNamespace, { ...nonDefault, sharding: { enabled: false } });
+  const standbyOptions = controllerOptions(deployment(standby).container);
+  assert.ok(standbyOptions.leaderElect && !standbyOptions.sharding, 'sharding.enabled false: one leader, standbys');
+  const shardingGrants = grants(hubPolicyRules.filter((r) => r.resources.includes('leases') && r.verbs.includes('watch')));
+  assert.deepEqual(rbacOf(standby, { name: 'rc-rowcast', namespace: releaseNamespace }).byNamespace.get(releaseNamespace), without(leaseGrants, shardingGrants), 'no list, watch or delete of Leases without sharding');
+  const single = controllerOptions(deployment(await render('rc', releaseNamespace, { ...nonDefault, replicas: 1, sharding: { enabled: true } })).container);
+  assert.ok(single.sharding && single.leaderElect, 'sharding.enabled true with one replica');
 
   const fixedHubId = await render('rc', releaseNamespace, { ...nonDefault, controller: { hubId: 'hub-a' } });
   assert.ok(!fixedHubId.some((o) => o.kind === 'ClusterRole'), 'with a fixed hub id nothing is granted cluster-wide');
@@ -663,6 +674,11 @@ test("with watchNamespace the chart's Roles are enough: a new DQR syncs and a de
     await eventually('DQR gone finalized', async () => ((await getHub(env, `/apis/rowcast.dev/v1alpha1/namespaces/${env.namespace}/databasequeryresources/gone`)) === undefined ? true : undefined));
     await wantConfigMaps('more', { 'more-10': 'ten' });
     assert.ok(((await leaseHolder('rowcast-controller')) ?? '') !== '', 'the leader Lease is held');
+    // Two replicas: sharded, so the one process holds a shard Lease and is the sharder, with the chart's Role alone.
+    const more = await getHub(env, `/apis/rowcast.dev/v1alpha1/namespaces/${env.namespace}/databasequeryresources/more`);
+    const shard = (more?.['metadata'] as { labels?: Record<string, string> } | undefined)?.labels?.['rowcast.dev/shard'] ?? '';
+    assert.notEqual(shard, '', 'the DQR is assigned to a shard');
+    assert.equal(await leaseHolder(shard), shard, 'the shard holds its own Lease in the release namespace');
   } finally {
     assert.equal(await controller.stop(), 0, `clean exit; output:\n${controller.output.slice(-20).join('\n')}`);
   }

@@ -26,10 +26,15 @@ export interface PolicyRule {
  *   aggregating repeats.
  * - Namespaces: get kube-system, whose UID is the hub id when `--hub-id` is
  *   not given (hub/controller.ts).
- * - Leases: the leader Lease with `--leader-elect` (hub/lease-store.ts).
+ * - Leases: the leader Lease with `--leader-elect` (hub/lease-store.ts),
+ *   and with `--sharding` each replica's own shard Lease (get, create,
+ *   update, as the leader's); the sharder lists and watches the ring's shard
+ *   Leases, takes over a stale one (update) and deletes dead ones
+ *   (hub/sharder.ts).
  *
- * The chart grants each rule only where and when it is used: the Lease rule
- * in the release namespace and only with leader election, the namespace rule
+ * The chart grants each rule only where and when it is used: the Lease rules
+ * in the release namespace and only with leader election (list, watch and
+ * delete only with sharding), the namespace rule
  * only without a fixed hub id, the rest cluster-wide or in the one watched
  * namespace.
  */
@@ -41,4 +46,5 @@ export const hubPolicyRules: readonly PolicyRule[] = [
   { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
   { apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system'], verbs: ['get'] },
   { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
+  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['list', 'watch', 'delete'] },
 ];

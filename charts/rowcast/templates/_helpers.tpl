@@ -50,9 +50,16 @@ app.kubernetes.io/part-of: rowcast
 {{- end }}
 {{- end }}
 
-{{/* "true" when the controller runs with --leader-elect. */}}
+{{/* "true" when the controller runs sharded (--sharding): explicitly, or by default with more than one replica. */}}
+{{- define "rowcast.sharding" -}}
+{{- if kindIs "bool" .Values.sharding.enabled }}
+{{- if .Values.sharding.enabled }}true{{ end }}
+{{- else if gt (int .Values.replicas) 1 }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the controller runs with --leader-elect (sharding implies it: the leader is the sharder). */}}
 {{- define "rowcast.leaderElect" -}}
-{{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) }}true{{ end }}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) (include "rowcast.sharding" .) }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -62,7 +69,9 @@ compares). Split by where they are granted:
   watches (a ClusterRole for all namespaces, or a Role in watchNamespace);
 - hubId: get on kube-system, whose UID is the hub id unless controller.hubId is set;
 - leaderElection: the leader Lease, always in the release namespace (a Role), so
-  the controller can never touch other components' leader Leases.
+  the controller can never touch other components' leader Leases;
+- sharding: with it, the shard Leases the sharder watches, takes over and deletes
+  (same Role).
 */}}
 {{- define "rowcast.rules.watched" -}}
 - apiGroups: ["rowcast.dev"]
@@ -93,6 +102,12 @@ compares). Split by where they are granted:
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
   verbs: ["get", "create", "update"]
+{{- end }}
+
+{{- define "rowcast.rules.sharding" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["list", "watch", "delete"]
 {{- end }}
 
 {{/* The subject every binding names. */}}
