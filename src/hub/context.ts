@@ -152,7 +152,8 @@ export interface DriftState {
 
 /** What the DQR reconciler needs of the status watches (status-watch.ts). */
 export interface StatusWatchRegistry {
-  ensure(member: Member, apiVersion: string, kind: string): Promise<void>;
+  /** `namespaces`: the ClusterTarget's allowedNamespaces (empty: cluster-wide). */
+  ensure(member: Member, apiVersion: string, kind: string, namespaces?: readonly string[]): Promise<void>;
   forgetMember(memberKey: string): Promise<void>;
   stopAll(): Promise<void>;
   /** Key columns of each DQR's rows, learned from its last query. */

@@ -207,7 +207,7 @@ async function syncOneMember(ctx: HubContext, dqrKey: string, work: DqrWork, sna
   if (snapshot.watchStatus && !leaving && outcome.cluster.lastError === undefined) {
     for (const resource of outcome.resources) {
       const [apiVersion = '', kind = ''] = resource.split('|');
-      ctx.statusWatches.ensure(cluster.member, apiVersion, kind).catch((error: unknown) => {
+      ctx.statusWatches.ensure(cluster.member, apiVersion, kind, cluster.target.spec.allowedNamespaces).catch((error: unknown) => {
         ctx.logger.warn('status watch not started', { dqr: dqrKey, cluster: clusterKey, kind, error });
       });
     }

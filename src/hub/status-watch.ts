@@ -93,29 +93,39 @@ export class StatusWatches implements StatusWatchRegistry {
   private readonly memberEpochs = new Map<string, number>();
   private stopped = false;
 
-  async ensure(member: Member, apiVersion: string, kind: string): Promise<void> {
-    const key = `${member.key}|${apiVersion}|${kind}`;
-    if (this.stopped || this.informers.has(key)) return;
+  /**
+   * Watches a kind on a member: in each of `namespaces` (the ClusterTarget's
+   * allowedNamespaces, which may be all its credentials reach), else
+   * cluster-wide.
+   */
+  async ensure(member: Member, apiVersion: string, kind: string, namespaces: readonly string[] = []): Promise<void> {
+    const keyOf = (namespace: string | undefined): string => `${member.key}|${apiVersion}|${kind}|${namespace ?? ''}`;
+    const wanted = namespaces.length > 0 ? namespaces : [undefined];
+    if (this.stopped || wanted.every((ns) => this.informers.has(keyOf(ns)))) return;
     const epoch = this.memberEpochs.get(member.key) ?? 0;
     const resource = await member.queue.run(() => member.api.resourceFor(apiVersion, kind));
     // The hub stopped or the member went while discovery ran (callers do not await this).
     if (this.hasStopped() || (this.memberEpochs.get(member.key) ?? 0) !== epoch) return;
-    if (resource === undefined || this.informers.has(key)) return;
-    const path = MemberApi.collectionPath(apiVersion, resource, undefined);
-    const informer = new SupervisedInformer<Watched>({
-      name: `${member.key}/${resource.name}`,
-      kubeConfig: member.api.kubeConfig,
-      path,
-      labelSelector: OWNER_LABEL,
-      list: () => member.api.request<KubernetesListObject<Watched>>('GET', path, { query: { labelSelector: OWNER_LABEL } }),
-      logger: this.ctx.logger,
-      onEvent: (event, object) => {
-        if (event === 'delete') this.deleted(member, kind, object);
-        else this.changed(member, apiVersion, kind, object);
-      },
-    });
-    this.informers.set(key, informer);
-    informer.start();
+    if (resource === undefined) return;
+    for (const namespace of resource.namespaced ? wanted : [undefined]) {
+      const key = keyOf(namespace);
+      if (this.informers.has(key)) continue;
+      const path = MemberApi.collectionPath(apiVersion, resource, namespace);
+      const informer = new SupervisedInformer<Watched>({
+        name: `${member.key}/${resource.name}${namespace === undefined ? '' : `@${namespace}`}`,
+        kubeConfig: member.api.kubeConfig,
+        path,
+        labelSelector: OWNER_LABEL,
+        list: () => member.api.request<KubernetesListObject<Watched>>('GET', path, { query: { labelSelector: OWNER_LABEL } }),
+        logger: this.ctx.logger,
+        onEvent: (event, object) => {
+          if (event === 'delete') this.deleted(member, kind, object);
+          else this.changed(member, apiVersion, kind, object);
+        },
+      });
+      this.informers.set(key, informer);
+      informer.start();
+    }
   }
 
   /** A member going away takes its watches with it. */
