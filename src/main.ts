@@ -54,6 +54,7 @@ async function controller(argv: string[]): Promise<number> {
     import('./runtime/index.ts'),
   ]);
   const metrics = new Metrics();
+  metrics.collectProcessMetrics();
   let hubKubeconfig = 'in-cluster';
   if (options.kubeconfig !== undefined) {
     try {

@@ -190,6 +190,7 @@ const nonDefault = {
   metrics: { port: 9090, serviceMonitor: { enabled: true, labels: { release: 'prometheus' } }, prometheusRule: { enabled: true, groups: [{ name: 'rowcast', rules: [] }] } },
   extraArgs: ['--leader-election-id=rowcast-chart-test'],
   maxOldSpaceSizeMiB: 200,
+  maxSemiSpaceSizeMiB: 4,
   image: { repository: 'registry.example.com/rowcast', digest: `sha256:${'a'.repeat(64)}` },
 };
 
@@ -255,7 +256,7 @@ test('helm lint passes with default and non-default values, and the schema refus
   await helm(['lint', '--strict', chart, '-f', await valuesFile({ image })]);
   await helm(['lint', '--strict', chart, '--namespace', 'rowcast-system', '-f', await valuesFile(nonDefault)]);
   await helm(['lint', '--strict', chart, '-f', await valuesFile({ image, controller: { hubId: 'hub-a' }, rbac: { inClusterMemberRules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }] } })]);
-  for (const bad of [{ controller: { logLevel: 'loud' } }, { controller: { probeInterval: 'soon' } }, { replica: 2 }, { controller: { workers: 0 } }]) {
+  for (const bad of [{ controller: { logLevel: 'loud' } }, { controller: { probeInterval: 'soon' } }, { replica: 2 }, { controller: { workers: 0 } }, { maxSemiSpaceSizeMiB: 0 }]) {
     await assert.rejects(helm(['lint', chart, '-f', await valuesFile({ image, ...bad })]), `values ${JSON.stringify(bad)} must be refused`);
   }
 });
@@ -283,7 +284,7 @@ test('default values: a hardened single controller, cluster-wide RBAC exactly as
   assert.equal(options.sharding, false);
   assert.equal(options.namespace, undefined);
   assert.ok(spec.template.spec.terminationGracePeriodSeconds * 1000 > options.shutdownGraceMs, 'Kubernetes waits longer than the shutdown grace');
-  assert.deepEqual(container.env.find((e) => e.name === 'NODE_OPTIONS'), { name: 'NODE_OPTIONS', value: '--max-old-space-size=384' });
+  assert.deepEqual(container.env.find((e) => e.name === 'NODE_OPTIONS'), { name: 'NODE_OPTIONS', value: '--max-old-space-size=384 --max-semi-space-size=2' });
   assert.deepEqual(container.env.find((e) => e.name === 'POD_NAMESPACE')?.valueFrom, { fieldRef: { fieldPath: 'metadata.namespace' } });
 
   const service = only(objects, 'Service');
@@ -330,7 +331,7 @@ test('non-default values: one watched namespace, two replicas with leader electi
   assert.equal(options.shutdownGraceMs, 20_000);
   assert.equal(options.metricsBindAddress, ':9090');
   assert.ok(spec.template.spec.terminationGracePeriodSeconds > 20);
-  assert.equal(container.env.find((e) => e.name === 'NODE_OPTIONS')?.value, '--max-old-space-size=200');
+  assert.equal(container.env.find((e) => e.name === 'NODE_OPTIONS')?.value, '--max-old-space-size=200 --max-semi-space-size=4');
 
   const rbac = rbacOf(objects, { name: 'rc-rowcast', namespace: releaseNamespace });
   assert.deepEqual(rbac.clusterWide, namespaceGrants, 'cluster-wide: only get on kube-system, for the hub id');

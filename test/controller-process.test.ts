@@ -82,6 +82,9 @@ test('rowcast controller serves /healthz, /readyz and /metrics, syncs, and stops
       'rowcast_db_query_duration_seconds_bucket',
       `rowcast_dqr_rows{namespace="${env.namespace}",dqr="things"} 2`,
       'rowcast_sync_freshness_seconds_bucket',
+      // The process's own, for memory alerts and bench/memory.ts.
+      'process_resident_memory_bytes ',
+      'nodejs_heap_size_used_bytes ',
     ]) {
       assert.ok(metrics.includes(name), `metrics lack ${name}`);
     }

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Results an apply to a member can have; every one is initialised per cluster. */
 export const APPLY_RESULTS = ['applied', 'unchanged', 'conflict', 'failed', 'throttled'] as const;
@@ -146,6 +146,16 @@ export class Metrics {
     for (const reason of ['rebalance', 'shard-gone']) this.shardMoves.labels(reason).inc(0);
     for (const trigger of SYNC_TRIGGERS) this.syncTriggers.labels(trigger).inc(0);
     for (const result of ['written', 'unchanged', 'failed']) this.writeBacks.labels(result).inc(0);
+  }
+
+  /**
+   * The process's own series (process_resident_memory_bytes,
+   * nodejs_heap_size_used_bytes, GC time…), which memory alerts and
+   * bench/memory.ts read. Only for the controller process: a test that runs
+   * several controllers in one process would count one process several times.
+   */
+  collectProcessMetrics(): void {
+    collectDefaultMetrics({ register: this.registry });
   }
 
   readDepthsFrom(workqueues: () => Record<string, number>, members: () => Record<string, MemberQueueState>): void {
