@@ -56,16 +56,22 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-/** Resident KiB of the process's mappings, grouped: the V8 heap and malloc cannot be told apart here, but the binary, wasm and stacks can. */
+/**
+ * Resident memory of the process's mappings, grouped: the binary and libraries
+ * by name; anonymous ones by size, which tells V8's 256 KiB heap pages from
+ * glibc's 64 MiB arenas and the brk heap ([heap]).
+ */
 async function residentByMapping(pid: number): Promise<string> {
   const smaps = await readFile(`/proc/${pid}/smaps`, 'utf8');
   const groups = new Map<string, number>();
   let current = '';
   for (const line of smaps.split('\n')) {
-    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    const header = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (header !== null) {
-      const name = header[1] ?? '';
-      current = name === '' ? '[anonymous]' : name.startsWith('/') ? name.replace(/.*\//, '') : name;
+      const [, from = '0', to = '0', name = ''] = header;
+      const size = (parseInt(to, 16) - parseInt(from, 16)) / 2 ** 20;
+      const anonymous = size >= 64 ? 'anonymous >= 64 MiB' : size >= 1 ? 'anonymous 1-64 MiB' : size >= 0.25 ? 'anonymous 256 KiB-1 MiB' : 'anonymous < 256 KiB';
+      current = name === '' ? anonymous : name.startsWith('/') ? name.replace(/.*\//, '') : name;
       continue;
     }
     const rss = /^Rss:\s+(\d+) kB/.exec(line);
@@ -213,12 +219,23 @@ try {
     const started = performance.now();
     const cpuBefore = await cpuSeconds(pid);
     let heapPeak = 0;
+    let peakSeen = 0;
     let applied = 0;
     for (;;) {
-      heapPeak = Math.max(heapPeak, sample(await metrics(), 'nodejs_heap_size_used_bytes'));
-      const dqr = await adminRequest(hub, 'GET', `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}/users`);
-      const status = (JSON.parse(dqr.body) as { status?: { clusters?: { applied?: number }[] } }).status;
-      applied = (status?.clusters ?? []).reduce((n, c) => n + (c.applied ?? 0), 0);
+      if (controller.exitCode !== null || controller.signalCode !== null) {
+        // Out of heap, typically: V8's FATAL ERROR is on stderr above.
+        throw new Error(`scenario ${scenario.name}: the controller exited (${controller.exitCode ?? controller.signalCode}) with ${applied} of ${objects} applied, peak RSS ${mib(peakSeen)}`);
+      }
+      try {
+        peakSeen = (await rss(pid)).peak;
+        heapPeak = Math.max(heapPeak, sample(await metrics(), 'nodejs_heap_size_used_bytes'));
+        const dqr = await adminRequest(hub, 'GET', `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}/users`);
+        const status = (JSON.parse(dqr.body) as { status?: { clusters?: { applied?: number }[] } }).status;
+        applied = (status?.clusters ?? []).reduce((n, c) => n + (c.applied ?? 0), 0);
+      } catch (error) {
+        // A controller busy for seconds lets its keep-alive connection lapse: the next scrape meets a reset.
+        log(`scenario ${scenario.name}: ${String(error)}; retrying`);
+      }
       if (applied >= objects) break;
       if (performance.now() - started > 1_800_000) throw new Error(`scenario ${scenario.name}: ${applied} of ${objects} applied after 30 minutes`);
       await sleep(500);
@@ -228,7 +245,7 @@ try {
     const syncCpu = (await cpuSeconds(pid)) - cpuBefore;
     await sleep(settleMs);
     const settled = await rss(pid);
-    const text = await metrics();
+    const text = await metrics().catch(async () => metrics());
     const heapUsed = sample(text, 'nodejs_heap_size_used_bytes');
     const heapTotal = sample(text, 'nodejs_heap_size_total_bytes');
     const external = sample(text, 'nodejs_external_memory_bytes');
