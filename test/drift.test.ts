@@ -195,3 +195,17 @@ test('two writers fighting over a field: Rowcast backs off (2s doubling) and say
   assert.equal(drifted.reason, 'HealBackingOff');
   assert.match(drifted.message, /fought-1 on cluster member-1 .*other-controller/);
 });
+
+test('an edit made while the controller was down is no event it could see: the periodic re-check (--resync-period) heals it', async () => {
+  await env.sql('CREATE TABLE missed (id int PRIMARY KEY, v text NOT NULL)');
+  await env.sql("INSERT INTO missed VALUES (1, 'rendered')");
+  await putDqr(env, 'missed', { query: 'SELECT id, v FROM missed ORDER BY id', template: configMapTemplate('missed'), targets: { clusters: ['member-1'] }, pollInterval: '10m' });
+  await eventually('the object', () => configMapOn(east, 'missed-1'));
+  await running?.stop();
+  await edit(east, 'missed-1', 'edited while nobody watched');
+  running = await startController(env, ['--resync-period', '3s']);
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal((await configMapOn(east, 'missed-1'))?.data?.['v'], 'edited while nobody watched', 'a restart alone sees no drift: the edit predates its watch');
+  await eventually('healed by the re-check', async () => ((await configMapOn(east, 'missed-1'))?.data?.['v'] === 'rendered' ? true : undefined), 15_000);
+  assert.ok((await driftMetric('healed')) >= 1, 'counted as a heal');
+});

@@ -43,6 +43,8 @@ export interface ControllerOptions {
   readonly shardRing: string;
   /** With timestamp or notify change detection, the query still runs this often (deletes do not move max(updated_at)). */
   readonly fullSyncIntervalMs: number;
+  /** driftPolicy Heal: each member applies every object again this often (jittered), in case a drift event was missed; 0: never. */
+  readonly resyncPeriodMs: number;
 }
 
 interface Flag {
@@ -99,6 +101,13 @@ const flags: readonly Flag[] = [
     help: 'share DQRs among the replicas: each holds a shard Lease and syncs the DQRs labelled rowcast.dev/shard with its identity; the leader (the Lease election above, implied) assigns them',
   },
   { name: 'shard-ring', type: 'string', env: 'ROWCAST_SHARD_RING', default: 'rowcast', help: 'the rowcast.dev/ring label of the shard Leases: replicas with the same ring share DQRs' },
+  {
+    name: 'resync-period',
+    type: 'string',
+    env: 'ROWCAST_RESYNC_PERIOD',
+    default: '1h',
+    help: 'with driftPolicy Heal, apply every managed object again this often (each DQR and member at its own jittered time), in case a drift event was missed; 0 turns it off',
+  },
   { name: 'full-sync-interval', type: 'string', env: 'ROWCAST_FULL_SYNC_INTERVAL', default: '10m', help: 'with change detection, run the full query at least this often (deletes move no timestamp)' },
   { name: 'shutdown-grace', type: 'string', env: 'ROWCAST_SHUTDOWN_GRACE', default: '30s', help: 'how long in-flight syncs may finish after SIGTERM before they are cancelled' },
 ];
@@ -191,6 +200,7 @@ export function parseControllerOptions(argv: readonly string[], env: Readonly<Re
       leaderElectionNamespace: text('leader-election-namespace') ?? text('namespace') ?? 'default',
       leaderElectionId: text('leader-election-id') ?? 'rowcast-controller',
       fullSyncIntervalMs: duration('full-sync-interval', text('full-sync-interval') ?? '10m'),
+      resyncPeriodMs: text('resync-period') === '0' ? 0 : duration('resync-period', text('resync-period') ?? '1h'),
       leaseDurationMs: duration('leader-election-lease-duration', text('leader-election-lease-duration') ?? '15s'),
       renewDeadlineMs: duration('leader-election-renew-deadline', text('leader-election-renew-deadline') ?? '10s'),
       retryPeriodMs: duration('leader-election-retry-period', text('leader-election-retry-period') ?? '2s'),

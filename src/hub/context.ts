@@ -126,6 +126,8 @@ export interface DqrWork {
   running: Set<Promise<unknown>>;
   /** By `cluster|identity`: objects others changed, and how often lately (hub/drift.ts). */
   drift: Map<string, DriftState>;
+  /** By cluster key: when its next full re-check is due (epoch ms; --resync-period). */
+  resyncAt: Map<string, number>;
 }
 
 /** One managed object someone else changed, as driftPolicy handles it. */

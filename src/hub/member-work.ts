@@ -6,6 +6,27 @@ import { dqrPath, recordClusterMetrics, reportOutcome, reporter, type BehindMemb
 import { memberItemKey, splitKey, type DqrSnapshot, type DqrWork, type HubContext, type HubObject } from './context.ts';
 import { driftCondition, dueHeals, forgetUnwantedDrift, settleDrift } from './drift.ts';
 
+/** A period with ±10% jitter, so the DQRs and members that started together do not re-check together. */
+function jittered(periodMs: number): number {
+  return Math.round(periodMs * (0.9 + Math.random() * 0.2));
+}
+
+/**
+ * Whether this pass re-applies every object (driftPolicy Heal, every
+ * --resync-period): the backstop for a drift event the watch missed. The
+ * first pass of a member only sets the clock.
+ */
+function resyncDue(ctx: HubContext, work: DqrWork, snapshot: DqrSnapshot, clusterKey: string): boolean {
+  const period = ctx.options.resyncPeriodMs;
+  if (period <= 0 || snapshot.dqr.spec.driftPolicy !== 'Heal') {
+    work.resyncAt.delete(clusterKey);
+    return false;
+  }
+  const at = work.resyncAt.get(clusterKey);
+  if (at === undefined) work.resyncAt.set(clusterKey, Date.now() + jittered(period));
+  return at !== undefined && Date.now() >= at;
+}
+
 /** How long a member may take on a snapshot before status calls it behind (and before status waits no longer for it). */
 export const BEHIND_AFTER_MS = 10_000;
 
@@ -17,7 +38,7 @@ function splitItemKey(itemKey: string): { dqrKey: string; clusterKey: string } {
 function workOf(ctx: HubContext, dqrKey: string): DqrWork {
   let work = ctx.work.get(dqrKey);
   if (work === undefined) {
-    work = { snapshot: undefined, members: new Map(), behindSince: new Map(), failures: new Map(), running: new Set(), drift: new Map() };
+    work = { snapshot: undefined, members: new Map(), behindSince: new Map(), failures: new Map(), running: new Set(), drift: new Map(), resyncAt: new Map() };
     ctx.work.set(dqrKey, work);
   }
   return work;
@@ -55,6 +76,7 @@ export function publishSnapshot(ctx: HubContext, dqrKey: string, snapshot: Omit<
     work.members.delete(key);
     work.behindSince.delete(key);
     work.failures.delete(key);
+    work.resyncAt.delete(key);
     ctx.queues.members.forget(memberItemKey(dqrKey, key));
   }
   for (const key of keys) {
@@ -126,7 +148,9 @@ export async function reconcileMemberItem(ctx: HubContext, itemKey: string, sign
   ctx.queues.dqrStatus.add(dqrKey);
   if (outcome.cluster.lastError === undefined) {
     work.failures.delete(clusterKey);
-    return {};
+    // Back for the next full re-check (--resync-period) if nothing brings it sooner.
+    const at = work.resyncAt.get(clusterKey);
+    return at === undefined ? {} : { requeueAfterMs: Math.max(1000, at - Date.now()) };
   }
   const failures = (work.failures.get(clusterKey) ?? 0) + 1;
   work.failures.set(clusterKey, failures);
@@ -139,6 +163,7 @@ async function syncOneMember(ctx: HubContext, dqrKey: string, work: DqrWork, sna
   const clusterKey = cluster.member.key;
   const lease = ctx.leases.get(dqrKey);
   const healing = leaving ? new Set<string>() : dueHeals(work, clusterKey);
+  const healAll = !leaving && resyncDue(ctx, work, snapshot, clusterKey);
   // The prune this member had blocked last time keeps its counts from then, whether or not status has them yet:
   // the objects a blocked pass created must never make the same prune look small.
   const blocked = work.members.get(clusterKey)?.outcome.pruneBlocked?.clusters.find((c) => c.name === clusterKey)?.managed;
@@ -181,6 +206,7 @@ async function syncOneMember(ctx: HubContext, dqrKey: string, work: DqrWork, sna
             }),
         ...(snapshot.budget === undefined ? {} : { budget: snapshot.budget }),
         ...(healing.size === 0 ? {} : { heal: healing }),
+        ...(healAll ? { healAll: true } : {}),
         ...(snapshot.ledger === undefined || lease === undefined ? {} : { ledger: { ...snapshot.ledger, pool: lease.pool } }),
         fence: ctx.fence,
         signal,
@@ -192,6 +218,7 @@ async function syncOneMember(ctx: HubContext, dqrKey: string, work: DqrWork, sna
         'rowcast.failures': result.failures.length,
         'rowcast.prune_blocked': result.pruneBlocked !== undefined,
         'rowcast.healed': result.cluster.healed.length,
+        'rowcast.resync': healAll,
       });
       if (result.cluster.lastError !== undefined) span.setAttribute('rowcast.error', result.cluster.lastError);
       return result;
@@ -199,6 +226,12 @@ async function syncOneMember(ctx: HubContext, dqrKey: string, work: DqrWork, sna
     snapshot.link === undefined ? [] : [snapshot.link],
   );
   settleDrift(ctx, work, clusterKey, healing, outcome);
+  if (healAll) {
+    const missed = outcome.cluster.corrected.filter((id) => !healing.has(id)).length;
+    ctx.metrics.driftCorrections.labels(clusterKey, 'healed').inc(missed);
+    if (missed > 0) ctx.logger.info('resync healed drift no event reported', { dqr: dqrKey, cluster: clusterKey, objects: missed });
+    if (outcome.cluster.lastError === undefined) work.resyncAt.set(clusterKey, Date.now() + jittered(ctx.options.resyncPeriodMs));
+  }
   const managed = ctx.managed.get(dqrKey) ?? new Map<string, number>();
   ctx.managed.set(dqrKey, managed);
   if (leaving) managed.delete(clusterKey);

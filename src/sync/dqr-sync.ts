@@ -72,6 +72,8 @@ export interface ClusterOutcome {
   healed: string[];
   /** Identities of every object applied this time (created, updated or healed). */
   written: string[];
+  /** Of a full re-check, the objects that were not as rendered (their apply changed them). */
+  corrected: string[];
   /** When this cluster's applies were done (epoch ms, the clock a change's time is read on). */
   appliedAt: number;
   /** Dry runs: creates and updates with the server's view of each. */
@@ -335,6 +337,8 @@ export interface ClusterSyncInput {
   budget?: PruneBudget;
   /** Identities of owned objects that drifted there: applied again with force (driftPolicy Heal). */
   heal?: ReadonlySet<string>;
+  /** Apply every owned object there again with force: the periodic re-check (--resync-period). */
+  healAll?: boolean;
   dryRun?: boolean;
   ledger?: { table: string; everything: boolean; pool: pg.Pool };
   fence: Fence;
@@ -385,6 +389,7 @@ export async function syncCluster(input: ClusterSyncInput): Promise<ClusterSyncO
       previousResources: input.previousResources,
       ...(rendered.formerKeys === undefined ? {} : { formerKeys: rendered.formerKeys }),
       ...(input.heal === undefined ? {} : { heal: input.heal }),
+      ...(input.healAll === true ? { healAll: true } : {}),
       fence,
       ...(input.dryRun === true ? { dryRun: true } : {}),
       signal: input.signal,
@@ -469,6 +474,7 @@ export async function syncCluster(input: ClusterSyncInput): Promise<ClusterSyncO
       conflicts: result.failures.filter((f) => f.conflict).length,
       healed: result.healed.map((o) => identityOf(o)),
       written: [...result.appliedObjects, ...result.healed].map((o) => identityOf(o)),
+      corrected: result.corrected.map((o) => identityOf(o)),
       planned: result.planned,
       pruneCandidates: [...(decision.evaluated && result.error === undefined ? result.pruneCandidates : [])],
       appliedAt,

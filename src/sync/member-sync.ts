@@ -40,6 +40,8 @@ export interface MemberSyncInput {
   formerKeys?: ReadonlyMap<string, readonly string[]>;
   /** Identities (identityOf) of owned objects that drifted: applied again with force although their hash matches. */
   heal?: ReadonlySet<string>;
+  /** Apply every owned object again with force (the periodic re-check for drift no event reported). */
+  healAll?: boolean;
   /** Kinds applied by earlier syncs, listed so that objects of kinds no row renders any more are pruned too. */
   previousResources: readonly ResourceKey[];
   signal: AbortSignal;
@@ -65,6 +67,8 @@ export interface MemberSyncResult {
   unchangedObjects: DesiredObject[];
   /** Unchanged objects applied again because they drifted (heal). */
   healed: DesiredObject[];
+  /** Of a full re-check (healAll), the objects the apply changed: drift no event had reported. */
+  corrected: DesiredObject[];
   applied: number;
   unchanged: number;
   failures: RowFailure[];
@@ -127,6 +131,7 @@ function emptyResult(cluster: string, target: MemberSyncResult['target']): Membe
     appliedObjects: [],
     unchangedObjects: [],
     healed: [],
+    corrected: [],
     applied: 0,
     unchanged: 0,
     failures: [],
@@ -251,7 +256,8 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
   }
 
   // Drifted since Rowcast applied them (edited or taken by another writer): the same hash, applied again, with force.
-  const healing = input.heal === undefined ? [] : plan.unchanged.filter((o) => input.heal?.has(identityOf(o)) === true);
+  const healing = input.healAll === true ? plan.unchanged : input.heal === undefined ? [] : plan.unchanged.filter((o) => input.heal?.has(identityOf(o)) === true);
+  const listedVersions = input.healAll === true ? new Map(owned.map((o) => [identityOf(o), o.resourceVersion])) : undefined;
   const heals = new Set(healing);
   await inBatchSpan('rowcast.apply_batch', { 'rowcast.cluster': member.key, 'rowcast.objects': plan.create.length + plan.update.length + healing.length }, async (span) => {
     await Promise.all(
@@ -291,6 +297,9 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
           if (typeof uid === 'string') result.known.push(knownObject(uid, object));
           if (healed) {
             result.healed.push(object);
+            // Its resourceVersion moved: the object was not as rendered, whatever event was missed.
+            const version = (applied['metadata'] as { resourceVersion?: unknown } | undefined)?.resourceVersion;
+            if (listedVersions !== undefined && version !== listedVersions.get(identityOf(object))) result.corrected.push(object);
             return;
           }
           result.applied++;
