@@ -145,3 +145,61 @@ test('an owned object whose hash annotation is removed behind Rowcast is applied
   await running?.stop();
   running = undefined;
 });
+
+test('status write-back limited by statusUpdate.kinds keeps full objects of those kinds only: no full watch of the other kinds', async () => {
+  await env.sql('CREATE TABLE apps (id int PRIMARY KEY, ready int)');
+  await env.sql('INSERT INTO apps (id) VALUES (1)');
+  running = await startController(env);
+  const from = Date.now();
+  await putDqr(env, 'mixed', {
+    query: 'SELECT id FROM apps ORDER BY id',
+    template: `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: mixed-{{row.id}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: mixed-{{row.id}}
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: mixed-{{row.id}}
+  template:
+    metadata:
+      labels:
+        app: mixed-{{row.id}}
+    spec:
+      containers:
+        - name: app
+          image: example.com/app:1
+`,
+    targets: { clusters: ['audited'] },
+    statusUpdateQueryTemplate: 'UPDATE apps SET ready = {{param resource.status.readyReplicas}} WHERE id = {{param row.id}}',
+    statusUpdate: { kinds: ['Deployment'] },
+  });
+  await eventually('mixed Ready', async () => (condition(await dqrStatus(env, 'mixed'), 'Ready')?.status === 'True' ? true : undefined), 60_000);
+  assert.ok(audited !== undefined);
+  assert.equal((await adminRequest(audited.info, 'PATCH', `/apis/apps/v1/namespaces/${env.namespace}/deployments/mixed-1/status`, { status: { replicas: 1, readyReplicas: 1 } })).status, 200);
+  await eventually('the Deployment status written back', async () => ((await env.sql<{ ready: number | null }>('SELECT ready FROM apps WHERE id = 1')).rows[0]?.ready === 1 ? true : undefined), 60_000);
+  await waitForSyncs('mixed', 2);
+  // The watch cache's watches ask for bookmarks; the status watches (full objects) do not.
+  const fullWatches = async (resource: string): Promise<number> => {
+    const text = await readFile(auditLog, 'utf8');
+    let n = 0;
+    for (const line of text.split('\n')) {
+      if (line.trim() === '') continue;
+      const event = JSON.parse(line) as { verb?: string; requestURI?: string; requestReceivedTimestamp?: string };
+      const uri = event.requestURI ?? '';
+      if (event.verb !== 'watch' || event.requestReceivedTimestamp === undefined || micros(event.requestReceivedTimestamp) < from * 1000) continue;
+      if (uri.includes(`/${resource}?`) && !uri.includes('allowWatchBookmarks')) n++;
+    }
+    return n;
+  };
+  assert.ok((await fullWatches('deployments')) > 0, 'the Deployments are watched in full, for their status');
+  assert.equal(await fullWatches('configmaps'), 0, 'no ConfigMap is held in full: statusUpdate.kinds names only Deployment');
+  await running.stop();
+  running = undefined;
+});

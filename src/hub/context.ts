@@ -107,6 +107,8 @@ export interface DqrSnapshot {
   link: TraceLink | undefined;
   /** Status watches are wanted on what the members hold (write-back or ledger). */
   watchStatus: boolean;
+  /** The kinds whose status is wanted (statusUpdate.kinds, without a ledger); undefined: every kind. Only those are held in full. */
+  statusKinds: readonly string[] | undefined;
 }
 
 export interface MemberState {

@@ -341,6 +341,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     seenAt: decision.seenAt,
     link,
     watchStatus: dqr.spec.statusUpdateQueryTemplate !== undefined || ledger !== undefined,
+    statusKinds: ledger === undefined ? dqr.spec.statusUpdate.kinds : undefined,
   });
   log.debug('query read; members queued', { rows: rendered.rowCount, clusters: clusters.length + leaving.length, durationMs: Math.round(performance.now() - started) });
   return { requeueAfterMs: dqr.spec.pollIntervalMs };

@@ -240,6 +240,7 @@ async function syncOneMember(ctx: HubContext, dqrKey: string, work: DqrWork, sna
   if (snapshot.watchStatus && !leaving && outcome.cluster.lastError === undefined) {
     for (const resource of outcome.resources) {
       const [apiVersion = '', kind = ''] = resource.split('|');
+      if (snapshot.statusKinds !== undefined && !snapshot.statusKinds.includes(kind)) continue;
       ctx.statusWatches.ensure(cluster.member, apiVersion, kind, cluster.target.spec.allowedNamespaces).catch((error: unknown) => {
         ctx.logger.warn('status watch not started', { dqr: dqrKey, cluster: clusterKey, kind, error });
       });
