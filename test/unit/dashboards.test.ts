@@ -35,6 +35,8 @@ const REQUIRED: Readonly<Record<string, readonly string[]>> = {
     'rowcast_member_queue_wait_seconds_bucket',
     'rowcast_applies_total',
     'rowcast_member_throttled_total',
+    'rowcast_member_cache_objects',
+    'rowcast_drift_detected_total',
     'rowcast_sync_freshness_seconds_bucket',
     'rest_client_requests_total',
   ],
