@@ -93,6 +93,12 @@ try {
     child.stdout.on('data', (chunk: Buffer) => output.push(chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => output.push(chunk.toString()));
     const exited = once(child, 'exit');
+    // A replica that dies mid-run makes every figure wrong: say why and stop.
+    child.once('exit', (code, signal) => {
+      if (code === 0 || signal === 'SIGKILL' || signal === 'SIGTERM') return;
+      log(`replica exited (${String(code)}): ${output.join('').split('\n').slice(-15).join('\n')}`);
+      process.exitCode = 1;
+    });
     let identity: string | undefined;
     while (identity === undefined) {
       await new Promise((resolve) => setTimeout(resolve, 200));
@@ -143,6 +149,7 @@ try {
   const created = performance.now();
   let view = await dqrs();
   while (view.filter((d) => d.ready).length < dqrCount) {
+    if (replicas.some((r) => r.child.exitCode !== null)) throw new Error('a replica exited during the first sync');
     await new Promise((resolve) => setTimeout(resolve, 1000));
     view = await dqrs();
   }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { rateLimitShare } from '../../src/hub/cluster-target-reconciler.ts';
 import { planAssignments, rendezvousShard, type AssignedDqr, type ShardAction } from '../../src/hub/shard-assignment.ts';
 
 const keys = Array.from({ length: 30 }, (_, i) => `team-a/dqr-${i}`);
@@ -81,4 +82,10 @@ test('a draining DQR on a live shard waits for its owner; on a dead one it is as
 
 test('no ready shard: nothing is assigned', () => {
   assert.deepEqual(planAssignments([{ key: 'a/1', shard: undefined, draining: false }], [], new Set()), []);
+});
+
+test("a member's rate limit is shared among the ring's shards: the parts add up to the budget, never below one call", () => {
+  assert.deepEqual(rateLimitShare({ qps: 300, burst: 300, concurrency: 9 }, 3), { qps: 100, burst: 100, concurrency: 3 });
+  assert.deepEqual(rateLimitShare({ qps: 50, burst: 100, concurrency: 8 }, 1), { qps: 50, burst: 100, concurrency: 8 });
+  assert.deepEqual(rateLimitShare({ qps: 5, burst: 1, concurrency: 1 }, 2), { qps: 2.5, burst: 1, concurrency: 1 });
 });
