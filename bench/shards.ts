@@ -3,7 +3,10 @@
 // apiservers, one member namespace per target). Prints the first sync's wall
 // time and objects/s, each replica's RSS and CPU, and with N > 1 the time for
 // a SIGKILLed replica's DQRs to be reassigned and synced elsewhere.
-//   node bench/shards.ts [--replicas 3] [--dqrs 300] [--rows 100] [--targets 20]
+//   node bench/shards.ts [--replicas 3] [--dqrs 300] [--rows 100] [--targets 20] [--lease 15s]
+// --lease sets the lease duration; the renew deadline and retry period keep the
+// defaults' proportions (15s / 10s / 2s). A replica starved of CPU past its renew
+// deadline stops at once and exits, which ends the run.
 // Run it once with --replicas 1 and once with 3: each run has its own control plane.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -22,12 +25,15 @@ const { values } = parseArgs({
     dqrs: { type: 'string', default: '300' },
     rows: { type: 'string', default: '100' },
     targets: { type: 'string', default: '20' },
+    lease: { type: 'string', default: '15s' },
   },
 });
 const replicaCount = Number(values.replicas);
 const dqrCount = Number(values.dqrs);
 const rowCount = Number(values.rows);
 const targetCount = Number(values.targets);
+const leaseSeconds = Number(values.lease.replace(/s$/, ''));
+const leaseFlags = ['--leader-election-lease-duration', `${String(leaseSeconds)}s`, '--leader-election-renew-deadline', `${String((leaseSeconds * 2) / 3)}s`, '--leader-election-retry-period', `${String((leaseSeconds * 2) / 15)}s`];
 const namespace = 'bench';
 const main = join(import.meta.dirname, '..', 'src', 'main.ts');
 const log = (line: string): void => {
@@ -86,7 +92,7 @@ try {
   await admin.end();
 
   for (let i = 0; i < replicaCount; i++) {
-    const child = spawn(process.execPath, [main, 'controller', '--kubeconfig', hub.kubeconfigPath, '--namespace', namespace, '--metrics-bind-address', '0', '--sharding', '--workers', '4'], {
+    const child = spawn(process.execPath, [main, 'controller', '--kubeconfig', hub.kubeconfigPath, '--namespace', namespace, '--metrics-bind-address', '0', '--sharding', '--workers', '4', ...leaseFlags], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const output: string[] = [];
@@ -187,7 +193,7 @@ try {
     }
     const convergedMs = performance.now() - killedAt;
     process.stdout.write(
-      `killed ${victim.identity} (${String(lost.length)} DQRs, ${String(lost.length * rowCount)} objects): reassigned ${seconds(reassignedMs)} s, synced on their new shards ${seconds(convergedMs)} s after SIGKILL (default lease: 15 s)\n`,
+      `killed ${victim.identity} (${String(lost.length)} DQRs, ${String(lost.length * rowCount)} objects): reassigned ${seconds(reassignedMs)} s, synced on their new shards ${seconds(convergedMs)} s after SIGKILL (lease ${String(leaseSeconds)} s)\n`,
     );
   }
 } finally {
