@@ -80,11 +80,12 @@ async function served(from: number, to: number): Promise<Served[]> {
   return found;
 }
 
-const syncs = (name: string): number => running?.logs.filter((l) => l.includes('"msg":"synced"') && l.includes(`"dqr":"${env.namespace}/${name}"`)).length ?? 0;
+/** Polls that ran the DQR's query: the members' items run only when it found something new for them. */
+const queries = (name: string): number => running?.logs.filter((l) => l.includes('"msg":"query read;') && l.includes(`"dqr":"${env.namespace}/${name}"`)).length ?? 0;
 
-async function waitForSyncs(name: string, count: number): Promise<void> {
-  const start = syncs(name);
-  await eventually(`${count} more syncs of ${name}`, () => Promise.resolve(syncs(name) >= start + count ? true : undefined), 30_000);
+async function waitForQueries(name: string, count: number): Promise<void> {
+  const start = queries(name);
+  await eventually(`${count} more queries of ${name}`, () => Promise.resolve(queries(name) >= start + count ? true : undefined), 30_000);
 }
 
 async function memberObject(name: string): Promise<{ uid: string; annotations: Record<string, string> } | undefined> {
@@ -95,7 +96,7 @@ async function memberObject(name: string): Promise<{ uid: string; annotations: R
   return { uid: metadata.uid, annotations: metadata.annotations ?? {} };
 }
 
-test('a resync with nothing to change sends no request to the member: planning reads the watch cache', async () => {
+test('polls with nothing to change send no request to the member; a changed row sends its one apply: planning reads the watch cache', async () => {
   running = await startController(env);
   await putDqr(env, 'items', {
     query: 'SELECT id, v FROM items ORDER BY id',
@@ -104,11 +105,28 @@ test('a resync with nothing to change sends no request to the member: planning r
   });
   await eventually('the items on the audited member, Ready', async () => (condition(await dqrStatus(env, 'items'), 'Ready')?.status === 'True' && (await memberObject('item-25')) !== undefined ? true : undefined), 60_000);
   // The cache lists once, on the DQR's first use of the kind; from then on it only watches.
-  await waitForSyncs('items', 2);
+  await waitForQueries('items', 2);
   const from = Date.now();
-  await waitForSyncs('items', 3);
+  await waitForQueries('items', 3);
   const to = Date.now();
-  assert.deepEqual(await served(from, to), [], 'requests to the member during three resyncs with nothing to change');
+  assert.deepEqual(await served(from, to), [], 'requests to the member during three polls with nothing to change');
+
+  // A row changes: the member plans all 25 objects again, from the cache, and sends the one apply.
+  const changeFrom = Date.now();
+  await env.sql("UPDATE items SET v = 'changed' WHERE id = 3");
+  await eventually('item-3 updated', async () => {
+    assert.ok(audited !== undefined);
+    const got = await adminRequest(audited.info, 'GET', `/api/v1/namespaces/${env.namespace}/configmaps/item-3`);
+    return (JSON.parse(got.body) as { data?: Record<string, string> }).data?.['v'] === 'changed' ? true : undefined;
+  });
+  await waitForQueries('items', 2);
+  const requests = await served(changeFrom, Date.now());
+  assert.deepEqual(
+    // The GETs are this test's own, reading item-3; the apiserver renews its own Lease in kube-system.
+    requests.filter((r) => r.verb !== 'get' && !r.uri.includes('/namespaces/kube-system/')).map((r) => `${r.verb} ${r.uri.split('?')[0] ?? ''}`),
+    [`patch /api/v1/namespaces/${env.namespace}/configmaps/item-3`],
+    'one apply, no list',
+  );
 });
 
 test('an object deleted on the member behind Rowcast is seen through the cache and re-created by the next sync', async () => {
@@ -184,7 +202,7 @@ spec:
   assert.ok(audited !== undefined);
   assert.equal((await adminRequest(audited.info, 'PATCH', `/apis/apps/v1/namespaces/${env.namespace}/deployments/mixed-1/status`, { status: { replicas: 1, readyReplicas: 1 } })).status, 200);
   await eventually('the Deployment status written back', async () => ((await env.sql<{ ready: number | null }>('SELECT ready FROM apps WHERE id = 1')).rows[0]?.ready === 1 ? true : undefined), 60_000);
-  await waitForSyncs('mixed', 2);
+  await waitForQueries('mixed', 2);
   // The watch cache's watches ask for bookmarks; the status watches (full objects) do not.
   const fullWatches = async (resource: string): Promise<number> => {
     const text = await readFile(auditLog, 'utf8');

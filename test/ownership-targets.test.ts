@@ -93,15 +93,17 @@ test('two ClusterTargets reaching one apiserver under different URLs keep each o
     const [one, two] = [await eastObject('twin-1'), await eastObject('twin-2')];
     return one !== undefined && two !== undefined ? { one, two } : undefined;
   });
-  // Three more syncs: neither target prunes what the other applied.
-  for (let i = 0; i < 3; i++) {
+  // Three more syncs through both targets (a row more each time): neither prunes what the other applied.
+  for (let i = 3; i < 6; i++) {
     const before = await lastSync('twins');
-    await eventually('another sync', async () => ((await lastSync('twins')) !== before ? true : undefined));
+    await env.sql('INSERT INTO twins VALUES ($1, $2)', [i, i % 2 === 0 ? 'member-1' : 'member-1-alias']);
+    await eventually('another sync', async () => ((await lastSync('twins')) !== before && (await eastObject(`twin-${i}`)) !== undefined ? true : undefined));
   }
   assert.equal((await eastObject('twin-1'))?.uid, first.one.uid, 'twin-1 was never pruned and recreated');
   assert.equal((await eastObject('twin-2'))?.uid, first.two.uid, 'twin-2 was never pruned and recreated');
   const status = await dqrStatus(env, 'twins');
   assert.deepEqual(status.clusters?.map((c) => c.pruned), [0, 0]);
+  for (let i = 1; i < 6; i++) assert.ok((await eastObject(`twin-${i}`)) !== undefined, `twin-${i} is there`);
   assert.notEqual(first.one.labels['rowcast.dev/owner'], first.two.labels['rowcast.dev/owner'], 'each target stamps its own owner label');
   assert.equal(refTarget(first.one.annotations), `${env.namespace}/member-1`);
   assert.equal(refTarget(first.two.annotations), `${env.namespace}/member-1-alias`);

@@ -22,8 +22,6 @@ export interface ShardMembership {
   relinquished: Set<string>;
   /** This replica is the sharder: it alone writes ClusterTarget status (every replica probes). */
   leads: () => boolean;
-  /** Live shards in the ring, this one included: each member's rate limit is divided among them. */
-  ringSize: () => number;
 }
 
 /** Everything the reconcilers share; built once by the controller. */
@@ -65,8 +63,6 @@ export interface HubContext {
     dqrs: SupervisedInformer<HubObject>;
     clusterTargets: SupervisedInformer<HubObject>;
     secrets: SupervisedInformer<HubObject>;
-    /** Sharded only: the ring's shard Leases. */
-    shardLeases?: SupervisedInformer<HubObject>;
   };
   /** Per DQR key: its latest snapshot and where each member stands with it (member-work.ts). */
   work: Map<string, DqrWork>;
@@ -101,6 +97,8 @@ export interface DqrSnapshot {
   confirmation: string | undefined;
   /** The pending-prune ids it confirms (a combined id names several members' prunes). */
   confirmedIds: ReadonlySet<string>;
+  /** Hash of what it asks of the members and says in status: an equal one is not published again. */
+  fingerprint: string;
   ledger: { table: string; everything: boolean } | undefined;
   /** A count limit's DQR-wide share for this round, taken from as members prune. */
   budget: PruneBudget | undefined;

@@ -321,7 +321,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
   else ctx.statusWatches.rows.set(key, rendered.rowValues);
   recordSyncRun(ctx, key, dqr, decision, true);
   recordQueryMetrics(ctx, namespace, name, rendered);
-  publishSnapshot(ctx, key, {
+  const published = publishSnapshot(ctx, key, {
     createdAt: Date.now(),
     dqr,
     owner: { hubId: ctx.hubId, namespace, name, uid: raw.metadata?.uid ?? '' },
@@ -343,7 +343,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
     watchStatus: dqr.spec.statusUpdateQueryTemplate !== undefined || ledger !== undefined,
     statusKinds: ledger === undefined ? dqr.spec.statusUpdate.kinds : undefined,
   });
-  log.debug('query read; members queued', { rows: rendered.rowCount, clusters: clusters.length + leaving.length, durationMs: Math.round(performance.now() - started) });
+  log.debug(published ? 'query read; members queued' : 'query read; nothing changed for the members', { rows: rendered.rowCount, clusters: clusters.length + leaving.length, durationMs: Math.round(performance.now() - started) });
   return { requeueAfterMs: dqr.spec.pollIntervalMs };
 }
 

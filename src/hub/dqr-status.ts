@@ -18,7 +18,8 @@ export interface Reporter {
  * repeat another's message are one line.
  */
 function logFailures(ctx: HubContext, key: string, conditions: readonly Condition[]): void {
-  const failed = conditions.filter((c) => c.status === 'False');
+  // Drifted is the one condition whose True is the trouble.
+  const failed = conditions.filter((c) => (c.type === CONDITION_TYPES.drifted ? c.status === 'True' : c.status === 'False'));
   // Ready sums up the others; alone (a DQR stuck deleting) it is the failure.
   const specific = failed.filter((c) => c.type !== CONDITION_TYPES.ready);
   const failing = specific.length > 0 ? specific : failed;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { ANNOTATIONS } from '../api/index.ts';
 import type { ReconcileResult } from '../runtime/index.ts';
 import { inRootSpan } from '../telemetry/index.ts';
@@ -54,8 +55,19 @@ function lastManaged(work: DqrWork, keys: readonly string[]): number[] {
  * DQR works from, and queues each member's item. A member still busy with an
  * older one picks this up as soon as it is done.
  */
-export function publishSnapshot(ctx: HubContext, dqrKey: string, snapshot: Omit<DqrSnapshot, 'version' | 'budget' | 'confirmedIds'>): void {
+export function publishSnapshot(ctx: HubContext, dqrKey: string, snapshot: Omit<DqrSnapshot, 'version' | 'budget' | 'confirmedIds' | 'fingerprint'>): boolean {
   const work = workOf(ctx, dqrKey);
+  // The same rows, clusters and spec as the snapshot the members have: nothing for them to do (a poll at rest,
+  // or one that came while they were still applying the last one).
+  const fingerprint = fingerprintOf(snapshot);
+  if (work.snapshot?.fingerprint === fingerprint) {
+    // Rows a member refused (a namespace it lacks, a conflict) are tried again at each poll, as before.
+    for (const [key, state] of work.members) {
+      const refused = state.outcome.failures.length > 0 && (work.failures.get(key) ?? 0) === 0;
+      if (refused && state.version === work.snapshot.version) ctx.queues.members.add(memberItemKey(dqrKey, key));
+    }
+    return false;
+  }
   const keys = [...snapshot.clusters.keys(), ...snapshot.leaving.keys()];
   const version = (work.snapshot?.version ?? 0) + 1;
   // What the annotation confirms is fixed now, from the prunes status published: members finishing meanwhile do not change it.
@@ -68,6 +80,7 @@ export function publishSnapshot(ctx: HubContext, dqrKey: string, snapshot: Omit<
     version,
     budget: pruneBudget(snapshot.dqr.spec.pruneLimit, lastManaged(work, keys)),
     confirmedIds: confirmedBy(snapshot.confirmation, pending),
+    fingerprint,
   };
   forgetUnwantedDrift(work, work.snapshot);
   const current = new Set(keys);
@@ -85,6 +98,43 @@ export function publishSnapshot(ctx: HubContext, dqrKey: string, snapshot: Omit<
     if ((work.failures.get(key) ?? 0) === 0) ctx.queues.members.add(memberItemKey(dqrKey, key));
   }
   ctx.queues.dqrStatus.add(dqrKey);
+  return true;
+}
+
+/** Everything a snapshot asks of the members and says in status, as one hash (its time and trace aside). */
+function fingerprintOf(snapshot: Omit<DqrSnapshot, 'version' | 'budget' | 'confirmedIds' | 'fingerprint'>): string {
+  const hash = createHash('sha256');
+  const { rendered } = snapshot;
+  hash.update(
+    JSON.stringify([
+      snapshot.dqr.metadata.uid,
+      snapshot.dqr.metadata.generation,
+      [...snapshot.clusters.keys()],
+      [...snapshot.leaving.keys()],
+      snapshot.refusals,
+      snapshot.held,
+      snapshot.selectedCount,
+      snapshot.previousResources,
+      snapshot.previousKeyColumns,
+      [...snapshot.pruneBaseline],
+      snapshot.hadPendingPrune,
+      snapshot.confirmation,
+      snapshot.ledger,
+      snapshot.watchStatus,
+      rendered.rowCount,
+      rendered.failures,
+      rendered.unkeyedRows,
+      rendered.unattributableRows,
+      rendered.keyColumns,
+      rendered.formerKeys === undefined ? null : [...rendered.formerKeys],
+      [...rendered.failedRows].map(([cluster, rows]) => [cluster, [...rows]]),
+    ]),
+  );
+  for (const [cluster, objects] of rendered.desired) {
+    hash.update(`\u0000${cluster}`);
+    for (const object of objects) hash.update(`\u0001${object.rowKey}\u0002${object.hash}`);
+  }
+  return hash.digest('base64url');
 }
 
 /**
@@ -141,7 +191,8 @@ export async function reconcileMemberItem(ctx: HubContext, itemKey: string, sign
   }
   // Gone, finalizing or failed before its query meanwhile: nothing more is recorded for it.
   if (ctx.work.get(dqrKey) !== work || work.snapshot === undefined) return {};
-  work.members.set(clusterKey, { version: snapshot.version, outcome });
+  // Kept for status and the next snapshot: the per-object lists were for this pass only (metrics, drift, status watches).
+  work.members.set(clusterKey, { version: snapshot.version, outcome: { ...outcome, cluster: { ...outcome.cluster, known: [], written: [], healed: [], corrected: [], planned: [], pruneCandidates: [] } } });
   // Done with this one: behind, if at all, only since the one that came meanwhile.
   if (work.snapshot.version === snapshot.version) work.behindSince.delete(clusterKey);
   else work.behindSince.set(clusterKey, work.snapshot.createdAt);
@@ -236,7 +287,8 @@ async function syncOneMember(ctx: HubContext, dqrKey: string, work: DqrWork, sna
   ctx.managed.set(dqrKey, managed);
   if (leaving) managed.delete(clusterKey);
   else managed.set(clusterKey, outcome.cluster.managed);
-  ctx.statusWatches.recordKnown(dqrKey, outcome.cluster.target, outcome.cluster.known, outcome.cluster.lastError === undefined);
+  // Only write-back and the ledger read it: a DQR with neither keeps no list of its objects.
+  if (snapshot.watchStatus) ctx.statusWatches.recordKnown(dqrKey, outcome.cluster.target, outcome.cluster.known, outcome.cluster.lastError === undefined);
   if (snapshot.watchStatus && !leaving && outcome.cluster.lastError === undefined) {
     for (const resource of outcome.resources) {
       const [apiVersion = '', kind = ''] = resource.split('|');
