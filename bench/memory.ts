@@ -7,7 +7,7 @@
 //      allowed only its own namespace t-<name>, which the template writes to)
 // For each: RSS before the DQR (idle, nothing to sync), peak RSS during the
 // first sync, RSS and heap once settled; and a bare `node` with the same flags.
-//   node bench/memory.ts [--scenarios a,b,c] [--settle 60s] [--node-options='--max-old-space-size=384 --max-semi-space-size=2'] [--snapshot DIR]
+//   node bench/memory.ts [--scenarios a,b,c] [--settle 60s] [--node-options='--max-old-space-size=384 --max-semi-space-size=2'] [--snapshot DIR] [--main app/src/main.js]
 // --snapshot writes heap snapshots of each controller into DIR/<scenario>:
 // idle.heapsnapshot before the DQR, settled.heapsnapshot after the sync. Writing
 // one leaves ~100 MiB of malloc'd memory resident: take the RSS figures from a
@@ -31,11 +31,13 @@ const { values } = parseArgs({
     // The Helm chart's defaults (maxOldSpaceSizeMiB, maxSemiSpaceSizeMiB).
     'node-options': { type: 'string', default: '--max-old-space-size=384 --max-semi-space-size=2' },
     snapshot: { type: 'string' },
+    // The image's compiled JavaScript instead (e.g. the src/ that scripts/image.ts compiles, next to a node_modules).
+    main: { type: 'string' },
   },
 });
 const settleMs = parseGoDuration(values.settle);
 const nodeOptions = values['node-options'];
-const main = join(import.meta.dirname, '..', 'src', 'main.ts');
+const main = values.main ?? join(import.meta.dirname, '..', 'src', 'main.ts');
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const log = (line: string): void => {

@@ -78,7 +78,7 @@ async function controller(argv: string[]): Promise<number> {
     hubKubeconfig,
     userAgent,
     fence: (dqrKey) => (shardElector ?? elector)?.fence(dqrKey),
-    ...(options.sharding ? { shard: { identity, leads: () => elector?.isLeader === true } } : {}),
+    ...(options.sharding ? { shard: { identity, leads: () => elector?.isLeader === true, ring: options.shardRing, leaseNamespace: options.leaderElectionNamespace } } : {}),
   });
   const stop = new AbortController();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {

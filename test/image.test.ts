@@ -101,7 +101,7 @@ test('the image runs node as uid 65532 without a shell and holds production depe
   assert.equal(index.manifests[0]?.annotations?.['org.opencontainers.image.ref.name'], imageName);
   const c = config.config;
   assert.equal(c.User, imageUser);
-  assert.deepEqual(c.Entrypoint, [nodePath, 'src/main.ts'], 'exec form, no shell');
+  assert.deepEqual(c.Entrypoint, [nodePath, 'src/main.js'], 'exec form, no shell');
   assert.deepEqual(c.Cmd, ['controller']);
   assert.equal(c.WorkingDir, appDir);
   assert.ok(c.Env?.includes('NODE_ENV=production'));
@@ -109,7 +109,7 @@ test('the image runs node as uid 65532 without a shell and holds production depe
   assert.equal(c.Labels?.['org.opencontainers.image.version'], imageVersion);
 
   const set = new Set(files.map((f) => f.replace(/\/$/, '')));
-  for (const needed of [nodePath.slice(1), 'app/src/main.ts', 'app/package.json', 'lib64/ld-linux-x86-64.so.2', 'etc/ssl/certs/ca-certificates.crt', 'usr/share/zoneinfo/Europe/Paris', 'etc/passwd']) {
+  for (const needed of [nodePath.slice(1), 'app/src/main.js', 'app/src/hub/index.js', 'app/src/cli/index.js', 'app/package.json', 'lib64/ld-linux-x86-64.so.2', 'etc/ssl/certs/ca-certificates.crt', 'usr/share/zoneinfo/Europe/Paris', 'etc/passwd']) {
     assert.ok(set.has(needed), `the image has ${needed}`);
   }
   const shells = files.filter((f) => /(^|\/)(sh|bash|dash|busybox)$/.test(f));
@@ -131,6 +131,8 @@ test('the image runs node as uid 65532 without a shell and holds production depe
   assert.deepEqual(scripts.map(([path]) => path), [], 'check that the package works without its install script, then list it above');
 
   assert.deepEqual(files.filter((f) => f.startsWith('app/') && !/^app\/(src|node_modules)\/|^app\/(src|node_modules)$|^app\/package\.json$|^app\/?$/.test(f)), [], 'app/ holds package.json, src/ and node_modules/ only');
+  // JavaScript only: a .ts file would make Node load its type stripper, a wasm module it keeps for good (~30 MiB, docs/performance.md).
+  assert.deepEqual(files.filter((f) => f.startsWith('app/src/') && !f.endsWith('/') && !f.endsWith('.js')), [], 'app/src holds compiled JavaScript only');
   assert.deepEqual(files.filter((f) => /(^|\/)(test|tests|__tests__)\/|\.test\.[cm]?[jt]s$|\.spec\.[cm]?[jt]s$/.test(f)), [], 'no test files');
   const secrets = files.filter((f) => /(^|\/)(\.env(\..*)?|\.npmrc|kubeconfig(\.ya?ml)?|id_(rsa|ed25519|ecdsa)|[^/]*\.(key|pem|p12|pfx))$/.test(f));
   assert.deepEqual(secrets, [], 'no secrets');

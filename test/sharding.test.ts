@@ -163,6 +163,10 @@ async function metric(r: Replica, series: string): Promise<number | undefined> {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
+function concurrencySeries(): string {
+  return `rowcast_member_concurrency{cluster="${env.namespace}/audited"}`;
+}
+
 /** The Shard printer column of `kubectl get dqr -o wide`, as the hub's Table answer has it. */
 async function shardColumn(): Promise<Map<string, string>> {
   const hub = new MemberApi(new MemberKubeConfig(env.hub.info.kubeconfig, { requestTimeoutMs: 5000 }));
@@ -211,7 +215,7 @@ before(async () => {
     apiVersion: API_VERSION,
     kind: CLUSTER_TARGET.kind,
     metadata: { name: 'audited' },
-    spec: { kubeconfigSecretRef: { name: 'audited-kubeconfig', key: 'kubeconfig' } },
+    spec: { kubeconfigSecretRef: { name: 'audited-kubeconfig', key: 'kubeconfig' }, rateLimit: { qps: 300, burst: 300, concurrency: 9 } },
   });
   await putDatabaseSecret(env);
   await env.sql('CREATE TABLE things (id int PRIMARY KEY, v int NOT NULL DEFAULT 0)');
@@ -263,6 +267,8 @@ test('three replicas share 30 DQRs: each DQR has one owner, which alone writes f
     for (const identity of identities) if ((await metric(sharder, `rowcast_shard_dqrs{shard="${identity}"}`)) !== split[identity]) return undefined;
     return (await metric(sharder, 'rowcast_dqrs_unassigned')) === 0 ? true : undefined;
   });
+  // The member's budget of 9 calls in flight is the hub's: each of three replicas gets 3.
+  for (const r of started) await eventually(`${r.identity}'s share of the member's concurrency`, async () => ((await metric(r, concurrencySeries())) === 3 ? true : undefined));
   const all = await writes();
   for (const name of dqrNames) {
     const writers = [...new Set(all.filter((w) => w.dqr === name).map((w) => w.identity))];
@@ -293,6 +299,7 @@ test('a killed replica: its Lease is taken over and its DQRs converge on the oth
   const sharder = alive().find((r) => r.identity === boss);
   assert.ok(sharder !== undefined);
   assert.ok(((await metric(sharder, 'rowcast_shard_moves_total{reason="shard-gone"}')) ?? 0) >= lost.length, 'the moves are counted');
+  for (const r of alive()) await eventually(`${r.identity}'s share of the member's concurrency among two`, async () => ((await metric(r, concurrencySeries())) === 4 ? true : undefined));
   const after = await assignments();
   for (const [name, l] of before) if (l.shard !== victim.identity) assert.equal(after.get(name)?.shard, l.shard, `${name} moved though its shard is alive`);
 });

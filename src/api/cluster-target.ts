@@ -42,7 +42,7 @@ export const clusterTargetSpecSchema: ObjectSchema = {
     rateLimit: {
       type: 'object',
       description:
-        "This member's own request queue; other members never wait on it. A 429 from the member pauses the queue for its Retry-After. Each controller replica has its own queue: when the controller runs sharded (--sharding), every replica whose DQRs target this member may send at these rates, so the member can see up to the number of such replicas times them.",
+        "This member's own request queue; other members never wait on it. A 429 from the member pauses the queue for its Retry-After. A budget for the whole hub: when the controller runs sharded (--sharding), each of its N live replicas uses qps/N, and burst and concurrency divided by N (rounded down, never below 1).",
       properties: {
         qps: rateField('Steady requests per second.', RATE_LIMIT_DEFAULTS.qps, 10000),
         burst: rateField('Requests allowed above qps in a burst.', RATE_LIMIT_DEFAULTS.burst, 10000),

@@ -1,4 +1,4 @@
-import { API_VERSION, CLUSTER_TARGET, CONDITION_TYPES, REASONS, parseClusterTarget, type ClusterTarget, type Condition } from '../api/index.ts';
+import { API_VERSION, CLUSTER_TARGET, CONDITION_TYPES, REASONS, parseClusterTarget, type ClusterTarget, type Condition, type RateLimit } from '../api/index.ts';
 import { probeMember, type Member } from '../clusters/index.ts';
 import { readSecretKeys, secretSource, type ReconcileResult } from '../runtime/index.ts';
 import { unwatchedSecret } from '../sync/index.ts';
@@ -8,6 +8,21 @@ import { wakeMember } from './member-work.ts';
 
 function resourcePath(namespace: string, name: string): string {
   return `/apis/${API_VERSION}/namespaces/${namespace}/${CLUSTER_TARGET.plural}/${name}`;
+}
+
+/**
+ * A member's spec.rateLimit is a budget for the whole hub: sharded, each of
+ * the ring's live shards gets an even part (qps exactly, burst and
+ * concurrency rounded down, never below 1), whether or not its DQRs target
+ * the member. The interval of the member queue's window (burst/qps) stays
+ * the same, so the parts add up to the budget.
+ */
+export function rateLimitShare(limit: RateLimit, shards: number): RateLimit {
+  return {
+    qps: limit.qps / shards,
+    burst: Math.max(1, Math.floor(limit.burst / shards)),
+    concurrency: Math.max(1, Math.floor(limit.concurrency / shards)),
+  };
 }
 
 /**
@@ -88,7 +103,7 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string, signa
     kubeconfig,
     scrubSource,
     trusted: target.spec.inCluster,
-    rateLimit: target.spec.rateLimit,
+    rateLimit: ctx.shard === undefined ? target.spec.rateLimit : rateLimitShare(target.spec.rateLimit, ctx.shard.ringSize()),
   });
   if (!ensured.ok) {
     const ref = target.spec.kubeconfigSecretRef;

@@ -22,6 +22,8 @@ export interface ShardMembership {
   relinquished: Set<string>;
   /** This replica is the sharder: it alone writes ClusterTarget status (every replica probes). */
   leads: () => boolean;
+  /** Live shards in the ring, this one included: each member's rate limit is divided among them. */
+  ringSize: () => number;
 }
 
 /** Everything the reconcilers share; built once by the controller. */
@@ -63,6 +65,8 @@ export interface HubContext {
     dqrs: SupervisedInformer<HubObject>;
     clusterTargets: SupervisedInformer<HubObject>;
     secrets: SupervisedInformer<HubObject>;
+    /** Sharded only: the ring's shard Leases. */
+    shardLeases?: SupervisedInformer<HubObject>;
   };
   /** Per DQR key: its latest snapshot and where each member stands with it (member-work.ts). */
   work: Map<string, DqrWork>;

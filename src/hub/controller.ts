@@ -27,7 +27,7 @@ export interface HubControllerDeps {
   /** Asked before every write for a DQR; absent: this process is the only writer. */
   fence?: Fence;
   /** With sharding: this replica's shard identity (it syncs only the DQRs the sharder labelled with it), and whether it is the sharder now. */
-  shard?: { identity: string; leads: () => boolean };
+  shard?: { identity: string; leads: () => boolean; ring: string; leaseNamespace: string };
 }
 
 /**
@@ -51,6 +51,11 @@ function secretUsers(ctx: HubContext, namespace: string, name: string): { dqrs: 
       .filter((o) => refers(o, (s) => (s['kubeconfigSecretRef'] as { name?: string } | undefined)?.name))
       .map(keyOf),
   };
+}
+
+/** Shard Leases held by their own replica: taken over or released ones are not shards. Never less than one (this replica). */
+function liveShards(leases: readonly HubObject[]): number {
+  return Math.max(1, leases.filter((l) => (l.spec as { holderIdentity?: string } | undefined)?.holderIdentity === l.metadata?.name).length);
 }
 
 /**
@@ -155,7 +160,16 @@ export class HubController {
       concurrency: 4,
       reconcile: (key, signal) => reconcileClusterTarget(this.context(), key, signal),
     });
-    const shard: ShardMembership | undefined = this.deps.shard === undefined ? undefined : { ...this.deps.shard, relinquished: new Set() };
+    const shard: ShardMembership | undefined =
+      this.deps.shard === undefined
+        ? undefined
+        : {
+            identity: this.deps.shard.identity,
+            leads: this.deps.shard.leads,
+            relinquished: new Set(),
+            ringSize: () => liveShards(this.ctx?.informers.shardLeases?.list() ?? []),
+          };
+    let ringSize = 0;
     const ctx: HubContext = {
       options,
       logger,
@@ -242,6 +256,28 @@ export class HubController {
           },
           `${WATCH_LABEL}=true`,
         ),
+        // Sharded: the live shards of the ring, among which each member's rate limit is divided.
+        ...(this.deps.shard === undefined
+          ? {}
+          : {
+              shardLeases: new SupervisedInformer<HubObject>({
+                name: 'shard-ring',
+                kubeConfig: hubConfig,
+                path: `/apis/coordination.k8s.io/v1/namespaces/${this.deps.shard.leaseNamespace}/leases`,
+                labelSelector: `${SHARDING_LABELS.ring}=${this.deps.shard.ring}`,
+                list: () =>
+                  hub.request<KubernetesListObject<HubObject>>('GET', `/apis/coordination.k8s.io/v1/namespaces/${this.deps.shard?.leaseNamespace ?? ''}/leases`, {
+                    query: { labelSelector: `${SHARDING_LABELS.ring}=${this.deps.shard?.ring ?? ''}` },
+                  }),
+                logger,
+                onEvent: () => {
+                  const now = shard?.ringSize() ?? 1;
+                  if (now === ringSize) return;
+                  ringSize = now;
+                  for (const target of this.ctx?.informers.clusterTargets.list() ?? []) ctQueue.add(keyOf(target));
+                },
+              }),
+            }),
       },
       work: new Map(),
       queues: { dqrs: dqrQueue, members: memberQueue, dqrStatus: statusQueue, clusterTargets: ctQueue },

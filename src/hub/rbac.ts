@@ -28,8 +28,9 @@ export interface PolicyRule {
  *   not given (hub/controller.ts).
  * - Leases: the leader Lease with `--leader-elect` (hub/lease-store.ts),
  *   and with `--sharding` each replica's own shard Lease (get, create,
- *   update, as the leader's); the sharder lists and watches the ring's shard
- *   Leases, takes over a stale one (update) and deletes dead ones
+ *   update, as the leader's); every replica lists and watches the ring's
+ *   shard Leases (a member's rate limit is divided among them), and the
+ *   sharder takes over a stale one (update) and deletes dead ones
  *   (hub/sharder.ts).
  *
  * The chart grants each rule only where and when it is used: the Lease rules

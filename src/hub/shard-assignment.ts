@@ -51,9 +51,10 @@ const KEEP_SLACK = 1.1;
 export function planAssignments(dqrs: readonly AssignedDqr[], ready: readonly string[], fencing: ReadonlySet<string>): ShardAction[] {
   if (ready.length === 0) return [];
   const readySet = new Set(ready);
+  // Draining DQRs and those of a shard being fenced wait, and count in no shard's load; they still count in the even share, or every drain would shrink it and ask for another.
   const countable = dqrs.filter((d) => !(d.draining && d.shard !== undefined && readySet.has(d.shard)) && !(d.shard !== undefined && fencing.has(d.shard)));
-  const evenCap = Math.ceil(countable.length / ready.length);
-  const keepCap = Math.ceil((countable.length / ready.length) * KEEP_SLACK);
+  const evenCap = Math.ceil(dqrs.length / ready.length);
+  const keepCap = Math.ceil((dqrs.length / ready.length) * KEEP_SLACK);
   const load = new Map<string, number>(ready.map((s) => [s, 0]));
   const actions: ShardAction[] = [];
   const toPlace: AssignedDqr[] = [];

@@ -4,12 +4,14 @@ import type { MemberApi, MemberKubeConfig } from '../clusters/index.ts';
 import { SupervisedInformer, describeApiError, type Lease } from '../runtime/index.ts';
 import type { Logger, Metrics } from '../telemetry/index.ts';
 import { keyOf, splitKey, type HubObject } from './context.ts';
-import { planAssignments, type AssignedDqr } from './shard-assignment.ts';
+import { planAssignments, type AssignedDqr, type ShardAction } from './shard-assignment.ts';
 
 /** The holder the sharder writes into a shard Lease it takes over: no replica has this identity. */
 export const SHARDER_HOLDER = 'rowcast-sharder';
 /** A dead shard's Lease is deleted this long after the sharder saw it dead: late renewals of a stale replica find it taken, not free. */
 const DEAD_LEASE_KEPT_MS = 60_000;
+/** Label patches in flight at once. */
+const PATCHES_AT_ONCE = 20;
 
 export interface SharderOptions {
   hub: MemberApi;
@@ -157,31 +159,33 @@ export class Sharder {
       return { key, shard: labels[SHARDING_LABELS.shard], draining: labels[SHARDING_LABELS.drain] !== undefined };
     });
     this.report(dqrs, ready, fencing);
-    for (const action of planAssignments(dqrs, ready, fencing)) {
-      const labels =
-        action.kind === 'assign' ? { [SHARDING_LABELS.shard]: action.shard, [SHARDING_LABELS.drain]: null } : { [SHARDING_LABELS.drain]: 'true' };
-      const { namespace, name } = splitKey(action.key);
-      const object = this.dqrs.get(name, namespace);
-      const from = object?.metadata?.resourceVersion;
-      try {
-        // The resourceVersion the plan saw: an owner's hand-over meanwhile makes this a 409, and the next pass plans again.
-        await this.options.hub.request('PATCH', `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}/${name}`, {
-          body: { metadata: { labels, resourceVersion: from } },
-          contentType: 'application/merge-patch+json',
-          beforeSend: this.options.fence,
-        });
-      } catch (error) {
-        this.options.logger.info('shard assignment not recorded; planned again', { dqr: action.key, reason: describeApiError(error).message });
-        continue;
-      }
-      this.written.set(action.key, { from, labels: Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, v ?? undefined])) });
-      if (action.kind === 'drain') {
-        this.options.metrics.shardMoves.labels('rebalance').inc();
-        this.options.logger.info('asked a shard to hand a DQR over', { dqr: action.key, from: action.from, to: action.to });
-      } else {
-        if (action.from !== undefined) this.options.metrics.shardMoves.labels('shard-gone').inc();
-        this.options.logger.info('assigned a DQR', { dqr: action.key, shard: action.shard, ...(action.from === undefined ? {} : { from: action.from }) });
-      }
+    // Each action is one PATCH of its own DQR: sent some at a time, so a dead shard's hundred DQRs move in a few round trips, not a hundred.
+    const actions = planAssignments(dqrs, ready, fencing);
+    for (let i = 0; i < actions.length; i += PATCHES_AT_ONCE) await Promise.all(actions.slice(i, i + PATCHES_AT_ONCE).map((action) => this.carryOut(action)));
+  }
+
+  private async carryOut(action: ShardAction): Promise<void> {
+    const labels = action.kind === 'assign' ? { [SHARDING_LABELS.shard]: action.shard, [SHARDING_LABELS.drain]: null } : { [SHARDING_LABELS.drain]: 'true' };
+    const { namespace, name } = splitKey(action.key);
+    const from = this.dqrs.get(name, namespace)?.metadata?.resourceVersion;
+    try {
+      // The resourceVersion the plan saw: an owner's hand-over meanwhile makes this a 409, and the next pass plans again.
+      await this.options.hub.request('PATCH', `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}/${name}`, {
+        body: { metadata: { labels, resourceVersion: from } },
+        contentType: 'application/merge-patch+json',
+        beforeSend: this.options.fence,
+      });
+    } catch (error) {
+      this.options.logger.info('shard assignment not recorded; planned again', { dqr: action.key, reason: describeApiError(error).message });
+      return;
+    }
+    this.written.set(action.key, { from, labels: Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, v ?? undefined])) });
+    if (action.kind === 'drain') {
+      this.options.metrics.shardMoves.labels('rebalance').inc();
+      this.options.logger.info('asked a shard to hand a DQR over', { dqr: action.key, from: action.from, to: action.to });
+    } else {
+      if (action.from !== undefined) this.options.metrics.shardMoves.labels('shard-gone').inc();
+      this.options.logger.info('assigned a DQR', { dqr: action.key, shard: action.shard, ...(action.from === undefined ? {} : { from: action.from }) });
     }
   }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { rateLimitShare } from '../../src/hub/cluster-target-reconciler.ts';
 import { planAssignments, rendezvousShard, type AssignedDqr, type ShardAction } from '../../src/hub/shard-assignment.ts';
 
 const keys = Array.from({ length: 30 }, (_, i) => `team-a/dqr-${i}`);
@@ -81,4 +82,19 @@ test('a draining DQR on a live shard waits for its owner; on a dead one it is as
 
 test('no ready shard: nothing is assigned', () => {
   assert.deepEqual(planAssignments([{ key: 'a/1', shard: undefined, draining: false }], [], new Set()), []);
+});
+
+test("a member's rate limit is shared among the ring's shards: the parts add up to the budget, never below one call", () => {
+  assert.deepEqual(rateLimitShare({ qps: 300, burst: 300, concurrency: 9 }, 3), { qps: 100, burst: 100, concurrency: 3 });
+  assert.deepEqual(rateLimitShare({ qps: 50, burst: 100, concurrency: 8 }, 1), { qps: 50, burst: 100, concurrency: 8 });
+  assert.deepEqual(rateLimitShare({ qps: 5, burst: 1, concurrency: 1 }, 2), { qps: 2.5, burst: 1, concurrency: 1 });
+});
+
+test('while DQRs drain, the even share stays that of all DQRs: no shard is asked to drain more than its excess', () => {
+  const start = settle(keys.map((key) => ({ key, shard: undefined, draining: false })), ['r1', 'r2']).dqrs;
+  const first = planAssignments(start, ['r1', 'r2', 'r3'], new Set());
+  const draining = new Set(first.map((a) => a.key));
+  // The owners have not handed them over yet: the next pass must ask for nothing more.
+  const during = start.map((d) => (draining.has(d.key) ? { ...d, draining: true } : d));
+  assert.deepEqual(planAssignments(during, ['r1', 'r2', 'r3'], new Set()), []);
 });
