@@ -4,13 +4,14 @@
 // time and objects/s, each replica's RSS and CPU, and with N > 1 the time for
 // a SIGKILLed replica's DQRs to be reassigned and synced elsewhere.
 //   node bench/shards.ts [--replicas 3] [--dqrs 300] [--rows 100] [--targets 20] [--lease 15s]
+// --log-dir DIR writes each replica's log (debug level) there when it exits.
 // --lease sets the lease duration; the renew deadline and retry period keep the
 // defaults' proportions (15s / 10s / 2s). A replica starved of CPU past its renew
 // deadline stops at once and exits, which ends the run.
 // Run it once with --replicas 1 and once with 3: each run has its own control plane.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -26,6 +27,7 @@ const { values } = parseArgs({
     rows: { type: 'string', default: '100' },
     targets: { type: 'string', default: '20' },
     lease: { type: 'string', default: '15s' },
+    'log-dir': { type: 'string' },
   },
 });
 const replicaCount = Number(values.replicas);
@@ -92,13 +94,15 @@ try {
   await admin.end();
 
   for (let i = 0; i < replicaCount; i++) {
-    const child = spawn(process.execPath, [main, 'controller', '--kubeconfig', hub.kubeconfigPath, '--namespace', namespace, '--metrics-bind-address', '0', '--sharding', '--workers', '4', ...leaseFlags], {
+    const child = spawn(process.execPath, [main, 'controller', '--kubeconfig', hub.kubeconfigPath, '--namespace', namespace, '--metrics-bind-address', '0', '--sharding', '--workers', '4', ...leaseFlags, ...(values['log-dir'] === undefined ? [] : ['--log-level', 'debug'])], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const output: string[] = [];
     child.stdout.on('data', (chunk: Buffer) => output.push(chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => output.push(chunk.toString()));
     const exited = once(child, 'exit');
+    const logDir = values['log-dir'];
+    if (logDir !== undefined) void exited.then(() => writeFile(join(logDir, `replica-${String(i)}.log`), output.join('')));
     // A replica that dies mid-run makes every figure wrong: say why and stop.
     child.once('exit', (code, signal) => {
       if (code === 0 || signal === 'SIGKILL' || signal === 'SIGTERM') return;
