@@ -1,3 +1,4 @@
+import PQueue from 'p-queue';
 import { ANNOTATIONS, OWNER_LABEL, allowsMemberNamespace, type ClusterTarget } from '../api/index.ts';
 import { MemberApi, type ApiResource, type CacheScope, type Member } from '../clusters/index.ts';
 import { FencedError, describeApiError, type ApiFailure } from '../runtime/index.ts';
@@ -260,8 +261,12 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
   const listedVersions = input.healAll === true ? new Map(owned.map((o) => [identityOf(o), o.resourceVersion])) : undefined;
   const heals = new Set(healing);
   await inBatchSpan('rowcast.apply_batch', { 'rowcast.cluster': member.key, 'rowcast.objects': plan.create.length + plan.update.length + healing.length }, async (span) => {
-    await Promise.all(
-      [...plan.create, ...plan.update, ...healing].map(async (object) => {
+    // A window of applies at a time, not all of them: a first sync of thousands of objects on each of many
+    // members would otherwise hold every call, its body and its answer at once. The window stays wider than
+    // the member's own concurrency, so the member queue is never what waits.
+    const window = new PQueue({ concurrency: Math.max(APPLY_WINDOW, 4 * member.queue.concurrency) });
+    await window.addAll(
+      [...plan.create, ...plan.update, ...healing].map((object) => async () => {
         const entry = byIdentity.get(identityOf(object));
         if (entry === undefined) return;
         const path = objectPath(object.apiVersion, entry.resource, entry.namespace, object.name);
@@ -438,6 +443,9 @@ export function cacheUserOf(owner: Pick<OwnerIdentity, 'namespace' | 'name'>): s
 export function knownObject(uid: string, object: { apiVersion: string; kind: string; namespace: string | undefined; name: string }): string {
   return `${uid}|${identityOf(object)}`;
 }
+
+/** Applies of one member's sync in flight at once (at least; see syncMember). */
+const APPLY_WINDOW = 64;
 
 /** Past this many creates in one collection, one metadata list is cheaper than a GET each. */
 const listThreshold = 20;
