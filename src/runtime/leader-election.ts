@@ -95,7 +95,7 @@ export class LeaderElector {
   readonly fence: Fence = (dqrKey) => {
     if (this.leading && performance.now() - this.renewedAt < this.options.renewDeadlineMs) return;
     this.lose(`not renewed for ${Math.round(performance.now() - this.renewedAt)} ms`);
-    throw new FencedError(`not the leader (Lease ${this.options.namespace}/${this.options.name}): nothing more is written for ${dqrKey}`);
+    throw new FencedError(`this replica no longer holds Lease ${this.options.namespace}/${this.options.name}: nothing more is written for ${dqrKey}`);
   };
 
   /** Resolves once this replica leads; never, if the signal aborts first (then it rejects). */
@@ -143,7 +143,7 @@ export class LeaderElector {
   private lose(why: string): void {
     if (this.lost.signal.aborted || !this.leading) return;
     this.setLeading(false);
-    this.options.logger.error('lost the leader Lease: stopping at once', { identity: this.options.identity, why });
+    this.options.logger.error('lost the leader Lease: stopping at once', { lease: `${this.options.namespace}/${this.options.name}`, identity: this.options.identity, why });
     this.lost.abort(new Error('lost the leader Lease'));
   }
 
