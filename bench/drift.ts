@@ -4,16 +4,12 @@
 // rendered value back; p50 and p99.
 //   node bench/drift.ts [--rows 1000] [--edits 100]
 import { parseArgs } from 'node:util';
-import { Watch } from '@kubernetes/client-node';
 import pg from 'pg';
 import { API_VERSION, DATABASE_QUERY_RESOURCE } from '../src/api/index.ts';
-import { MemberKubeConfig } from '../src/clusters/index.ts';
-import { parseControllerOptions } from '../src/config/index.ts';
-import { HubController } from '../src/hub/index.ts';
-import { Metrics, SecretScrubber, createLogger } from '../src/telemetry/index.ts';
+import type { HubController } from '../src/hub/index.ts';
 import { startControlPlane } from '../test/harness/control-plane.ts';
 import { adminRequest } from '../test/harness/kube-apiserver.ts';
-import { post, registerFleet } from './fleet.ts';
+import { post, registerFleet, startBenchController, watchConfigMaps, type ConfigMapWatch } from './fleet.ts';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000' }, edits: { type: 'string', default: '100' } } });
 const rows = Number(values.rows);
@@ -25,16 +21,12 @@ const [member] = members;
 if (member === undefined) throw new Error('no member');
 const admin = new pg.Client({ host: postgres.host, port: postgres.port, user: postgres.user, password: postgres.password, database: 'postgres' });
 let controller: HubController | undefined;
-let abort: AbortController | undefined;
+let watch: ConfigMapWatch | undefined;
 try {
   await admin.connect();
   await admin.query(`CREATE TABLE items AS SELECT g AS id, 'rendered' AS v FROM generate_series(1, ${rows}) g`);
   await registerFleet(plane.state, namespace, { qps: 1000, burst: 2000, concurrency: 32 });
-  const parsed = parseControllerOptions(['--namespace', namespace], {});
-  if (!parsed.ok) throw new Error('options');
-  const scrubber = new SecretScrubber();
-  controller = new HubController({ options: parsed.options, logger: createLogger({ level: 'error', scrubber }), scrubber, metrics: new Metrics(), hubKubeconfig: hub.kubeconfig });
-  await controller.start();
+  controller = await startBenchController(hub, namespace);
   await post(hub, `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}`, {
     apiVersion: API_VERSION,
     kind: DATABASE_QUERY_RESOURCE.kind,
@@ -48,20 +40,9 @@ try {
     },
   });
 
-  const seen = new Map<string, string>();
-  const waiters: (() => void)[] = [];
-  abort = await new Watch(new MemberKubeConfig(member.kubeconfig, { requestTimeoutMs: 30_000 })).watch(
-    `/api/v1/namespaces/${namespace}/configmaps`,
-    {},
-    (_type, object: { metadata?: { name?: string }; data?: Record<string, string> }) => {
-      seen.set(object.metadata?.name ?? '', object.data?.['v'] ?? '');
-      for (const wake of waiters.splice(0)) wake();
-    },
-    () => undefined,
-  );
-  const until = async (check: () => boolean): Promise<void> => {
-    while (!check()) await new Promise<void>((resolve) => waiters.push(resolve));
-  };
+  watch = await watchConfigMaps([member], namespace);
+  const seen = watch.seen[0] ?? new Map<string, string>();
+  const until = watch.until;
   await until(() => seen.get(`item-${rows}`) === 'rendered');
   // Past the first sync's own events.
   await new Promise((resolve) => setTimeout(resolve, 3000));
@@ -79,7 +60,7 @@ try {
   const q = (p: number): string => (latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0).toFixed(0);
   process.stdout.write(`drift: ${values.edits} edits of a rendered field, each on another of ${rows} objects, edit → healed: p50 ${q(0.5)} ms, p90 ${q(0.9)} ms, p99 ${q(0.99)} ms, max ${q(1)} ms\n`);
 } finally {
-  abort?.abort();
+  watch?.stop();
   await controller?.stop();
   await admin.end().catch(() => undefined);
   await plane.stop();

@@ -1,6 +1,12 @@
 // What the cluster-side benches share: a hub namespace holding one
-// ClusterTarget (and kubeconfig Secret) per member and the database Secret.
+// ClusterTarget (and kubeconfig Secret) per member and the database Secret, a
+// controller in the bench's process, and a watch on the members' ConfigMaps.
+import { Watch } from '@kubernetes/client-node';
 import { API_VERSION, CLUSTER_TARGET, type RateLimit } from '../src/api/index.ts';
+import { MemberKubeConfig } from '../src/clusters/index.ts';
+import { parseControllerOptions } from '../src/config/index.ts';
+import { HubController } from '../src/hub/index.ts';
+import { Metrics, SecretScrubber, createLogger } from '../src/telemetry/index.ts';
 import type { HarnessState } from '../test/harness/control-plane.ts';
 import { adminRequest, type ClusterInfo } from '../test/harness/kube-apiserver.ts';
 
@@ -27,4 +33,50 @@ export async function registerFleet(state: HarnessState, namespace: string, rate
     metadata: { name: 'db', labels: { 'rowcast.dev/watch': 'true' } },
     stringData: { host: postgres.host, port: String(postgres.port), username: postgres.user, password: postgres.password, dbname: 'postgres', sslmode: 'disable' },
   });
+}
+
+/** A controller in this process, watching only `namespace`, quiet but for errors. */
+export async function startBenchController(hub: ClusterInfo, namespace: string, flags: readonly string[] = []): Promise<HubController> {
+  const parsed = parseControllerOptions(['--namespace', namespace, ...flags], {});
+  if (!parsed.ok) throw new Error(parsed.help ? 'help' : parsed.error);
+  const scrubber = new SecretScrubber();
+  const controller = new HubController({ options: parsed.options, logger: createLogger({ level: 'error', scrubber }), scrubber, metrics: new Metrics(), hubKubeconfig: hub.kubeconfig });
+  await controller.start();
+  return controller;
+}
+
+/** Each member's ConfigMaps in `namespace`, watched: `seen[i]` holds data.v by name, as member i has it now. */
+export interface ConfigMapWatch {
+  seen: Map<string, string>[];
+  /** Resolves once `check` holds, tried again at every event. */
+  until: (check: () => boolean) => Promise<void>;
+  stop: () => void;
+}
+
+export async function watchConfigMaps(members: readonly ClusterInfo[], namespace: string): Promise<ConfigMapWatch> {
+  const seen = members.map(() => new Map<string, string>());
+  const waiters: (() => void)[] = [];
+  const aborts: AbortController[] = [];
+  for (const [i, member] of members.entries()) {
+    aborts.push(
+      await new Watch(new MemberKubeConfig(member.kubeconfig, { requestTimeoutMs: 30_000 })).watch(
+        `/api/v1/namespaces/${namespace}/configmaps`,
+        {},
+        (_type, object: { metadata?: { name?: string }; data?: Record<string, string> }) => {
+          seen[i]?.set(object.metadata?.name ?? '', object.data?.['v'] ?? '');
+          for (const wake of waiters.splice(0)) wake();
+        },
+        () => undefined,
+      ),
+    );
+  }
+  return {
+    seen,
+    until: async (check) => {
+      while (!check()) await new Promise<void>((resolve) => waiters.push(resolve));
+    },
+    stop: () => {
+      for (const abort of aborts) abort.abort();
+    },
+  };
 }

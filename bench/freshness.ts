@@ -3,15 +3,11 @@
 // queries timestamp mode sends at rest.
 //   node bench/freshness.ts [--rows 1000] [--updates 200] [--rest 30s]
 import { parseArgs } from 'node:util';
-import { Watch } from '@kubernetes/client-node';
 import pg from 'pg';
 import { API_VERSION, DATABASE_QUERY_RESOURCE, parseGoDuration } from '../src/api/index.ts';
-import { MemberKubeConfig } from '../src/clusters/index.ts';
-import { parseControllerOptions } from '../src/config/index.ts';
-import { HubController } from '../src/hub/index.ts';
-import { Metrics, SecretScrubber, createLogger } from '../src/telemetry/index.ts';
+import type { HubController } from '../src/hub/index.ts';
 import { startControlPlane } from '../test/harness/control-plane.ts';
-import { post, registerFleet } from './fleet.ts';
+import { post, registerFleet, startBenchController, watchConfigMaps, type ConfigMapWatch } from './fleet.ts';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000' }, updates: { type: 'string', default: '200' }, rest: { type: 'string', default: '30s' } } });
 const namespace = 'bench';
@@ -20,7 +16,7 @@ const plane = await startControlPlane({ members: 2, log: (l) => process.stderr.w
 const { hub, members, postgres } = plane.state;
 const admin = new pg.Client({ host: postgres.host, port: postgres.port, user: postgres.user, password: postgres.password, database: 'postgres' });
 let controller: HubController | undefined;
-const aborts: AbortController[] = [];
+let watch: ConfigMapWatch | undefined;
 try {
   await admin.connect();
   await admin.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
@@ -29,11 +25,7 @@ try {
     CREATE FUNCTION items_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('items', ''); RETURN NULL; END $$;
     CREATE TRIGGER items_changed AFTER INSERT OR UPDATE OR DELETE ON items FOR EACH STATEMENT EXECUTE FUNCTION items_notify();`);
   await registerFleet(plane.state, namespace, { qps: 1000, burst: 2000, concurrency: 32 });
-  const parsed = parseControllerOptions(['--namespace', namespace, '--full-sync-interval', '1h'], {});
-  if (!parsed.ok) throw new Error('options');
-  const scrubber = new SecretScrubber();
-  controller = new HubController({ options: parsed.options, logger: createLogger({ level: 'error', scrubber }), scrubber, metrics: new Metrics(), hubKubeconfig: hub.kubeconfig });
-  await controller.start();
+  controller = await startBenchController(hub, namespace, ['--full-sync-interval', '1h']);
   const dqr = (name: string, changeDetection: Record<string, unknown>): Record<string, unknown> => ({
     apiVersion: API_VERSION,
     kind: DATABASE_QUERY_RESOURCE.kind,
@@ -50,23 +42,8 @@ try {
   await post(hub, `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}`, dqr('notified', { mode: 'notify', channel: 'items' }));
 
   // Each member's ConfigMaps, watched: the moment a value arrives is the moment it is applied there.
-  const seen = members.map(() => new Map<string, string>());
-  const waiters: (() => void)[] = [];
-  for (const [i, member] of members.entries()) {
-    const abort = await new Watch(new MemberKubeConfig(member.kubeconfig, { requestTimeoutMs: 30_000 })).watch(
-      `/api/v1/namespaces/${namespace}/configmaps`,
-      {},
-      (_type, object: { metadata?: { name?: string }; data?: Record<string, string> }) => {
-        seen[i]?.set(object.metadata?.name ?? '', object.data?.['v'] ?? '');
-        for (const wake of waiters.splice(0)) wake();
-      },
-      () => undefined,
-    );
-    aborts.push(abort);
-  }
-  const until = async (check: () => boolean): Promise<void> => {
-    while (!check()) await new Promise<void>((resolve) => waiters.push(resolve));
-  };
+  watch = await watchConfigMaps(members, namespace);
+  const { seen, until } = watch;
   await until(() => seen.every((m) => m.get(`notified-${values.rows}`) === 'v0'));
 
   const latencies: number[] = [];
@@ -95,7 +72,7 @@ try {
     `timestamp mode at rest (poll 5s) over ${values.rest}: ${calls(/max\(/)} max() probes (${perHour(calls(/max\(/))}/hour), ${calls(/stamped \*\//)} main queries (${perHour(calls(/stamped \*\//))}/hour)\n`,
   );
 } finally {
-  for (const abort of aborts) abort.abort();
+  watch?.stop();
   await controller?.stop();
   await admin.end().catch(() => undefined);
   await plane.stop();

@@ -5,16 +5,12 @@
 // each.
 //   node bench/frozen-member.ts [--rows 1000] [--updates 100]
 import { parseArgs } from 'node:util';
-import { Watch } from '@kubernetes/client-node';
 import pg from 'pg';
 import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE } from '../src/api/index.ts';
-import { MemberKubeConfig } from '../src/clusters/index.ts';
-import { parseControllerOptions } from '../src/config/index.ts';
-import { HubController } from '../src/hub/index.ts';
-import { Metrics, SecretScrubber, createLogger } from '../src/telemetry/index.ts';
+import type { HubController } from '../src/hub/index.ts';
 import { startControlPlane } from '../test/harness/control-plane.ts';
 import { startApiserver } from '../test/harness/kube-apiserver.ts';
-import { post, registerFleet } from './fleet.ts';
+import { post, registerFleet, startBenchController, watchConfigMaps, type ConfigMapWatch } from './fleet.ts';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000' }, updates: { type: 'string', default: '100' } } });
 const rows = Number(values.rows);
@@ -25,7 +21,7 @@ const { hub, members, postgres } = plane.state;
 const third = await startApiserver(plane.state.binaries.kubeApiserver, 'third', plane.state.runDir, plane.state.etcdUrl);
 const admin = new pg.Client({ host: postgres.host, port: postgres.port, user: postgres.user, password: postgres.password, database: 'postgres' });
 let controller: HubController | undefined;
-const aborts: AbortController[] = [];
+let watch: ConfigMapWatch | undefined;
 try {
   await admin.connect();
   await admin.query(`CREATE TABLE items AS SELECT g AS id, 'v0' AS v FROM generate_series(1, ${rows}) g`);
@@ -41,11 +37,7 @@ try {
     metadata: { name: 'third' },
     spec: { kubeconfigSecretRef: { name: 'third', key: 'kubeconfig' }, rateLimit: { qps: 1000, burst: 2000, concurrency: 32 } },
   });
-  const parsed = parseControllerOptions(['--namespace', namespace, '--full-sync-interval', '1h'], {});
-  if (!parsed.ok) throw new Error('options');
-  const scrubber = new SecretScrubber();
-  controller = new HubController({ options: parsed.options, logger: createLogger({ level: 'error', scrubber }), scrubber, metrics: new Metrics(), hubKubeconfig: hub.kubeconfig });
-  await controller.start();
+  controller = await startBenchController(hub, namespace, ['--full-sync-interval', '1h']);
   await post(hub, `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}`, {
     apiVersion: API_VERSION,
     kind: DATABASE_QUERY_RESOURCE.kind,
@@ -60,24 +52,8 @@ try {
     },
   });
 
-  const watched = [...members, third.info];
-  const seen = watched.map(() => new Map<string, string>());
-  const waiters: (() => void)[] = [];
-  for (const [i, member] of watched.entries()) {
-    const abort = await new Watch(new MemberKubeConfig(member.kubeconfig, { requestTimeoutMs: 30_000 })).watch(
-      `/api/v1/namespaces/${namespace}/configmaps`,
-      {},
-      (_type, object: { metadata?: { name?: string }; data?: Record<string, string> }) => {
-        seen[i]?.set(object.metadata?.name ?? '', object.data?.['v'] ?? '');
-        for (const wake of waiters.splice(0)) wake();
-      },
-      () => undefined,
-    );
-    aborts.push(abort);
-  }
-  const until = async (check: () => boolean): Promise<void> => {
-    while (!check()) await new Promise<void>((resolve) => waiters.push(resolve));
-  };
+  watch = await watchConfigMaps([...members, third.info], namespace);
+  const { seen, until } = watch;
   await until(() => seen.every((m) => m.get(`item-${rows}`) === 'v0'));
   const healthy = seen.slice(0, members.length);
 
@@ -104,7 +80,7 @@ try {
   process.stdout.write(`${values.updates} single-row updates of a ${rows}-row DQR on 3 members, commit → applied on the two harness members:\n  ${allHealthy}\n  ${frozen}\n`);
 } finally {
   third.process.thaw();
-  for (const abort of aborts) abort.abort();
+  watch?.stop();
   await controller?.stop();
   await admin.end().catch(() => undefined);
   await third.process.stop();
