@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { before, test } from 'node:test';
 import { ANNOTATIONS, API_VERSION, CLUSTER_TARGET } from '../src/api/index.ts';
-import { adminRequest, startApiserver, type RunningApiserver } from './harness/kube-apiserver.ts';
+import { adminRequest, type RunningApiserver } from './harness/kube-apiserver.ts';
 import { expectNoLeaks, openTestEnv, type LeakCount } from './harness/test-env.ts';
+import { startAuditedMember } from './helpers/audited-member.ts';
 import { applyHub, condition, dqrStatus, eventually, putDatabaseSecret, putDqr, putSecret, startController, type RunningController } from './helpers/hub-fixture.ts';
 
 // A member of this file's own, with an audit log of every request made to
@@ -16,17 +16,7 @@ let running: RunningController | undefined;
 let baseline: LeakCount | undefined;
 
 before(async () => {
-  const dir = join(env.state.runDir, `audit-${env.namespace}`);
-  await mkdir(dir, { recursive: true });
-  const policy = join(dir, 'policy.yaml');
-  auditLog = join(dir, 'audit.log');
-  await writeFile(policy, ['apiVersion: audit.k8s.io/v1', 'kind: Policy', 'omitStages: ["RequestReceived"]', 'rules:', '  - level: Metadata', ''].join('\n'));
-  audited = await startApiserver(env.state.binaries.kubeApiserver, `cache-${env.namespace}`, env.state.runDir, env.state.etcdUrl, [
-    `--audit-policy-file=${policy}`,
-    `--audit-log-path=${auditLog}`,
-    '--audit-log-format=json',
-  ]);
-  assert.equal((await adminRequest(audited.info, 'POST', '/api/v1/namespaces', { metadata: { name: env.namespace } })).status, 201);
+  ({ apiserver: audited, auditLog } = await startAuditedMember(env, `cache-${env.namespace}`, false));
   await putSecret(env, 'audited-kubeconfig', { kubeconfig: audited.info.kubeconfig });
   await applyHub(env, `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}`, {
     apiVersion: API_VERSION,

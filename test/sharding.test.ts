@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, SHARDING_LABELS } from '../src/api/index.ts';
 import { MemberApi, MemberKubeConfig } from '../src/clusters/index.ts';
-import { adminRequest, startApiserver, type RunningApiserver } from './harness/kube-apiserver.ts';
+import { adminRequest, type RunningApiserver } from './harness/kube-apiserver.ts';
 import { expectNoLeaks, openTestEnv, type LeakCount } from './harness/test-env.ts';
+import { startAuditedMember } from './helpers/audited-member.ts';
 import { applyHub, eventually, putDatabaseSecret, putDqr, putSecret } from './helpers/hub-fixture.ts';
 
 // Real `rowcast controller --sharding` processes with the default Lease
@@ -186,30 +187,7 @@ function alive(): Replica[] {
 }
 
 before(async () => {
-  const dir = join(env.state.runDir, `audit-${env.namespace}`);
-  await mkdir(dir, { recursive: true });
-  const policy = join(dir, 'policy.yaml');
-  auditLog = join(dir, 'audit.log');
-  await writeFile(
-    policy,
-    [
-      'apiVersion: audit.k8s.io/v1',
-      'kind: Policy',
-      'omitStages: ["RequestReceived"]',
-      'rules:',
-      '  - level: Metadata',
-      '    verbs: ["create", "update", "patch", "delete", "deletecollection"]',
-      `    namespaces: ["${env.namespace}"]`,
-      '  - level: None',
-      '',
-    ].join('\n'),
-  );
-  audited = await startApiserver(env.state.binaries.kubeApiserver, `audited-${env.namespace}`, env.state.runDir, env.state.etcdUrl, [
-    `--audit-policy-file=${policy}`,
-    `--audit-log-path=${auditLog}`,
-    '--audit-log-format=json',
-  ]);
-  assert.equal((await adminRequest(audited.info, 'POST', '/api/v1/namespaces', { metadata: { name: env.namespace } })).status, 201);
+  ({ apiserver: audited, auditLog } = await startAuditedMember(env, `audited-${env.namespace}`, true));
   await putSecret(env, 'audited-kubeconfig', { kubeconfig: audited.info.kubeconfig });
   await applyHub(env, `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}`, {
     apiVersion: API_VERSION,
