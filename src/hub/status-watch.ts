@@ -1,8 +1,9 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import { ANNOTATIONS, OWNER_LABEL, parseDatabaseQueryResource } from '../api/index.ts';
-import { MemberApi, type Member } from '../clusters/index.ts';
+import { MemberApi, type ApiResource, type Member } from '../clusters/index.ts';
 import { bindParams, compileStatusTemplate, updateLedgerStatus, type CompiledStatement } from '../db/index.ts';
-import { SupervisedInformer } from '../runtime/index.ts';
+import { SupervisedInformer, backoffDelay, type BackoffPolicy } from '../runtime/index.ts';
 import { inRootSpan } from '../telemetry/index.ts';
 import { knownObject } from '../sync/index.ts';
 import type { HubContext, StatusWatchRegistry } from './context.ts';
@@ -23,6 +24,8 @@ function keyRow(rowKey: string, columns: readonly string[]): Record<string, unkn
   return {};
 }
 
+const DISCOVERY_BACKOFF: BackoffPolicy = { baseMs: 1000, maxMs: 30_000 };
+
 function objectKeyOf(member: Member, kind: string, object: Watched): string {
   return `${member.key}/${kind}/${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
 }
@@ -37,7 +40,7 @@ function objectKeyOf(member: Member, kind: string, object: Watched): string {
  */
 export class StatusWatches implements StatusWatchRegistry {
   private readonly ctx: HubContext;
-  private readonly informers = new Map<string, SupervisedInformer<Watched>>();
+  private readonly informers = new Map<string, { informer: SupervisedInformer<Watched>; member: Member; apiVersion: string; kind: string }>();
   /** The compiled statusUpdateQueryTemplate of each DQR key, with the uid/generation it was compiled for. */
   private readonly statements = new Map<string, { id: string; statement: CompiledStatement }>();
   /** Key columns of each DQR's rows, learned from its last query. */
@@ -53,12 +56,32 @@ export class StatusWatches implements StatusWatchRegistry {
    */
   private readonly known = new Map<string, Map<string, Set<string>>>();
 
-  /** A sync's objects on one member; a partial one (the member failed) only adds to what was known. */
+  /**
+   * A sync's objects on one member; a partial one (the member failed) only
+   * adds to what was known. An object the sync created may have changed its
+   * status before the sync got here (a member's controller sets it within
+   * milliseconds); that event was passed over as not yet Rowcast's, so the
+   * watched copy of each newly known object is handed over now.
+   */
   recordKnown(dqrKey: string, memberKey: string, objects: readonly string[], complete: boolean): void {
     const perMember = this.known.get(dqrKey) ?? new Map<string, Set<string>>();
     this.known.set(dqrKey, perMember);
-    const previous = complete ? undefined : perMember.get(memberKey);
-    perMember.set(memberKey, new Set([...(previous ?? []), ...objects]));
+    const before = perMember.get(memberKey);
+    const known = new Set([...(complete ? [] : (before ?? [])), ...objects]);
+    perMember.set(memberKey, known);
+    const added = before === undefined ? known : new Set([...known].filter((identity) => !before.has(identity)));
+    if (added.size === 0) return;
+    for (const watch of this.informers.values()) {
+      if (watch.member.key !== memberKey) continue;
+      for (const object of watch.informer.list()) {
+        if (object.status === undefined || !added.has(this.identityOf(watch.apiVersion, watch.kind, object))) continue;
+        this.changed(watch.member, watch.apiVersion, watch.kind, object);
+      }
+    }
+  }
+
+  private identityOf(apiVersion: string, kind: string, object: Watched): string {
+    return knownObject(object.metadata?.uid ?? '', { apiVersion, kind, namespace: object.metadata?.namespace, name: object.metadata?.name ?? '' });
   }
 
   /** A DQR that is gone takes everything remembered for it along. */
@@ -103,10 +126,24 @@ export class StatusWatches implements StatusWatchRegistry {
     const wanted = namespaces.length > 0 ? namespaces : [undefined];
     if (this.stopped || wanted.every((ns) => this.informers.has(keyOf(ns)))) return;
     const epoch = this.memberEpochs.get(member.key) ?? 0;
-    const resource = await member.queue.run(() => member.api.resourceFor(apiVersion, kind));
+    const current = (): boolean => !this.hasStopped() && (this.memberEpochs.get(member.key) ?? 0) === epoch;
+    // Retried here: nothing else would ask again while the DQR's rows stay the same, and a status
+    // change on a member nobody watches is never written back.
+    let resource: ApiResource | undefined;
+    for (let failures = 1; ; failures++) {
+      try {
+        resource = await member.queue.run(() => member.api.resourceFor(apiVersion, kind));
+        break;
+      } catch (error) {
+        if (!current()) return;
+        const retryAfterMs = backoffDelay(DISCOVERY_BACKOFF, failures);
+        this.ctx.logger.warn('status watch not started; retrying', { cluster: member.key, kind, retryAfterMs, error });
+        await sleep(retryAfterMs, undefined, { ref: false });
+      }
+      if (!current()) return;
+    }
     // The hub stopped or the member went while discovery ran (callers do not await this).
-    if (this.hasStopped() || (this.memberEpochs.get(member.key) ?? 0) !== epoch) return;
-    if (resource === undefined) return;
+    if (!current() || resource === undefined) return;
     for (const namespace of resource.namespaced ? wanted : [undefined]) {
       const key = keyOf(namespace);
       if (this.informers.has(key)) continue;
@@ -123,7 +160,7 @@ export class StatusWatches implements StatusWatchRegistry {
           else this.changed(member, apiVersion, kind, object);
         },
       });
-      this.informers.set(key, informer);
+      this.informers.set(key, { informer, member, apiVersion, kind });
       informer.start();
     }
   }
@@ -131,10 +168,10 @@ export class StatusWatches implements StatusWatchRegistry {
   /** A member going away takes its watches with it. */
   async forgetMember(memberKey: string): Promise<void> {
     this.memberEpochs.set(memberKey, (this.memberEpochs.get(memberKey) ?? 0) + 1);
-    for (const [key, informer] of this.informers) {
+    for (const [key, watch] of this.informers) {
       if (!key.startsWith(`${memberKey}|`)) continue;
       this.informers.delete(key);
-      await informer.stop();
+      await watch.informer.stop();
     }
   }
 
@@ -149,7 +186,7 @@ export class StatusWatches implements StatusWatchRegistry {
     this.heldBack.clear();
     const all = [...this.informers.values()];
     this.informers.clear();
-    await Promise.all(all.map((i) => i.stop()));
+    await Promise.all(all.map((watch) => watch.informer.stop()));
   }
 
   /** Compiled once per DQR generation, the latest kept; an invalid template is reported by the DQR reconciler. */
@@ -219,8 +256,7 @@ export class StatusWatches implements StatusWatchRegistry {
     const annotations = object.metadata?.annotations ?? {};
     const dqrKey = this.ownerOf(object);
     if (dqrKey === undefined) return;
-    const identity = knownObject(object.metadata?.uid ?? '', { apiVersion, kind, namespace: object.metadata?.namespace, name: object.metadata?.name ?? '' });
-    if (this.known.get(dqrKey)?.get(member.key)?.has(identity) !== true) return;
+    if (this.known.get(dqrKey)?.get(member.key)?.has(this.identityOf(apiVersion, kind, object)) !== true) return;
     // A replica that lost the Lease writes nothing back: the new leader's own watches see the same change.
     try {
       this.ctx.fence(dqrKey);
