@@ -7,7 +7,9 @@
 //      allowed only its own namespace t-<name>, which the template writes to)
 // For each: RSS before the DQR (idle, nothing to sync), peak RSS during the
 // first sync, RSS and heap once settled; and a bare `node` with the same flags.
-//   node bench/memory.ts [--scenarios a,b,c] [--settle 60s] [--node-options='--max-old-space-size=384 --max-semi-space-size=2'] [--snapshot DIR] [--main app/src/main.js]
+//   node bench/memory.ts [--scenarios a,b,c] [--settle 60s] [--rate-limit 1000/2000/32|default] [--node-options='--max-old-space-size=384 --max-semi-space-size=2'] [--snapshot DIR] [--main app/src/main.js]
+// --profile-at 30s prints where the live heap was allocated 30 s into the
+// first sync, by V8's sampling heap profiler (bench/heap-profile.ts).
 // --snapshot writes heap snapshots of each controller into DIR/<scenario>:
 // idle.heapsnapshot before the DQR, settled.heapsnapshot after the sync. Writing
 // one leaves ~100 MiB of malloc'd memory resident: take the RSS figures from a
@@ -23,6 +25,7 @@ import { startControlPlane } from '../test/harness/control-plane.ts';
 import { adminRequest, type ClusterInfo } from '../test/harness/kube-apiserver.ts';
 import { freePort, waitFor } from '../test/harness/ports.ts';
 import { post } from './fleet.ts';
+import { startHeapSampling, type HeapSampler } from './heap-profile.ts';
 
 const { values } = parseArgs({
   options: {
@@ -33,9 +36,15 @@ const { values } = parseArgs({
     snapshot: { type: 'string' },
     // The image's compiled JavaScript instead (e.g. the src/ that scripts/image.ts compiles, next to a node_modules).
     main: { type: 'string' },
+    // Each ClusterTarget's spec.rateLimit, qps/burst/concurrency; 'default' leaves it unset.
+    'rate-limit': { type: 'string', default: '1000/2000/32' },
+    // Print where the live heap was allocated this long into the first sync (sampling heap profiler).
+    'profile-at': { type: 'string' },
   },
 });
 const settleMs = parseGoDuration(values.settle);
+const rateLimit = values['rate-limit'] === 'default' ? undefined : (([qps, burst, concurrency]) => ({ qps, burst, concurrency }))(values['rate-limit'].split('/').map(Number));
+const profileAtMs = values['profile-at'] === undefined ? undefined : parseGoDuration(values['profile-at']);
 const nodeOptions = values['node-options'];
 const main = values.main ?? join(import.meta.dirname, '..', 'src', 'main.ts');
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
@@ -172,7 +181,7 @@ try {
         metadata: { name },
         spec: {
           kubeconfigSecretRef: { name: member === m1 ? 'member-1' : 'member-2', key: 'kubeconfig' },
-          rateLimit: { qps: 1000, burst: 2000, concurrency: 32 },
+          ...(rateLimit === undefined ? {} : { rateLimit }),
           ...(scenario.ownNamespaces ? { allowedNamespaces: [memberNamespace] } : {}),
         },
       });
@@ -181,7 +190,8 @@ try {
     const port = await freePort();
     const snapshotDir = values.snapshot === undefined ? undefined : join(values.snapshot, scenario.name);
     if (snapshotDir !== undefined) await mkdir(snapshotDir, { recursive: true });
-    const flags = snapshotDir === undefined ? nodeOptions : `${nodeOptions} --heapsnapshot-signal=SIGUSR2`;
+    const inspectPort = profileAtMs === undefined ? undefined : await freePort();
+    const flags = [nodeOptions, snapshotDir === undefined ? '' : '--heapsnapshot-signal=SIGUSR2', inspectPort === undefined ? '' : `--inspect=127.0.0.1:${inspectPort}`].join(' ');
     controller = spawn(process.execPath, [main, 'controller', '--kubeconfig', hub.kubeconfigPath, '--namespace', namespace, '--metrics-bind-address', `127.0.0.1:${port}`, '--log-level', 'warn'], {
       env: { ...process.env, NODE_OPTIONS: flags },
       cwd: snapshotDir ?? process.cwd(),
@@ -192,6 +202,7 @@ try {
     await waitFor('the controller', async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, 60_000, 200);
     await sleep(5000);
     const before = await rss(pid);
+    const sampler: HeapSampler | undefined = inspectPort === undefined ? undefined : await startHeapSampling(inspectPort);
     if (snapshotDir !== undefined) await heapSnapshot(controller, snapshotDir, 'idle');
 
     const objects = scenario.rows * scenario.targets.size;
@@ -223,6 +234,7 @@ try {
     let heapPeak = 0;
     let peakSeen = 0;
     let applied = 0;
+    let profiled = false;
     for (;;) {
       if (controller.exitCode !== null || controller.signalCode !== null) {
         // Out of heap, typically: V8's FATAL ERROR is on stderr above.
@@ -237,6 +249,10 @@ try {
       } catch (error) {
         // A controller busy for seconds lets its keep-alive connection lapse: the next scrape meets a reset.
         log(`scenario ${scenario.name}: ${String(error)}; retrying`);
+      }
+      if (sampler !== undefined && profileAtMs !== undefined && performance.now() - started >= profileAtMs && !profiled) {
+        profiled = true;
+        log(`scenario ${scenario.name}, ${values['profile-at']} into the first sync:\n${await sampler.summary()}`);
       }
       if (applied >= objects) break;
       if (performance.now() - started > 1_800_000) throw new Error(`scenario ${scenario.name}: ${applied} of ${objects} applied after 30 minutes`);
@@ -253,6 +269,7 @@ try {
     const external = sample(text, 'nodejs_external_memory_bytes');
     const mappings = await residentByMapping(pid);
     if (snapshotDir !== undefined) await heapSnapshot(controller, snapshotDir, 'settled');
+    sampler?.close();
     controller.kill('SIGTERM');
     await once(controller, 'exit');
     controller = undefined;

@@ -298,6 +298,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
             previousKeyColumns,
             ...(writeBackColumns === undefined ? {} : { keepColumns: writeBackColumns }),
             batchSize: ctx.options.batchSize,
+            previous: ctx.work.get(key)?.snapshot?.rendered,
             signal,
           });
           inner.setAttributes({ 'rowcast.rows': done.rowCount, 'rowcast.failures': done.failures.length });

@@ -70,23 +70,22 @@ export interface OwnerStamp {
   readonly ref: string;
 }
 
-let last: { owner: OwnerIdentity; hubId: string; namespace: string; name: string; uid: string; target: string; stamp: OwnerStamp } | undefined;
+/** By owner and target: a DQR's rows render for each of its clusters in turn, so one entry would always miss. */
+const stamps = new Map<string, OwnerStamp>();
+const MAX_STAMPS = 4096;
 
-/** The owner's label and annotation values, remembered for the next row of the same owner. */
+/**
+ * The owner's label and annotation values, shared by every object rendered
+ * for the same owner and target (computed per object, they were 300 bytes
+ * of each rendered object kept in a snapshot).
+ */
 export function ownerStamp(owner: OwnerIdentity): OwnerStamp {
-  // Compare the fields, not only the object: a caller may reuse and mutate it.
-  if (
-    last?.owner === owner &&
-    last.hubId === owner.hubId &&
-    last.namespace === owner.namespace &&
-    last.name === owner.name &&
-    last.uid === owner.uid &&
-    last.target === owner.target
-  ) {
-    return last.stamp;
-  }
+  const key = JSON.stringify([owner.hubId, owner.namespace, owner.name, owner.uid, owner.target]);
+  const known = stamps.get(key);
+  if (known !== undefined) return known;
   const stamp = { label: ownerLabelValue(owner), ref: ownerRefValue(owner) };
-  last = { owner, hubId: owner.hubId, namespace: owner.namespace, name: owner.name, uid: owner.uid, target: owner.target, stamp };
+  if (stamps.size >= MAX_STAMPS) stamps.clear();
+  stamps.set(key, stamp);
   return stamp;
 }
 

@@ -45,13 +45,16 @@ export class CompiledTemplate {
   readonly source: string;
   /** What the template names literally (literalKinds): the default of spec.allowedKinds. */
   readonly literalKinds: ReadonlySet<string>;
+  /** It calls `now`: the same row renders differently from one sync to the next. */
+  readonly readsClock: boolean;
   /** Template path of every lookup, by its start `line:column`, to name a missing field. */
   readonly #paths: ReadonlyMap<string, string>;
   readonly #render: Render;
 
-  constructor(source: string, render: Render, paths: ReadonlyMap<string, string>) {
+  constructor(source: string, render: Render, paths: ReadonlyMap<string, string>, helpers: ReadonlySet<string> = new Set()) {
     this.source = source;
     this.literalKinds = literalKinds(source);
+    this.readsClock = helpers.has('now');
     this.#render = render;
     this.#paths = paths;
   }
@@ -128,7 +131,7 @@ export function compileTemplate(source: string): CompiledTemplate {
     // Handlebars compiles lazily on the first render; force it here so every
     // template error surfaces now, once per template, not once per row.
     render._setup({});
-    return new CompiledTemplate(source, render, paths);
+    return new CompiledTemplate(source, render, paths, helpers);
   } catch (error) {
     throw templateError(error);
   }

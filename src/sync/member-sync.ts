@@ -261,70 +261,81 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
   const listedVersions = input.healAll === true ? new Map(owned.map((o) => [identityOf(o), o.resourceVersion])) : undefined;
   const heals = new Set(healing);
   await inBatchSpan('rowcast.apply_batch', { 'rowcast.cluster': member.key, 'rowcast.objects': plan.create.length + plan.update.length + healing.length }, async (span) => {
-    // A window of applies at a time, not all of them: a first sync of thousands of objects on each of many
-    // members would otherwise hold every call, its body and its answer at once. The window stays wider than
-    // the member's own concurrency, so the member queue is never what waits.
-    const window = new PQueue({ concurrency: Math.max(APPLY_WINDOW, 4 * member.queue.concurrency) });
-    await window.addAll(
-      [...plan.create, ...plan.update, ...healing].map((object) => async () => {
-        const entry = byIdentity.get(identityOf(object));
-        if (entry === undefined) return;
-        const path = objectPath(object.apiVersion, entry.resource, entry.namespace, object.name);
-        try {
-          // Not listed as ours yet there: someone else owns it. Report, never take.
-          const marks = foreign.get(identityOf(object));
-          if (marks !== undefined) {
-            const holder = holderOf(marks);
-            fail(object, 'metadata.name', `${describeObject(object)} already exists on cluster ${member.name} and ${holder}; left untouched`, true);
-            return;
-          }
-          const isCreate = creates.has(identityOf(object));
-          if (input.dryRun === true) {
-            const live = isCreate ? undefined : await run((s) => member.api.get(path, s));
-            const body = isCreate ? (entry.createBody ?? entry.body) : entry.createBody === undefined ? entry.body : withValuesFrom(entry.body, live, object.ignoredPointers ?? []);
-            const planned = await run((s) => member.api.apply(body, path, input.fieldManager, { signal: s, dryRun: true }));
-            result.planned.push({ action: isCreate ? 'create' : 'update', object, live, planned });
-            return;
-          }
-          const body = await bodyToApply(entry, object, isCreate, (s) => member.api.get(path, s), run);
-          const healed = heals.has(object);
-          // The cache tells this apply's own watch events from anyone else's (drift) by what it returns.
-          const done = member.cache?.beginApply(object, input.fieldManager);
-          let applied: Record<string, unknown>;
-          try {
-            applied = await run((s) => member.api.apply(body, path, input.fieldManager, { signal: s, beforeSend: input.fence, ...(healed ? { force: true } : {}) }));
-          } catch (error) {
-            done?.(undefined);
-            throw error;
-          }
-          done?.(applied);
-          const uid = (applied['metadata'] as { uid?: unknown } | undefined)?.uid;
-          if (typeof uid === 'string') result.known.push(knownObject(uid, object));
-          if (healed) {
-            result.healed.push(object);
-            // Its resourceVersion moved: the object was not as rendered, whatever event was missed.
-            const version = (applied['metadata'] as { resourceVersion?: unknown } | undefined)?.resourceVersion;
-            if (listedVersions !== undefined && version !== listedVersions.get(identityOf(object))) result.corrected.push(object);
-            return;
-          }
-          result.applied++;
-          result.appliedObjects.push(object);
-          if (isCreate) created++;
-        } catch (error) {
-          if (error instanceof FencedError) throw error;
-          const failure = describeApiError(error);
-          const field = failedField(failure, entry.body);
-          if (isMemberFailure(failure)) {
-            unavailable ??= failure.message;
-            fail(object, field, `apply of ${describeObject(object)} failed: ${failure.message}`);
-          } else if (failure.kind === 'conflict') {
-            fail(object, field, `${describeObject(object)}: fields managed by another manager: ${failure.message}`, true);
-          } else {
-            fail(object, field, `${describeObject(object)} was refused: ${failure.message}`);
-          }
+    // A window of applies at a time, fed one task at a time as room frees up: a first sync of thousands of
+    // objects on each of many members would otherwise hold every call, its closure, body and answer at once
+    // (100 members of 1,000 objects: 80 MiB of queued tasks alone). Twice the member's own concurrency keeps
+    // its queue busy; more only waits there, holding memory.
+    const window = new PQueue({ concurrency: Math.max(APPLY_WINDOW, 2 * member.queue.concurrency) });
+    let thrown: { error: unknown } | undefined;
+    const applyOne = async (object: DesiredObject): Promise<void> => {
+      const entry = byIdentity.get(identityOf(object));
+      if (entry === undefined) return;
+      const path = objectPath(object.apiVersion, entry.resource, entry.namespace, object.name);
+      try {
+        // Not listed as ours yet there: someone else owns it. Report, never take.
+        const marks = foreign.get(identityOf(object));
+        if (marks !== undefined) {
+          const holder = holderOf(marks);
+          fail(object, 'metadata.name', `${describeObject(object)} already exists on cluster ${member.name} and ${holder}; left untouched`, true);
+          return;
         }
-      }),
-    );
+        const isCreate = creates.has(identityOf(object));
+        if (input.dryRun === true) {
+          const live = isCreate ? undefined : await run((s) => member.api.get(path, s));
+          const body = isCreate ? (entry.createBody ?? entry.body) : entry.createBody === undefined ? entry.body : withValuesFrom(entry.body, live, object.ignoredPointers ?? []);
+          const planned = await run((s) => member.api.apply(body, path, input.fieldManager, { signal: s, dryRun: true }));
+          result.planned.push({ action: isCreate ? 'create' : 'update', object, live, planned });
+          return;
+        }
+        const body = await bodyToApply(entry, object, isCreate, (s) => member.api.get(path, s), run);
+        const healed = heals.has(object);
+        // The cache tells this apply's own watch events from anyone else's (drift) by what it returns.
+        const done = member.cache?.beginApply(object, input.fieldManager);
+        let applied: Record<string, unknown>;
+        try {
+          applied = await run((s) => member.api.apply(body, path, input.fieldManager, { signal: s, beforeSend: input.fence, ...(healed ? { force: true } : {}) }));
+        } catch (error) {
+          done?.(undefined);
+          throw error;
+        }
+        done?.(applied);
+        const uid = (applied['metadata'] as { uid?: unknown } | undefined)?.uid;
+        if (typeof uid === 'string') result.known.push(knownObject(uid, object));
+        if (healed) {
+          result.healed.push(object);
+          // Its resourceVersion moved: the object was not as rendered, whatever event was missed.
+          const version = (applied['metadata'] as { resourceVersion?: unknown } | undefined)?.resourceVersion;
+          if (listedVersions !== undefined && version !== listedVersions.get(identityOf(object))) result.corrected.push(object);
+          return;
+        }
+        result.applied++;
+        result.appliedObjects.push(object);
+        if (isCreate) created++;
+      } catch (error) {
+        if (error instanceof FencedError) throw error;
+        const failure = describeApiError(error);
+        const field = failedField(failure, entry.body);
+        if (isMemberFailure(failure)) {
+          unavailable ??= failure.message;
+          fail(object, field, `apply of ${describeObject(object)} failed: ${failure.message}`);
+        } else if (failure.kind === 'conflict') {
+          fail(object, field, `${describeObject(object)}: fields managed by another manager: ${failure.message}`, true);
+        } else {
+          fail(object, field, `${describeObject(object)} was refused: ${failure.message}`);
+        }
+      }
+    };
+    for (const object of [...plan.create, ...plan.update, ...healing]) {
+      await window.onSizeLessThan(window.concurrency);
+      if (thrown !== undefined) break;
+      window.add(() => applyOne(object)).catch((error: unknown) => {
+        // A member's answers fail only their row; what gets here (a FencedError) ends the sync: nothing more is sent.
+        thrown ??= { error };
+        window.clear();
+      });
+    }
+    await window.onIdle();
+    if (thrown !== undefined) throw thrown.error;
     span.setAttributes({ 'rowcast.applied': result.applied, 'rowcast.queue_wait_total_ms': Math.round(waits.total), 'rowcast.queue_wait_max_ms': Math.round(waits.max) });
   });
   // A row refused here (its new object in a namespace the member lacks, a
@@ -445,7 +456,7 @@ export function knownObject(uid: string, object: { apiVersion: string; kind: str
 }
 
 /** Applies of one member's sync in flight at once (at least; see syncMember). */
-const APPLY_WINDOW = 64;
+const APPLY_WINDOW = 16;
 
 /** Past this many creates in one collection, one metadata list is cheaper than a GET each. */
 const listThreshold = 20;
