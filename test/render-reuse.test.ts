@@ -52,12 +52,12 @@ test('a poll whose rows, DQR and clusters are unchanged takes the last rendering
     await env.sql("UPDATE reuse SET plan = 'team' WHERE id = 2");
     const changed = await render(again);
     assert.notEqual(changed.desired, first.desired);
-    assert.deepEqual(changed.desired.get('apps/west')?.[1]?.body['data'], { plan: 'team', cluster: 'west' });
+    assert.deepEqual(changed.desired.get('apps/west')?.[1]?.body?.['data'], { plan: 'team', cluster: 'west' });
 
     const grown = await render(changed, { clusters: [...clusters, { key: 'apps/north', name: 'north', labels: {} }] });
     assert.equal(grown.desired.get('apps/east'), changed.desired.get('apps/east'), 'a cluster joining renders alone: the others are taken as they were');
     assert.deepEqual(
-      grown.desired.get('apps/north')?.map((o) => o.body['data']),
+      grown.desired.get('apps/north')?.map((o) => o.body?.['data']),
       [
         { plan: 'free', cluster: 'north' },
         { plan: 'team', cluster: 'north' },
@@ -70,6 +70,12 @@ test('a poll whose rows, DQR and clusters are unchanged takes the last rendering
     assert.equal(relabelled.desired.get('apps/east'), changed.desired.get('apps/east'));
     const dqrLabelled = await render(relabelled, { dqr: dqr(template, { team: 'a' }) });
     assert.notEqual(dqrLabelled.desired, relabelled.desired, "the DQR's labels are template input");
+
+    const lean = await render(undefined, { keepBodies: false });
+    const east = lean.desired.get('apps/east')?.[0];
+    assert.equal(east?.body, undefined, "the controller's snapshot keeps no bodies");
+    assert.equal(east?.hash, first.desired.get('apps/east')?.[0]?.hash);
+    assert.deepEqual(lean.rerender('1', 'apps/east')?.[0]?.body, first.desired.get('apps/east')?.[0]?.body, 'a member renders the row again for the body it applies');
 
     const clockTemplate = `${template}  at: {{quote (now)}}\n`;
     const clocked = await render(undefined, { template: compileTemplate(clockTemplate), dqr: dqr(clockTemplate) });

@@ -299,6 +299,7 @@ export async function reconcileDqr(ctx: HubContext, key: string, signal: AbortSi
             ...(writeBackColumns === undefined ? {} : { keepColumns: writeBackColumns }),
             batchSize: ctx.options.batchSize,
             previous: ctx.work.get(key)?.snapshot?.rendered,
+            keepBodies: false,
             signal,
           });
           inner.setAttributes({ 'rowcast.rows': done.rowCount, 'rowcast.failures': done.failures.length });

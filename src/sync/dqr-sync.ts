@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { allowedPrunes, type ClusterTarget, type DatabaseQueryResource, type PruneLimit } from '../api/index.ts';
 import type { Member } from '../clusters/index.ts';
 import { DbError, classifyDbError, readRows, writeLedger, type LedgerEntry } from '../db/index.ts';
-import { RowKeyError, allowedKindKey, renderRow, rowKeyOf, type CompiledTemplate, type DqrOwner } from '../render/index.ts';
+import { RowKeyError, allowedKindKey, renderRow, rowKeyOf, type CompiledTemplate, type DqrOwner, type RenderedObject } from '../render/index.ts';
 import type { Fence } from '../runtime/index.ts';
 import { inBatchSpan, inSpan } from '../telemetry/index.ts';
 import { identityOf } from './identity.ts';
@@ -123,6 +123,12 @@ export interface RenderInput {
   batchSize?: number;
   /** The rendering the members have now: taken again, not redone, when nothing it was made from changed. */
   previous?: RenderedRows | undefined;
+  /**
+   * Keep each object's body (rowcast render and plan print them). The
+   * controller does not: it keeps the rows, and a member renders again the
+   * ones it applies (RenderedRows.rerender).
+   */
+  keepBodies?: boolean;
   signal: AbortSignal;
 }
 
@@ -148,6 +154,14 @@ export interface RenderedRows {
   renderKey: string;
   /** By cluster key: its name and labels as rendered (templates read them as `cluster`). */
   clusterKeys: Map<string, string>;
+  /** A row's objects for one cluster, rendered again from the row as read (bodies included). */
+  rerender: (rowKey: string, clusterKey: string) => readonly RenderedObject[] | undefined;
+}
+
+/** A desired object without its bodies: what the controller's snapshot keeps of each. */
+function withoutBodies(object: RenderedObject, rowKey: string): DesiredObject {
+  const { apiVersion, kind, name, namespace, namespaceDefaulted, hash, document, ignoredPointers } = object;
+  return { apiVersion, kind, name, namespace, namespaceDefaulted, hash, document, rowKey, ...(ignoredPointers === undefined ? {} : { ignoredPointers }) };
 }
 
 /**
@@ -210,6 +224,23 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
     },
     { ...(input.batchSize === undefined ? {} : { batchSize: input.batchSize }), signal: input.signal },
   );
+  const keepBodies = input.keepBodies !== false;
+  const rowsByKey = new Map<string, Record<string, unknown>>();
+  const renderFor = (row: Record<string, unknown>, rowKey: string, cluster: RenderCluster): ReturnType<typeof renderRow> =>
+    renderRow(
+      input.template,
+      { row, metadata, cluster: { name: cluster.name, labels: { ...cluster.labels } } },
+      { rowKey, defaultNamespace: namespace, owner: { ...input.owner, target: cluster.key }, ...(allowedKinds === undefined ? {} : { allowedKinds }), ...(ignoreFields.size === 0 ? {} : { ignoreFields }) },
+    );
+  const clustersByKey = new Map(clusters.map((c) => [c.key, c]));
+  const rerender = (rowKey: string, clusterKey: string): readonly RenderedObject[] | undefined => {
+    const row = rowsByKey.get(rowKey);
+    const cluster = clustersByKey.get(clusterKey);
+    if (row === undefined || cluster === undefined) return undefined;
+    const rendered = renderFor(row, rowKey, cluster);
+    return rendered.ok ? rendered.objects : undefined;
+  };
+
   // What every cluster's rendering is made from; the former key columns only matter when they differ.
   const keyColumnsNow = spec.rowKey ?? batches[0]?.columns.slice(0, 1) ?? [];
   const formerColumns = input.previousKeyColumns !== undefined && input.previousKeyColumns.join('\u0000') !== keyColumnsNow.join('\u0000') ? input.previousKeyColumns : null;
@@ -288,15 +319,16 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
         }
         wanted = picked;
       }
+      if (!keepBodies) rowsByKey.set(rowKey, row);
       for (const cluster of rendering) {
         if (wanted !== undefined && !wanted.has(cluster.key)) continue;
-        const rendered = renderRow(
-          input.template,
-          { row, metadata, cluster: { name: cluster.name, labels: { ...cluster.labels } } },
-          { rowKey, defaultNamespace: namespace, owner: { ...input.owner, target: cluster.key }, ...(allowedKinds === undefined ? {} : { allowedKinds }), ...(ignoreFields.size === 0 ? {} : { ignoreFields }) },
-        );
+        const rendered = renderFor(row, rowKey, cluster);
         if (rendered.ok) {
-          desired.get(cluster.key)?.push(...rendered.objects.map((o) => ({ ...o, rowKey })));
+          const objects = desired.get(cluster.key);
+          for (const o of rendered.objects) {
+            if (keepBodies) objects?.push({ ...o, rowKey });
+            else objects?.push(withoutBodies(o, rowKey));
+          }
         } else {
           failedRows.get(cluster.key)?.add(rowKey);
           failures.push({ rowKey, cluster: cluster.key, field: rendered.failure.field, message: rendered.failure.message, conflict: false });
@@ -368,7 +400,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
       }
     }
   }
-  return { rowCount: summary.rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns: keyColumnsSeen, formerKeys, unattributableRows, rowValues, renderKey, clusterKeys };
+  return { rowCount: summary.rowCount, desired, failedRows, failures, unkeyedRows, queryMs, keyColumns: keyColumnsSeen, formerKeys, unattributableRows, rowValues, renderKey, clusterKeys, rerender };
 }
 
 /** What the clusters of one snapshot may still prune together (a count limit bounds the DQR, not each cluster). */
@@ -443,6 +475,7 @@ export async function syncCluster(input: ClusterSyncInput): Promise<ClusterSyncO
       owner,
       fieldManager: `rowcast-${dqr.metadata.namespace ?? 'default'}-${dqr.metadata.name}`.slice(0, 128),
       previousResources: input.previousResources,
+      rerender: (rowKey) => rendered.rerender(rowKey, key),
       ...(rendered.formerKeys === undefined ? {} : { formerKeys: rendered.formerKeys }),
       ...(input.heal === undefined ? {} : { heal: input.heal }),
       ...(input.healAll === true ? { healAll: true } : {}),

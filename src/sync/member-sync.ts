@@ -2,7 +2,7 @@ import PQueue from 'p-queue';
 import { ANNOTATIONS, OWNER_LABEL, allowsMemberNamespace, type ClusterTarget } from '../api/index.ts';
 import { MemberApi, type ApiResource, type CacheScope, type Member } from '../clusters/index.ts';
 import { FencedError, describeApiError, type ApiFailure } from '../runtime/index.ts';
-import { ownerMatcher, withValuesFrom, type OwnerIdentity, type OwnerMatcher } from '../render/index.ts';
+import { ownerMatcher, withValuesFrom, type OwnerIdentity, type OwnerMatcher, type RenderedObject } from '../render/index.ts';
 import { bindToCurrentContext, inBatchSpan } from '../telemetry/index.ts';
 import { describeObject, identityOf } from './identity.ts';
 import { planCluster, type DesiredObject, type LiveObject } from './plan.ts';
@@ -45,6 +45,8 @@ export interface MemberSyncInput {
   healAll?: boolean;
   /** Kinds applied by earlier syncs, listed so that objects of kinds no row renders any more are pruned too. */
   previousResources: readonly ResourceKey[];
+  /** A row's objects for this cluster, rendered again: the bodies of desired objects that carry none. */
+  rerender?: (rowKey: string) => readonly RenderedObject[] | undefined;
   signal: AbortSignal;
 }
 
@@ -92,9 +94,31 @@ interface ResolvedObject {
   object: DesiredObject;
   resource: ApiResource;
   namespace: string | undefined;
+}
+
+interface Bodies {
   body: Record<string, unknown>;
   /** What a create sends when spec.ignoreFields took fields out of body. */
   createBody: Record<string, unknown> | undefined;
+}
+
+/**
+ * What to send for a resolved object: its bodies as rendered, or rendered
+ * again from its row (the snapshot keeps none), the same document of that
+ * row; undefined when the row no longer renders it.
+ */
+function bodiesOf(entry: ResolvedObject, rerender: MemberSyncInput['rerender']): Bodies | undefined {
+  const { object } = entry;
+  let body = object.body;
+  let createBody = object.createBody;
+  if (body === undefined) {
+    const again = rerender?.(object.rowKey)?.find((o) => o.document === object.document && o.name === object.name && o.kind === object.kind);
+    if (again === undefined) return undefined;
+    body = again.body;
+    createBody = again.createBody;
+  }
+  if (!entry.resource.namespaced) return { body: withoutNamespace(body), createBody: createBody === undefined ? undefined : withoutNamespace(createBody) };
+  return { body, createBody };
 }
 
 /** Bodies of cluster-scoped kinds lose the namespace render filled in. */
@@ -197,8 +221,6 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
       continue;
     }
     let namespace = object.namespace;
-    let body = object.body;
-    let createBody = object.createBody;
     if (!resource.namespaced) {
       if (!object.namespaceDefaulted) {
         fail(object, 'metadata.namespace', `${object.kind} is cluster-scoped and takes no namespace`);
@@ -206,8 +228,6 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
         continue;
       }
       namespace = undefined;
-      body = withoutNamespace(body);
-      if (createBody !== undefined) createBody = withoutNamespace(createBody);
     }
     if (!allowsMemberNamespace(target, namespace)) {
       fail(
@@ -220,7 +240,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
       failedHere.add(object.rowKey);
       continue;
     }
-    resolved.push({ object: { ...object, namespace }, resource, namespace, body, createBody });
+    resolved.push({ object: namespace === object.namespace ? object : { ...object, namespace }, resource, namespace });
   }
 
   const owner = ownerMatcher(input.owner);
@@ -271,6 +291,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
       const entry = byIdentity.get(identityOf(object));
       if (entry === undefined) return;
       const path = objectPath(object.apiVersion, entry.resource, entry.namespace, object.name);
+      let bodies: Bodies | undefined;
       try {
         // Not listed as ours yet there: someone else owns it. Report, never take.
         const marks = foreign.get(identityOf(object));
@@ -279,15 +300,20 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
           fail(object, 'metadata.name', `${describeObject(object)} already exists on cluster ${member.name} and ${holder}; left untouched`, true);
           return;
         }
+        bodies = bodiesOf(entry, input.rerender);
+        if (bodies === undefined) {
+          fail(object, 'template', `${describeObject(object)}: its row rendered differently when applied (a template that reads the clock?); applied at the next sync`);
+          return;
+        }
         const isCreate = creates.has(identityOf(object));
         if (input.dryRun === true) {
           const live = isCreate ? undefined : await run((s) => member.api.get(path, s));
-          const body = isCreate ? (entry.createBody ?? entry.body) : entry.createBody === undefined ? entry.body : withValuesFrom(entry.body, live, object.ignoredPointers ?? []);
+          const body = isCreate ? (bodies.createBody ?? bodies.body) : bodies.createBody === undefined ? bodies.body : withValuesFrom(bodies.body, live, object.ignoredPointers ?? []);
           const planned = await run((s) => member.api.apply(body, path, input.fieldManager, { signal: s, dryRun: true }));
           result.planned.push({ action: isCreate ? 'create' : 'update', object, live, planned });
           return;
         }
-        const body = await bodyToApply(entry, object, isCreate, (s) => member.api.get(path, s), run);
+        const body = await bodyToApply(bodies, object, isCreate, (s) => member.api.get(path, s), run);
         const healed = heals.has(object);
         // The cache tells this apply's own watch events from anyone else's (drift) by what it returns.
         const done = member.cache?.beginApply(object, input.fieldManager);
@@ -314,7 +340,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
       } catch (error) {
         if (error instanceof FencedError) throw error;
         const failure = describeApiError(error);
-        const field = failedField(failure, entry.body);
+        const field = failedField(failure, bodies?.body ?? {});
         if (isMemberFailure(failure)) {
           unavailable ??= failure.message;
           fail(object, field, `apply of ${describeObject(object)} failed: ${failure.message}`);
@@ -367,7 +393,7 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
  * there, so Rowcast's apply neither takes them back nor drops them.
  */
 async function bodyToApply(
-  entry: ResolvedObject,
+  entry: Bodies,
   object: DesiredObject,
   isCreate: boolean,
   get: (signal: AbortSignal) => Promise<Record<string, unknown> | undefined>,

@@ -1,9 +1,16 @@
 import type { RenderedObject } from '../render/index.ts';
 import { identityOf } from './identity.ts';
 
-/** A rendered object bound for one cluster, with the row that made it. */
-export interface DesiredObject extends RenderedObject {
+/**
+ * A rendered object bound for one cluster, with the row that made it. The
+ * controller's snapshot keeps no body: what a member applies is rendered
+ * again from the row (MemberSyncInput.rerender), so no step holds every
+ * body of a DQR for all its clusters.
+ */
+export interface DesiredObject extends Omit<RenderedObject, 'body' | 'createBody'> {
   rowKey: string;
+  body?: Record<string, unknown>;
+  createBody?: Record<string, unknown>;
 }
 
 /** What a member holds under this DQR's owner label, from a metadata-only list. */
