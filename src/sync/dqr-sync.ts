@@ -282,8 +282,7 @@ export async function readAndRender(input: RenderInput): Promise<RenderedRows> {
     const { rows, columns } = batch;
     const keyColumns = spec.rowKey ?? columns.slice(0, 1);
     keyColumnsSeen = [...keyColumns];
-    const previous = input.previousKeyColumns;
-    if (previous !== undefined && previous.join('\u0000') !== keyColumns.join('\u0000')) formerKeys ??= new Map();
+    if (formerColumns !== null) formerKeys ??= new Map();
     const clusterColumn = spec.targets.rowClusterColumn;
     if (clusterColumn !== undefined && !columns.includes(clusterColumn)) {
       throw new QueryShapeError('spec.targets.rowClusterColumn', `the query returns no column ${JSON.stringify(clusterColumn)} (it returns ${columns.join(', ')})`);
