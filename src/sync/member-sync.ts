@@ -308,12 +308,12 @@ export async function syncMember(input: MemberSyncInput): Promise<MemberSyncResu
         const isCreate = creates.has(identityOf(object));
         if (input.dryRun === true) {
           const live = isCreate ? undefined : await run((s) => member.api.get(path, s));
-          const body = isCreate ? (bodies.createBody ?? bodies.body) : bodies.createBody === undefined ? bodies.body : withValuesFrom(bodies.body, live, object.ignoredPointers ?? []);
+          const body = await bodyToApply(bodies, object, isCreate, () => Promise.resolve(live));
           const planned = await run((s) => member.api.apply(body, path, input.fieldManager, { signal: s, dryRun: true }));
           result.planned.push({ action: isCreate ? 'create' : 'update', object, live, planned });
           return;
         }
-        const body = await bodyToApply(bodies, object, isCreate, (s) => member.api.get(path, s), run);
+        const body = await bodyToApply(bodies, object, isCreate, () => run((s) => member.api.get(path, s)));
         const healed = heals.has(object);
         // The cache tells this apply's own watch events from anyone else's (drift) by what it returns.
         const done = member.cache?.beginApply(object, input.fieldManager);
@@ -396,13 +396,13 @@ async function bodyToApply(
   entry: Bodies,
   object: DesiredObject,
   isCreate: boolean,
-  get: (signal: AbortSignal) => Promise<Record<string, unknown> | undefined>,
-  run: <T>(task: (s: AbortSignal) => Promise<T>) => Promise<T>,
+  /** The object as it is on the member, asked for only when an update has fields to take from it. */
+  live: () => Promise<Record<string, unknown> | undefined>,
 ): Promise<Record<string, unknown>> {
   if (isCreate) return entry.createBody ?? entry.body;
   if (entry.createBody === undefined) return entry.body;
-  const live = await run(get);
-  return withValuesFrom(entry.body, live, object.ignoredPointers ?? []);
+  const current = await live();
+  return withValuesFrom(entry.body, current, object.ignoredPointers ?? []);
 }
 
 /**
