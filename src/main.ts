@@ -130,7 +130,6 @@ async function controller(argv: string[]): Promise<number> {
           holding = leader.hold(released.signal);
           sharder = new Sharder({
             hub: api,
-            hubConfig: new MemberKubeConfig(hubKubeconfig, { requestTimeoutMs: options.requestTimeoutMs, userAgent }),
             leaseNamespace: namespace,
             ring: options.shardRing,
             namespace: options.namespace,

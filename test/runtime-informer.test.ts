@@ -45,8 +45,8 @@ test('an informer that fails (its resource removed) is restarted and catches up 
   const watching: boolean[] = [];
   const informer = new SupervisedInformer<KubernetesObject>({
     name: 'widgets',
-    kubeConfig: api.kubeConfig,
     path: widgets,
+    watch: (path, query, signal) => api.watch(path, query, signal),
     list: () => api.request<KubernetesListObject<KubernetesObject>>('GET', widgets),
     logger,
     backoff: { baseMs: 200, maxMs: 1000 },
@@ -72,6 +72,13 @@ test('an informer that fails (its resource removed) is restarted and catches up 
     await installCrd();
     await widget('two');
     await waitFor('the restarted informer to see two', () => Promise.resolve(seen.includes('add:two') && informer.watching), 30_000);
+    // The CRD's removal took one and throws with it: the cache says so, whether by the watch or by a relist.
+    await waitFor('one and throws gone from the cache', () => Promise.resolve(informer.get('one', env.namespace) === undefined && informer.get('throws', env.namespace) === undefined), 30_000);
+    assert.ok(seen.includes('delete:one'), seen.join(' '));
+    assert.deepEqual(
+      informer.list(env.namespace).map((o) => o.metadata?.name),
+      ['two'],
+    );
     assert.deepEqual(watching.slice(0, 2), [true, false]);
     assert.equal(watching.at(-1), true);
   } finally {

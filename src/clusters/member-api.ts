@@ -1,6 +1,5 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { Agent, errors, request, type Dispatcher } from 'undici';
-import type { RequestContext } from '@kubernetes/client-node';
 import { expectingNotFound } from '../telemetry/index.ts';
 
 /** Thrown for an HTTP error answer; shaped like client-node's ApiException so runtime's describeApiError reads both. */
@@ -64,12 +63,6 @@ export class MemberKubeConfig extends KubeConfig {
     this.userAgent = options.userAgent;
   }
 
-  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
-    await super.applySecurityAuthentication(context);
-    if (this.userAgent !== undefined) context.setHeaderParam('User-Agent', this.userAgent);
-    context.setDispatcher(await this.dispatcher());
-  }
-
   /** The member's one Agent, made on first use from the kubeconfig's TLS material. */
   async dispatcher(): Promise<Dispatcher> {
     if (this.agent === undefined) {
@@ -88,17 +81,12 @@ export class MemberKubeConfig extends KubeConfig {
         connect: { ...connect, timeout: Math.min(this.requestTimeoutMs, 10_000) },
         connections: this.connections,
         headersTimeout: this.requestTimeoutMs,
-        // Watches stream for minutes; client-node's watch has its own inactivity timer.
+        // Watches stream for minutes; their informer ends one that falls silent.
         // MemberApi.request sets its own body deadline on every other call.
         bodyTimeout: 0,
       });
     }
     return this.agent;
-  }
-
-  /** For informers that keep metadata only: their watches ask for PartialObjectMetadata. */
-  metadataWatchConfig(): KubeConfig {
-    return new MetadataWatchConfig(this);
   }
 
   /** Authorization headers for a raw request; recomputed per call so exec and token plugins can refresh. */
@@ -120,32 +108,8 @@ export class MemberKubeConfig extends KubeConfig {
 }
 
 const METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
-/** Also what a watch asks for: each event's object then carries metadata only. */
+/** Also what a metadata-only watch asks for: each event's object then carries metadata only. */
 const METADATA_OBJECT = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1';
-
-/**
- * The member's KubeConfig for a metadata-only watch: client-node's Watch
- * takes its headers from applySecurityAuthentication and offers no Accept of
- * its own, so this adds one to what the member's config sets (credentials,
- * its one Agent).
- */
-class MetadataWatchConfig extends KubeConfig {
-  private readonly member: MemberKubeConfig;
-
-  constructor(member: MemberKubeConfig) {
-    super();
-    this.member = member;
-  }
-
-  override getCurrentCluster(): ReturnType<KubeConfig['getCurrentCluster']> {
-    return this.member.getCurrentCluster();
-  }
-
-  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
-    await this.member.applySecurityAuthentication(context);
-    context.setHeaderParam('Accept', METADATA_OBJECT);
-  }
-}
 
 // JSON leaves these raw, but the apiserver reads apply bodies
 // (application/apply-patch+yaml) with a YAML decoder, which refuses DEL, C1
@@ -156,6 +120,21 @@ const RAW_IN_JSON_REFUSED_BY_YAML = /[\u007f-\u009f\u2028\u2029\ufeff\ufffe\ufff
 /** JSON that every apiserver decoder (JSON or YAML) reads back as exactly this value. */
 function jsonBody(body: unknown): string {
   return JSON.stringify(body).replace(RAW_IN_JSON_REFUSED_BY_YAML, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** A stream's text split at newlines; the stream's error (a dropped connection) rejects the iteration. */
+async function* lines(chunks: AsyncIterable<string>): AsyncGenerator<string> {
+  let rest = '';
+  for await (const chunk of chunks) {
+    rest += chunk;
+    let newline = rest.indexOf('\n');
+    while (newline !== -1) {
+      yield rest.slice(0, newline);
+      rest = rest.slice(newline + 1);
+      newline = rest.indexOf('\n');
+    }
+  }
+  if (rest !== '') yield rest;
 }
 
 export interface ApiResource {
@@ -213,8 +192,8 @@ export class MemberApi {
   }
 
   /**
-   * Every call here is a bounded one (watches go through client-node on the
-   * same Agent, whose bodyTimeout stays 0): headers within the request
+   * Every call here is a bounded one (a watch, on the same Agent, whose
+   * bodyTimeout stays 0, is ended by its informer when it falls silent): headers within the request
    * timeout, then the whole body within the request timeout again. A member
    * that answers and then goes silent fails the call instead of holding its
    * queue slot, and the DQR's key, forever.
@@ -260,6 +239,33 @@ export class MemberApi {
     }
     const json = String(response.headers['content-type'] ?? '').includes('json');
     return (json && text !== '' ? JSON.parse(text) : text) as T;
+  }
+
+  /**
+   * Opens a watch and resolves once the member answered it, with its events'
+   * lines. No deadline of its own: the informer ends a silent one (and so a
+   * hung member's) through `signal`.
+   */
+  async watch(path: string, query: Record<string, string | undefined>, signal: AbortSignal, metadataOnly = false): Promise<AsyncIterable<string>> {
+    const url = new URL(this.server + path);
+    url.searchParams.set('watch', 'true');
+    for (const [key, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(key, value);
+    const headers: Record<string, string> = { ...(await this.kubeConfig.authHeaders()), Accept: metadataOnly ? METADATA_OBJECT : 'application/json' };
+    const dispatcher = await this.kubeConfig.dispatcher();
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(url, { method: 'GET', headers, dispatcher, signal });
+    } catch (error) {
+      this.onResponse?.(this.host, 'GET', '<error>');
+      throw error;
+    }
+    this.onResponse?.(this.host, 'GET', String(response.statusCode));
+    if (response.statusCode >= 400) {
+      const text = await response.body.text();
+      throw new MemberApiError('WATCH', url.pathname, response.statusCode, text, {});
+    }
+    response.body.setEncoding('utf8');
+    return lines(response.body);
   }
 
   /** The resources of one group version; cached, and refetched when a kind is missing (a CRD installed later). */

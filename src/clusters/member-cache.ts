@@ -290,10 +290,10 @@ export class MemberWatchCache {
     const { logger } = this.options;
     return new SupervisedInformer<CachedObject>({
       name: `${this.options.member}/cache/${scope.resource.name}${scope.namespace === undefined ? '' : `@${scope.namespace}`}`,
-      kubeConfig: this.api.kubeConfig.metadataWatchConfig(),
       path,
+      // Metadata only: each event's object is PartialObjectMetadata.
+      watch: (watchPath, query, signal) => this.api.watch(watchPath, query, signal, true),
       labelSelector: OWNER_LABEL,
-      bookmarks: true,
       list: async () => {
         const { items, resourceVersion } = await this.api.listWithVersion(path, OWNER_LABEL, undefined, true);
         // Each item the cache keeps passes through onEvent below, which compacts it.

@@ -121,8 +121,8 @@ export class HubController {
     const informer = (name: string, path: string, onEvent: (event: InformerEvent, object: HubObject) => void, labelSelector?: string): SupervisedInformer<HubObject> =>
       new SupervisedInformer<HubObject>({
         name,
-        kubeConfig: hubConfig,
         path,
+        watch: (watchPath, query, signal) => hub.watch(watchPath, query, signal),
         ...(labelSelector === undefined ? {} : { labelSelector }),
         list: () => hub.request<KubernetesListObject<HubObject>>('GET', path, labelSelector === undefined ? {} : { query: { labelSelector } }),
         logger,
@@ -262,7 +262,7 @@ export class HubController {
           : {
               shardLeases: new SupervisedInformer<HubObject>({
                 name: 'shard-ring',
-                kubeConfig: hubConfig,
+                watch: (watchPath, query, signal) => hub.watch(watchPath, query, signal),
                 path: `/apis/coordination.k8s.io/v1/namespaces/${this.deps.shard.leaseNamespace}/leases`,
                 labelSelector: `${SHARDING_LABELS.ring}=${this.deps.shard.ring}`,
                 list: () =>

@@ -1,6 +1,6 @@
 import type { KubernetesListObject } from '@kubernetes/client-node';
 import { API_VERSION, DATABASE_QUERY_RESOURCE, SHARDING_LABELS } from '../api/index.ts';
-import type { MemberApi, MemberKubeConfig } from '../clusters/index.ts';
+import type { MemberApi } from '../clusters/index.ts';
 import { SupervisedInformer, describeApiError, type Lease } from '../runtime/index.ts';
 import type { Logger, Metrics } from '../telemetry/index.ts';
 import { keyOf, splitKey, type HubObject } from './context.ts';
@@ -15,7 +15,6 @@ const PATCHES_AT_ONCE = 20;
 
 export interface SharderOptions {
   hub: MemberApi;
-  hubConfig: MemberKubeConfig;
   /** Where the shard Leases live (the controller's namespace). */
   leaseNamespace: string;
   ring: string;
@@ -65,8 +64,8 @@ export class Sharder {
     const ringSelector = `${SHARDING_LABELS.ring}=${options.ring}`;
     this.leases = new SupervisedInformer<Lease & HubObject>({
       name: 'shard-leases',
-      kubeConfig: options.hubConfig,
       path: leasePath,
+      watch: (path, query, signal) => options.hub.watch(path, query, signal),
       labelSelector: ringSelector,
       list: () => options.hub.request<KubernetesListObject<Lease & HubObject>>('GET', leasePath, { query: { labelSelector: ringSelector } }),
       logger: options.logger,
@@ -75,8 +74,8 @@ export class Sharder {
     const dqrPath = `/apis/${API_VERSION}${options.namespace === undefined ? '' : `/namespaces/${options.namespace}`}/${DATABASE_QUERY_RESOURCE.plural}`;
     this.dqrs = new SupervisedInformer<HubObject>({
       name: 'sharder-databasequeryresources',
-      kubeConfig: options.hubConfig,
       path: dqrPath,
+      watch: (path, query, signal) => options.hub.watch(path, query, signal),
       list: () => options.hub.request<KubernetesListObject<HubObject>>('GET', dqrPath),
       logger: options.logger,
       onEvent: () => this.poke(),

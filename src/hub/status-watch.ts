@@ -150,8 +150,8 @@ export class StatusWatches implements StatusWatchRegistry {
       const path = MemberApi.collectionPath(apiVersion, resource, namespace);
       const informer = new SupervisedInformer<Watched>({
         name: `${member.key}/${resource.name}${namespace === undefined ? '' : `@${namespace}`}`,
-        kubeConfig: member.api.kubeConfig,
         path,
+        watch: (watchPath, query, signal) => member.api.watch(watchPath, query, signal),
         labelSelector: OWNER_LABEL,
         list: () => member.api.request<KubernetesListObject<Watched>>('GET', path, { query: { labelSelector: OWNER_LABEL } }),
         logger: this.ctx.logger,

@@ -1,16 +1,25 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ListWatch, Watch, makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject, type ListPromise } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../telemetry/index.ts';
 import { describeApiError } from './api-errors.ts';
 import { backoffDelay, type BackoffPolicy } from './backoff.ts';
 
 export type InformerEvent = 'add' | 'update' | 'delete';
 
+/** A collection as a LIST returns it: the items and the resourceVersion a watch goes on from. */
+export interface ListedCollection<T> {
+  items: T[];
+  metadata?: { resourceVersion?: string };
+}
+
+/** Opens a watch on a collection; resolves once the server answered with the lines of its events. */
+export type OpenWatch = (path: string, query: Record<string, string | undefined>, signal: AbortSignal) => Promise<AsyncIterable<string>>;
+
 export interface SupervisedInformerOptions<T extends KubernetesObject> {
   name: string;
-  kubeConfig: KubeConfig;
   path: string;
-  list: ListPromise<T>;
+  list: () => Promise<ListedCollection<T>>;
+  watch: OpenWatch;
   labelSelector?: string;
   logger: Logger;
   /** Compute a key and enqueue it, nothing more: it runs inside the informer's own callbacks. */
@@ -18,32 +27,53 @@ export interface SupervisedInformerOptions<T extends KubernetesObject> {
   /** Called with true when a list and watch succeed, false when the informer fails. */
   onWatchingChange?: (watching: boolean) => void;
   backoff?: BackoffPolicy;
-  /**
-   * Keep the watch's resourceVersion fresh with bookmarks, so a quiet
-   * label-selected watch never falls out of the apiserver's window (a 410,
-   * then a full relist): the apiserver sends one shortly before a watch's
-   * timeoutSeconds, which is set below client-node's 30 s inactivity cut.
-   */
-  bookmarks?: boolean;
 }
 
-/** Below client-node's 30 s inactivity timer: the apiserver ends the watch, after its bookmark, before the client gives up on it. */
-const BOOKMARKED_WATCH_SECONDS = 25;
-/** client-node waits up to 30 s before reopening a watch the server ended without an event since; the cache would lag that long. */
-const MAX_REOPEN_DELAY_MS = 1000;
+/**
+ * Each watch asks the apiserver to end it after this long, with a bookmark
+ * just before: its resourceVersion stays fresh, so a quiet label-selected
+ * watch never falls out of the apiserver's window (a 410, then a full relist).
+ */
+const WATCH_SECONDS = 25;
+/** No byte for this long (not even the bookmark before the server's end) means a hung member or a dead path: the watch is reopened. */
+const WATCH_SILENCE_MS = 30_000;
+/** A watch the server ended without an event is reopened after this, so a server that ends watches at once is not hammered. */
+const QUIET_REOPEN_DELAY_MS = 1000;
+
+interface WatchEventLine<T> {
+  type?: string;
+  object?: T & { code?: number; message?: string; reason?: string };
+}
+
+/** An ERROR event of a watch, as an error describeApiError reads. */
+class WatchEventError extends Error {
+  override readonly name = 'WatchEventError';
+  readonly code: number | undefined;
+
+  constructor(status: { code?: number; message?: string; reason?: string } | undefined) {
+    super(`watch ended with an error: ${status?.message ?? status?.reason ?? 'no message'}`);
+    this.code = status?.code;
+  }
+}
 
 /**
- * client-node's informer stops for good on any error but a watch timeout or a
- * 410 (a 500, a 401/403, a failed list, a dropped connection): this restarts it
- * with jittered backoff, tells whether it has synced and is watching, and keeps
- * a throwing handler from killing it.
+ * A list-then-watch cache of one collection, restarted with jittered backoff
+ * whenever listing or watching fails (a 500, a 401/403, a dropped
+ * connection), relisting only when the apiserver says the resourceVersion is
+ * gone (410). It tells whether it has synced and is watching, and keeps a
+ * throwing handler from killing it.
  */
 export class SupervisedInformer<T extends KubernetesObject> {
   private readonly options: SupervisedInformerOptions<T>;
-  private readonly informer: ReturnType<typeof makeInformer<T>>;
   private readonly backoff: BackoffPolicy;
+  /** By namespace ('' for cluster-scoped), then name. */
+  private objects = new Map<string, Map<string, T>>();
+  /** Where the next watch starts; empty: list first. */
+  private resourceVersion = '';
   private failures = 0;
   private restartTimer: NodeJS.Timeout | undefined;
+  /** Aborts the list or watch in flight when stopped. */
+  private running: AbortController | undefined;
   private stopped = false;
   private syncedOnce = false;
   private isWatching = false;
@@ -52,24 +82,6 @@ export class SupervisedInformer<T extends KubernetesObject> {
   constructor(options: SupervisedInformerOptions<T>) {
     this.options = options;
     this.backoff = options.backoff ?? { baseMs: 1000, maxMs: 60_000 };
-    this.informer =
-      options.bookmarks === true
-        ? new ListWatch<T>(`${options.path}?allowWatchBookmarks=true&timeoutSeconds=${BOOKMARKED_WATCH_SECONDS}`, new Watch(options.kubeConfig), () => this.listUnlessStopped(), false, options.labelSelector, undefined, {
-            delayFn: (ms: number) => this.reopenDelay(ms),
-          })
-        : makeInformer<T>(options.kubeConfig, options.path, () => this.listUnlessStopped(), options.labelSelector);
-    for (const event of ['add', 'update', 'delete'] as const) {
-      this.informer.on(event, (object: T) => {
-        try {
-          options.onEvent(event, object);
-        } catch (error) {
-          options.logger.error('informer handler threw; event dropped', { informer: options.name, event, error });
-        }
-      });
-    }
-    this.informer.on('error', (error: unknown) => {
-      this.failed(error);
-    });
   }
 
   get synced(): boolean {
@@ -85,48 +97,120 @@ export class SupervisedInformer<T extends KubernetesObject> {
     void this.run();
   }
 
-  /** Resolves once the first list has completed; never rejects: failures keep retrying. */
+  /** Resolves once the first list has completed and its watch is open; never rejects: failures keep retrying. */
   waitForSync(): Promise<void> {
     if (this.syncedOnce) return Promise.resolve();
     return new Promise((resolve) => this.syncWaiters.push(resolve));
   }
 
   list(namespace?: string): readonly T[] {
-    return this.informer.list(namespace);
+    if (namespace !== undefined && namespace !== '') return [...(this.objects.get(namespace)?.values() ?? [])];
+    const all: T[] = [];
+    for (const named of this.objects.values()) all.push(...named.values());
+    return all;
   }
 
   get(name: string, namespace?: string): T | undefined {
-    return this.informer.get(name, namespace);
+    return this.objects.get(namespace ?? '')?.get(name);
   }
 
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.restartTimer);
+    this.running?.abort();
+    this.running = undefined;
     this.setWatching(false);
-    await this.informer.stop();
+    return Promise.resolve();
   }
 
   private async run(): Promise<void> {
-    let failedDuringStart = false;
-    const onError = (): void => {
-      failedDuringStart = true;
-    };
-    this.informer.on('error', onError);
+    this.running?.abort();
+    const running = new AbortController();
+    this.running = running;
+    // A function, not the property: TypeScript would keep the first check's answer across the awaits.
+    const aborted = (): boolean => running.signal.aborted;
     try {
-      await this.informer.start();
+      for (;;) {
+        if (this.resourceVersion === '') await this.relist();
+        if (aborted()) return;
+        const ended = await this.watchOnce(running.signal);
+        if (aborted()) return;
+        if (ended === 'gone') this.resourceVersion = '';
+        else if (ended === 'quiet') await sleep(QUIET_REOPEN_DELAY_MS, undefined, { signal: running.signal });
+      }
     } catch (error) {
-      // A throwing handler during the initial list rejects start(); treat it like any failure.
-      failedDuringStart = true;
-      this.failed(error);
+      if (!aborted()) this.failed(error);
+    }
+  }
+
+  private async relist(): Promise<void> {
+    const listed = await this.options.list();
+    if (this.stopped) return;
+    const fresh = new Map<string, Map<string, T>>();
+    for (const object of listed.items) {
+      const namespace = object.metadata?.namespace ?? '';
+      let named = fresh.get(namespace);
+      if (named === undefined) fresh.set(namespace, (named = new Map<string, T>()));
+      named.set(object.metadata?.name ?? '', object);
+    }
+    for (const [namespace, named] of this.objects) {
+      for (const [name, object] of named) if (fresh.get(namespace)?.has(name) !== true) this.remove(object);
+    }
+    for (const object of listed.items) this.upsert(object);
+    this.resourceVersion = listed.metadata?.resourceVersion ?? '';
+  }
+
+  /**
+   * One watch, from the resourceVersion last seen. Ends 'gone' when that
+   * version is too old (relist), 'quiet' when the server ended it without an
+   * event, 'busy' when it ended after some, or when it fell silent.
+   */
+  private async watchOnce(running: AbortSignal): Promise<'gone' | 'quiet' | 'busy'> {
+    const watch = new AbortController();
+    const signal = AbortSignal.any([running, watch.signal]);
+    const fell = { silent: false };
+    let timer: NodeJS.Timeout | undefined;
+    const heard = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        fell.silent = true;
+        watch.abort();
+      }, WATCH_SILENCE_MS);
+    };
+    let events = 0;
+    try {
+      heard();
+      const query = { resourceVersion: this.resourceVersion, allowWatchBookmarks: 'true', timeoutSeconds: String(WATCH_SECONDS), labelSelector: this.options.labelSelector };
+      const lines = await this.options.watch(this.options.path, query, signal);
+      this.opened();
+      for await (const line of lines) {
+        heard();
+        if (line === '') continue;
+        const event = JSON.parse(line) as WatchEventLine<T>;
+        if (event.type === 'ERROR') {
+          if (event.object?.code === 410) return 'gone';
+          throw new WatchEventError(event.object);
+        }
+        const object = event.object;
+        if (object === undefined) continue;
+        if (event.type === 'ADDED' || event.type === 'MODIFIED') this.upsert(object);
+        else if (event.type === 'DELETED') this.remove(object);
+        this.resourceVersion = object.metadata?.resourceVersion ?? this.resourceVersion;
+        events++;
+      }
+      return events === 0 ? 'quiet' : 'busy';
+    } catch (error) {
+      if (fell.silent && !running.aborted) return 'busy';
+      if (typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 410) return 'gone';
+      throw error;
     } finally {
-      this.informer.off('error', onError);
+      clearTimeout(timer);
+      watch.abort();
     }
-    if (this.stopped) {
-      // stop() may have come while the watch was being opened, before there was a request to abort.
-      await this.informer.stop();
-      return;
-    }
-    if (failedDuringStart) return;
+  }
+
+  /** A watch is open after a list: the cache is synced and being kept current. */
+  private opened(): void {
     this.failures = 0;
     this.setWatching(true);
     if (!this.syncedOnce) {
@@ -135,25 +219,31 @@ export class SupervisedInformer<T extends KubernetesObject> {
     }
   }
 
-  /**
-   * client-node opens its watch as soon as its list returns, without asking
-   * whether it was stopped meanwhile: a stop() during the list would leave a
-   * watch nobody closes. Failing the list instead ends the attempt there.
-   */
-  private async listUnlessStopped(): Promise<KubernetesListObject<T>> {
-    const list = await this.options.list();
-    if (this.stopped) throw new Error(`informer ${this.options.name} stopped while listing`);
-    return list;
+  private upsert(object: T): void {
+    const namespace = object.metadata?.namespace ?? '';
+    const name = object.metadata?.name ?? '';
+    let named = this.objects.get(namespace);
+    if (named === undefined) this.objects.set(namespace, (named = new Map<string, T>()));
+    const found = named.get(name);
+    if (found !== undefined && found.metadata?.resourceVersion !== undefined && found.metadata.resourceVersion === object.metadata?.resourceVersion) return;
+    named.set(name, object);
+    this.emit(found === undefined ? 'add' : 'update', object);
   }
 
-  /**
-   * client-node reopens the watch after this without asking whether it was
-   * stopped meanwhile: once stopped, it never resolves, and no watch opens
-   * that nobody would close.
-   */
-  private async reopenDelay(ms: number): Promise<void> {
-    await sleep(Math.min(ms, MAX_REOPEN_DELAY_MS));
-    if (this.stopped) await new Promise<never>(() => undefined);
+  private remove(object: T): void {
+    const namespace = object.metadata?.namespace ?? '';
+    const named = this.objects.get(namespace);
+    if (named?.delete(object.metadata?.name ?? '') !== true) return;
+    if (named.size === 0) this.objects.delete(namespace);
+    this.emit('delete', object);
+  }
+
+  private emit(event: InformerEvent, object: T): void {
+    try {
+      this.options.onEvent(event, object);
+    } catch (error) {
+      this.options.logger.error('informer handler threw; event dropped', { informer: this.options.name, event, error });
+    }
   }
 
   private failed(error: unknown): void {
