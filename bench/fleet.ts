@@ -1,9 +1,8 @@
 // What the cluster-side benches share: a hub namespace holding one
 // ClusterTarget (and kubeconfig Secret) per member and the database Secret, a
 // controller in the bench's process, and a watch on the members' ConfigMaps.
-import { Watch } from '@kubernetes/client-node';
 import { API_VERSION, CLUSTER_TARGET, type RateLimit } from '../src/api/index.ts';
-import { MemberKubeConfig } from '../src/clusters/index.ts';
+import { MemberApi, MemberKubeConfig } from '../src/clusters/index.ts';
 import { parseControllerOptions } from '../src/config/index.ts';
 import { HubController } from '../src/hub/index.ts';
 import { Metrics, SecretScrubber, createLogger } from '../src/telemetry/index.ts';
@@ -58,17 +57,23 @@ export async function watchConfigMaps(members: readonly ClusterInfo[], namespace
   const waiters: (() => void)[] = [];
   const aborts: AbortController[] = [];
   for (const [i, member] of members.entries()) {
-    aborts.push(
-      await new Watch(new MemberKubeConfig(member.kubeconfig, { requestTimeoutMs: 30_000 })).watch(
-        `/api/v1/namespaces/${namespace}/configmaps`,
-        {},
-        (_type, object: { metadata?: { name?: string }; data?: Record<string, string> }) => {
+    const abort = new AbortController();
+    aborts.push(abort);
+    const api = new MemberApi(new MemberKubeConfig(member.kubeconfig, { requestTimeoutMs: 30_000 }));
+    const lines = await api.watch(`/api/v1/namespaces/${namespace}/configmaps`, {}, abort.signal);
+    void (async () => {
+      try {
+        for await (const line of lines) {
+          const { object } = JSON.parse(line) as { object: { metadata?: { name?: string }; data?: Record<string, string> } };
           seen[i]?.set(object.metadata?.name ?? '', object.data?.['v'] ?? '');
           for (const wake of waiters.splice(0)) wake();
-        },
-        () => undefined,
-      ),
-    );
+        }
+      } catch {
+        // Stopped.
+      } finally {
+        await api.close();
+      }
+    })();
   }
   return {
     seen,

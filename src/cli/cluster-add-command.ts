@@ -85,7 +85,7 @@ export function standaloneKubeconfig(text: string, context: string, base: string
 /** Registering a member that does not answer would only move the failure to the controller's status. */
 async function memberAnswers(kubeconfig: string): Promise<void> {
   const api = new MemberApi(new MemberKubeConfig(kubeconfig, { requestTimeoutMs: 10_000 }));
-  const server = api.kubeConfig.getCurrentCluster()?.server ?? '?';
+  const server = api.server;
   try {
     await api.request('GET', '/version');
   } catch (error) {

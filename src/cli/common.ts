@@ -96,7 +96,11 @@ export function hubFromKubeconfig(path: string | undefined, context: string | un
     throw new CliError(`cannot load the hub kubeconfig: ${error instanceof Error ? error.message : String(error)}`, EXIT.usage);
   }
   if (kubeConfig.getCurrentCluster() === null) throw new CliError('the hub kubeconfig has no current cluster (pass --kubeconfig or --context)', EXIT.usage);
-  return new MemberApi(new MemberKubeConfig(kubeConfig, { requestTimeoutMs: 30_000 }));
+  try {
+    return new MemberApi(new MemberKubeConfig(kubeConfig.exportConfig(), { requestTimeoutMs: 30_000 }));
+  } catch (error) {
+    throw new CliError(`cannot load the hub kubeconfig: ${error instanceof Error ? error.message : String(error)}`, EXIT.usage);
+  }
 }
 
 /** name or name:key=value,key=value */

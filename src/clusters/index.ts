@@ -1,4 +1,5 @@
 export { vetKubeconfig, type KubeconfigPolicy, type KubeconfigProblem, type VettedKubeconfig } from './kubeconfig-vetting.ts';
+export { IN_CLUSTER, Kubeconfig, type KubeTls } from './kubeconfig.ts';
 export { MemberApi, MemberApiError, MemberKubeConfig, type ApiResource, type ObjectRef } from './member-api.ts';
 export { MemberQueue, MemberUnavailableError, type RateLimitSettings } from './member-queue.ts';
 export { MemberRegistry, type EnsureResult, type Member, type MemberSpec } from './member-registry.ts';

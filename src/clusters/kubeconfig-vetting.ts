@@ -30,7 +30,8 @@ type Named<T> = { name?: unknown } & T;
 type Entry = Record<string, unknown>;
 
 const clusterFilePaths = ['certificate-authority'];
-const userFilePaths = ['client-certificate', 'client-key', 'token-file'];
+// tokenFile is client-go's spelling, token-file client-node's: Rowcast reads both.
+const userFilePaths = ['client-certificate', 'client-key', 'token-file', 'tokenFile'];
 
 function asRecord(value: unknown): Entry | undefined {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Entry) : undefined;
@@ -100,7 +101,7 @@ export function vetKubeconfig(text: string, policy: KubeconfigPolicy): VetResult
     }
     for (const key of userFilePaths) {
       if (userBody[key] !== undefined) {
-        const inline = key === 'token-file' ? 'token' : `${key}-data`;
+        const inline = key.startsWith('token') ? 'token' : `${key}-data`;
         problems.push({ field: `${userPath}.${key}`, message: `file paths are refused; use ${inline}`, kind: 'refused' });
       }
     }

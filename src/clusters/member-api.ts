@@ -1,6 +1,6 @@
-import { KubeConfig } from '@kubernetes/client-node';
 import { Agent, errors, request, type Dispatcher } from 'undici';
 import { expectingNotFound } from '../telemetry/index.ts';
+import { Kubeconfig } from './kubeconfig.ts';
 
 /** Thrown for an HTTP error answer; shaped like client-node's ApiException so runtime's describeApiError reads both. */
 export class MemberApiError extends Error {
@@ -34,40 +34,43 @@ export interface MemberApiOptions {
 }
 
 /**
- * client-node builds a fresh undici Agent (and so a fresh TLS connection) for
- * every request. This KubeConfig keeps one Agent per member: typed clients,
- * informers and watches made from it all reuse the member's connections.
+ * A member's credentials and its one undici Agent: every call, list and
+ * watch on the member reuses the same connections.
  */
-export class MemberKubeConfig extends KubeConfig {
+export class MemberKubeConfig {
   private agent: Agent | undefined;
+  private readonly kubeconfig: Kubeconfig;
   /** Bounds the wait for response headers, and again for the body, of every call but a watch. */
   readonly requestTimeoutMs: number;
   private readonly connections: number;
   private readonly userAgent: string | undefined;
 
-  /**
-   * From kubeconfig text; with `in-cluster`, from the pod's service account;
-   * or from a KubeConfig already loaded (the CLI's, from a file and context).
-   */
-  constructor(source: string | KubeConfig, options: MemberApiOptions) {
-    super();
-    if (source instanceof KubeConfig) {
-      this.loadFromOptions({ clusters: source.clusters, users: source.users, contexts: source.contexts, currentContext: source.currentContext });
-    } else if (source === 'in-cluster') {
-      this.loadFromCluster();
-    } else {
-      this.loadFromString(source);
-    }
+  /** From kubeconfig text (its current context), or IN_CLUSTER for the pod's service account. */
+  constructor(source: string, options: MemberApiOptions) {
+    this.kubeconfig = new Kubeconfig(source);
     this.requestTimeoutMs = options.requestTimeoutMs;
     this.connections = options.connections ?? 16;
     this.userAgent = options.userAgent;
   }
 
+  get server(): string {
+    return this.kubeconfig.server;
+  }
+
+  /** Identifies the apiserver to a client: its URL and the CA it is trusted by. */
+  get endpoint(): { server: string; ca: string } {
+    return this.kubeconfig.endpoint;
+  }
+
+  /** What it was made from: kubeconfig text, or IN_CLUSTER. */
+  exportConfig(): string {
+    return this.kubeconfig.exportConfig();
+  }
+
   /** The member's one Agent, made on first use from the kubeconfig's TLS material. */
   async dispatcher(): Promise<Dispatcher> {
     if (this.agent === undefined) {
-      const tls: { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized?: boolean; servername?: string } = {};
-      await this.applyToHTTPSOptions(tls);
+      const tls = await this.kubeconfig.tls();
       const connect = {
         ...(tls.ca === undefined ? {} : { ca: tls.ca }),
         ...(tls.cert === undefined ? {} : { cert: tls.cert }),
@@ -91,11 +94,7 @@ export class MemberKubeConfig extends KubeConfig {
 
   /** Authorization headers for a raw request; recomputed per call so exec and token plugins can refresh. */
   async authHeaders(): Promise<Record<string, string>> {
-    const opts: { headers?: Record<string, unknown>; auth?: string } = {};
-    await this.applyToHTTPSOptions(opts);
-    const headers: Record<string, string> = {};
-    for (const [key, value] of Object.entries(opts.headers ?? {})) headers[key] = String(value);
-    if (opts.auth !== undefined) headers['Authorization'] = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
+    const headers = await this.kubeconfig.authHeaders();
     if (this.userAgent !== undefined) headers['User-Agent'] = this.userAgent;
     return headers;
   }
@@ -185,9 +184,7 @@ export class MemberApi {
   constructor(kubeConfig: MemberKubeConfig, onResponse?: (host: string, method: string, code: string) => void) {
     this.kubeConfig = kubeConfig;
     this.onResponse = onResponse;
-    const server = kubeConfig.getCurrentCluster()?.server;
-    if (server === undefined) throw new Error('kubeconfig has no current cluster');
-    this.server = server.replace(/\/+$/, '');
+    this.server = kubeConfig.server;
     this.host = new URL(this.server).host;
   }
 

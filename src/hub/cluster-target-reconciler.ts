@@ -161,9 +161,7 @@ export async function reconcileClusterTarget(ctx: HubContext, key: string, signa
 
 /** What identifies an apiserver to a client: its URL and the CA it is trusted by. */
 function endpointOf(member: Member): { server: string; ca: string } | undefined {
-  const cluster = member.api.kubeConfig.getCurrentCluster();
-  if (cluster === null) return undefined;
-  return { server: cluster.server, ca: cluster.caData ?? cluster.caFile ?? '' };
+  return member.api.kubeConfig.endpoint;
 }
 
 function namespacesOverlap(a: ClusterTarget, b: ClusterTarget): boolean {

@@ -6,7 +6,7 @@ import type { NotifyHub, NotifySubscription, PoolLease, PoolRegistry, WriteBackQ
 import type { DqrOwner, TemplateCache } from '../render/index.ts';
 import type { Fence, SupervisedInformer, WorkQueue } from '../runtime/index.ts';
 import type { HubWriter } from '../status/index.ts';
-import type { Logger, Metrics, SecretScrubber, SyncTrigger, TraceLink } from '../telemetry/index.ts';
+import type { Logger, Metrics, SecretScrubber, StatusWatchCount, SyncTrigger, TraceLink } from '../telemetry/index.ts';
 import type { ClusterSyncOutcome, PruneBudget, RenderedRows, SyncCluster } from '../sync/index.ts';
 
 /** A hub object as the informers hold it: what the parsers take plus what they leave out. */
@@ -166,6 +166,8 @@ export interface StatusWatchRegistry {
   ensure(member: Member, apiVersion: string, kind: string, namespaces?: readonly string[]): Promise<void>;
   forgetMember(memberKey: string): Promise<void>;
   stopAll(): Promise<void>;
+  /** What each watch holds in full, for rowcast_status_watch_objects. */
+  counts(): StatusWatchCount[];
   /** Key columns of each DQR's rows, learned from its last query. */
   readonly keyColumns: Map<string, string[]>;
   /** By DQR key, then row key: the columns its write-back binds, as of its last sync. */

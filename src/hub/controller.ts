@@ -108,7 +108,7 @@ export class HubController {
     };
     const hubConfig = new MemberKubeConfig(this.deps.hubKubeconfig, { requestTimeoutMs: options.requestTimeoutMs, ...(this.deps.userAgent === undefined ? {} : { userAgent: this.deps.userAgent }) });
     const hub = new MemberApi(hubConfig, onResponse);
-    const hubKubeconfig = this.deps.hubKubeconfig === 'in-cluster' ? hubConfig.exportConfig() : this.deps.hubKubeconfig;
+    const hubKubeconfig = this.deps.hubKubeconfig;
     const hubId = options.hubId ?? (await hub.request<{ metadata: { uid: string } }>('GET', '/api/v1/namespaces/kube-system')).metadata.uid;
     await this.waitForCrds(hub);
     // Stopped (leadership lost, or a signal) while asking: nothing may start now.
@@ -215,6 +215,7 @@ export class HubController {
         keyColumns: new Map(),
         rows: new Map(),
         failures: new Map(),
+        counts: () => [],
         recordKnown: () => undefined,
         forgetDqr: () => undefined,
       },
@@ -287,6 +288,7 @@ export class HubController {
     metrics.readDepthsFrom(
       () => ({ databasequeryresource: dqrQueue.depth, 'databasequeryresource-member': memberQueue.depth, 'databasequeryresource-status': statusQueue.depth, clustertarget: ctQueue.depth }),
       () => Object.fromEntries(ctx.members.list().map((m) => [m.key, { depth: m.queue.depth, concurrency: m.queue.concurrency, ...(m.cache === undefined ? {} : { cache: m.cache.stats }) }])),
+      () => ctx.statusWatches.counts(),
     );
     logger.info('starting hub controller', { hubId, namespace: options.namespace ?? '(all)', workers: options.workers });
     const informers = Object.values(ctx.informers);

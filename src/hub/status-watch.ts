@@ -4,7 +4,7 @@ import { ANNOTATIONS, OWNER_LABEL, parseDatabaseQueryResource } from '../api/ind
 import { MemberApi, type ApiResource, type Member } from '../clusters/index.ts';
 import { bindParams, compileStatusTemplate, updateLedgerStatus, type CompiledStatement } from '../db/index.ts';
 import { SupervisedInformer, backoffDelay, type BackoffPolicy } from '../runtime/index.ts';
-import { inRootSpan } from '../telemetry/index.ts';
+import { inRootSpan, type StatusWatchCount } from '../telemetry/index.ts';
 import { knownObject } from '../sync/index.ts';
 import type { HubContext, StatusWatchRegistry } from './context.ts';
 
@@ -163,6 +163,10 @@ export class StatusWatches implements StatusWatchRegistry {
       this.informers.set(key, { informer, member, apiVersion, kind });
       informer.start();
     }
+  }
+
+  counts(): StatusWatchCount[] {
+    return [...this.informers.values()].map(({ informer, member, apiVersion, kind }) => ({ cluster: member.key, kind: `${apiVersion}/${kind}`, objects: informer.size }));
   }
 
   /** A member going away takes its watches with it. */

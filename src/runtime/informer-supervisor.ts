@@ -110,6 +110,13 @@ export class SupervisedInformer<T extends KubernetesObject> {
     return all;
   }
 
+  /** How many objects it holds. */
+  get size(): number {
+    let size = 0;
+    for (const named of this.objects.values()) size += named.size;
+    return size;
+  }
+
   get(name: string, namespace?: string): T | undefined {
     return this.objects.get(namespace ?? '')?.get(name);
   }

@@ -23,6 +23,13 @@ const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 
 const DRIFT_RESULTS = ['healed', 'failed', 'reported'] as const;
 
+/** What one status watch holds: a member (ClusterTarget key), a kind (apiVersion/Kind), its objects. */
+export interface StatusWatchCount {
+  cluster: string;
+  kind: string;
+  objects: number;
+}
+
 /** The hub's work queues, as the controller label names them: DQR queries, (DQR, member) items, DQR status, ClusterTargets. */
 export const WORK_QUEUES = ['databasequeryresource', 'databasequeryresource-member', 'databasequeryresource-status', 'clustertarget'] as const;
 
@@ -37,7 +44,11 @@ export const WORK_QUEUES = ['databasequeryresource', 'databasequeryresource-memb
 export class Metrics {
   readonly registry = new Registry();
   /** Read at scrape time: queue depths live in the queues, not in counters kept beside them. */
-  private sources: { workqueues: () => Record<string, number>; members: () => Record<string, MemberQueueState> } = { workqueues: () => ({}), members: () => ({}) };
+  private sources: { workqueues: () => Record<string, number>; members: () => Record<string, MemberQueueState>; statusWatches: () => readonly StatusWatchCount[] } = {
+    workqueues: () => ({}),
+    members: () => ({}),
+    statusWatches: () => [],
+  };
   readonly reconcileTotal = new Counter({ name: 'controller_runtime_reconcile_total', help: 'Reconciliations per controller and result.', labelNames: ['controller', 'result'], registers: [this.registry] });
   readonly reconcileTime = new Histogram({ name: 'controller_runtime_reconcile_time_seconds', help: 'Time per reconciliation.', labelNames: ['controller'], buckets: latencyBuckets, registers: [this.registry] });
   readonly workqueueDepth: Gauge = new Gauge({
@@ -82,6 +93,16 @@ export class Metrics {
     registers: [this.registry],
     collect: () => {
       for (const [cluster, member] of Object.entries(this.sources.members())) if (member.cache !== undefined) this.memberCacheObjects.labels(cluster).set(member.cache.objects);
+    },
+  });
+  readonly statusWatchObjects: Gauge = new Gauge({
+    name: 'rowcast_status_watch_objects',
+    help: 'Objects the status watches hold in full, per member and kind: only kinds that a DQR with status write-back or a ledger manages there (and names in statusUpdate.kinds, when it names any).',
+    labelNames: ['cluster', 'kind'],
+    registers: [this.registry],
+    collect: () => {
+      this.statusWatchObjects.reset();
+      for (const { cluster, kind, objects } of this.sources.statusWatches()) this.statusWatchObjects.labels(cluster, kind).inc(objects);
     },
   });
   readonly memberCacheScopes: Gauge = new Gauge({
@@ -158,8 +179,8 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
-  readDepthsFrom(workqueues: () => Record<string, number>, members: () => Record<string, MemberQueueState>): void {
-    this.sources = { workqueues, members };
+  readDepthsFrom(workqueues: () => Record<string, number>, members: () => Record<string, MemberQueueState>, statusWatches: () => readonly StatusWatchCount[] = () => []): void {
+    this.sources = { workqueues, members, statusWatches };
   }
 
   /** A member appears: its series exist from now on, at zero, so rate() and absent() behave. */
