@@ -194,7 +194,7 @@ spec:
   await waitForQueries('mixed', 2);
   // What the status watches hold in full, by kind, as the controller exports it: the watch cache holds every kind, metadata only.
   const exported = await running.metrics.registry.getSingleMetricAsString('rowcast_status_watch_objects');
-  assert.match(exported, /rowcast_status_watch_objects\{cluster="[^"]*audited",kind="apps\/v1\/Deployment"\} 1\n/, 'the Deployment is watched in full, for its status');
+  assert.match(exported, /rowcast_status_watch_objects\{cluster="[^"]*audited",kind="apps\/v1\/Deployment"\} 1$/m, 'the Deployment is watched in full, for its status');
   assert.doesNotMatch(exported, /ConfigMap/, 'no ConfigMap is held in full: statusUpdate.kinds names only Deployment');
   await running.stop();
   running = undefined;

@@ -3,6 +3,7 @@ import { YAML_LIMITS, loadYamlDocument } from '../api/index.ts';
 import type { Logger, SecretScrubber } from '../telemetry/index.ts';
 import { MemberWatchCache, type DriftReport } from './member-cache.ts';
 import { vetKubeconfig, type KubeconfigPolicy, type KubeconfigProblem } from './kubeconfig-vetting.ts';
+import { IN_CLUSTER } from './kubeconfig.ts';
 import { MemberApi, MemberKubeConfig } from './member-api.ts';
 import { MemberQueue, type RateLimitSettings } from './member-queue.ts';
 
@@ -49,6 +50,8 @@ export interface MemberRegistryOptions {
 
 /** Every credential a kubeconfig carries, so none can reach a log line. */
 function registerCredentials(scrubber: SecretScrubber, text: string, source: string): void {
+  // The pod's own service account: its token never passes through here.
+  if (text === IN_CLUSTER) return;
   const loaded = loadYamlDocument(text, YAML_LIMITS.kubeconfig);
   // Vetting reports YAML that is broken or over the limits, and nothing of it is used.
   if (!loaded.ok) return;

@@ -36,6 +36,7 @@ const REQUIRED: Readonly<Record<string, readonly string[]>> = {
     'rowcast_applies_total',
     'rowcast_member_throttled_total',
     'rowcast_member_cache_objects',
+    'rowcast_status_watch_objects',
     'rowcast_drift_detected_total',
     'rowcast_sync_freshness_seconds_bucket',
     'rest_client_requests_total',
