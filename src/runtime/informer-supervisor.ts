@@ -196,6 +196,8 @@ export class SupervisedInformer<T extends KubernetesObject> {
         const event = JSON.parse(line) as WatchEventLine<T>;
         if (event.type === 'ERROR') {
           if (event.object?.code === 410) return 'gone';
+          // Any other error event (a resourceVersion the server cannot serve, say): the restart lists anew.
+          this.resourceVersion = '';
           throw new WatchEventError(event.object);
         }
         const object = event.object;
