@@ -121,11 +121,15 @@ function jsonBody(body: unknown): string {
   return JSON.stringify(body).replace(RAW_IN_JSON_REFUSED_BY_YAML, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/** Far above any object an apiserver stores (etcd refuses 1.5 MiB): a member that sends more without a newline is refused, not buffered. */
+const MAX_WATCH_LINE = 16 * 2 ** 20;
+
 /** A stream's text split at newlines; the stream's error (a dropped connection) rejects the iteration. */
 async function* lines(chunks: AsyncIterable<string>): AsyncGenerator<string> {
   let rest = '';
   for await (const chunk of chunks) {
     rest += chunk;
+    if (rest.length > MAX_WATCH_LINE && !rest.includes('\n')) throw new Error(`watch event over ${MAX_WATCH_LINE} characters`);
     let newline = rest.indexOf('\n');
     while (newline !== -1) {
       yield rest.slice(0, newline);
