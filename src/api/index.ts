@@ -20,6 +20,7 @@ export {
 export { parseGoDuration } from './go-duration.ts';
 export type { FieldError, ParseResult } from './validate.ts';
 export type { Condition, LabelSelector, LabelSelectorOperator, LabelSelectorRequirement, ObjectMeta } from './meta.ts';
+export { byCodePoint } from './meta.ts';
 export {
   allowedPrunes,
   parseDatabaseQueryResource,

@@ -1,6 +1,14 @@
 import { API_VERSION } from './constants.ts';
 import { childPath, isRecord, type FieldError } from './validate.ts';
 
+/**
+ * Code-point order of two names: the same on every replica. localeCompare
+ * follows the process's locale (LANG): in Danish "aa" sorts after "z".
+ */
+export function byCodePoint(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /** The parts of metadata Rowcast reads: render context, ownership, confirmation. */
 export interface ObjectMeta {
   readonly name: string;

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { byCodePoint } from '../api/index.ts';
 
 /** Rendezvous (highest random weight) score of a DQR key on a shard: the shard a key prefers most is the one with the highest. */
 export function rendezvousScore(shard: string, key: string): bigint {
@@ -64,12 +65,12 @@ export function planAssignments(dqrs: readonly AssignedDqr[], ready: readonly st
     else toPlace.push(dqr);
   }
   for (const [shard, held] of byShard) {
-    const ranked = [...held].sort((a, b) => compareDesc(rendezvousScore(shard, a.key), rendezvousScore(shard, b.key)) || a.key.localeCompare(b.key));
+    const ranked = [...held].sort((a, b) => compareDesc(rendezvousScore(shard, a.key), rendezvousScore(shard, b.key)) || byCodePoint(a.key, b.key));
     load.set(shard, Math.min(ranked.length, keepCap));
     for (const dqr of ranked.slice(keepCap)) toPlace.push(dqr);
   }
-  toPlace.sort((a, b) => a.key.localeCompare(b.key));
-  const orderFor = (key: string): string[] => [...ready].sort((a, b) => compareDesc(rendezvousScore(a, key), rendezvousScore(b, key)) || a.localeCompare(b));
+  toPlace.sort((a, b) => byCodePoint(a.key, b.key));
+  const orderFor = (key: string): string[] => [...ready].sort((a, b) => compareDesc(rendezvousScore(a, key), rendezvousScore(b, key)) || byCodePoint(a, b));
   for (const dqr of toPlace) {
     const order = orderFor(dqr.key).filter((s) => s !== dqr.shard);
     const shard = order.find((s) => (load.get(s) ?? 0) < evenCap) ?? order.reduce((a, b) => ((load.get(b) ?? 0) < (load.get(a) ?? 0) ? b : a), order[0] ?? '');

@@ -1,4 +1,4 @@
-import { acceptsSourceNamespace, type ClusterTarget, type LabelSelector, type Targets } from '../api/index.ts';
+import { acceptsSourceNamespace, byCodePoint, type ClusterTarget, type LabelSelector, type Targets } from '../api/index.ts';
 
 export function matchesLabelSelector(selector: LabelSelector, labels: Readonly<Record<string, string>>): boolean {
   for (const [key, value] of Object.entries(selector.matchLabels)) if (labels[key] !== value) return false;
@@ -97,7 +97,7 @@ export function selectTargets(dqrNamespace: string, targets: Targets, all: reado
       selected.push(target);
     }
   }
-  selected.sort((a, b) => targetKey(a).localeCompare(targetKey(b)));
+  selected.sort((a, b) => byCodePoint(targetKey(a), targetKey(b)));
   return { selected, refused };
 }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { rateLimitShare } from '../../src/hub/cluster-target-reconciler.ts';
 import { planAssignments, rendezvousShard, type AssignedDqr, type ShardAction } from '../../src/hub/shard-assignment.ts';
@@ -97,4 +98,20 @@ test('while DQRs drain, the even share stays that of all DQRs: no shard is asked
   // The owners have not handed them over yet: the next pass must ask for nothing more.
   const during = start.map((d) => (draining.has(d.key) ? { ...d, draining: true } : d));
   assert.deepEqual(planAssignments(during, ['r1', 'r2', 'r3'], new Set()), []);
+});
+
+test('the plan is the same whatever the locale of the replica that makes it', () => {
+  // Danish collation sorts "aa" after "z": an order taken from the locale would place DQRs differently after a leader change.
+  const dqrs: AssignedDqr[] = ['aa', 'z', 'ab', 'aaa', 'å', 'Z', 'a-b', 'a_b', 'a.b'].flatMap((name) => [`ns/${name}`, `team-aa/${name}`]).map((key) => ({ key, shard: undefined, draining: false }));
+  const ready = ['shard-aa', 'shard-z', 'shard-ab'];
+  const script = `
+    const { planAssignments } = await import(${JSON.stringify(new URL('../../src/hub/shard-assignment.ts', import.meta.url).href)});
+    process.stdout.write(JSON.stringify(planAssignments(${JSON.stringify(dqrs)}, ${JSON.stringify(ready)}, new Set())));`;
+  const plans = ['C.UTF-8', 'da_DK.UTF-8', 'sv_SE.UTF-8'].map((locale) => {
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, LANG: locale, LC_ALL: locale }, encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    return run.stdout;
+  });
+  const here = JSON.stringify(planAssignments(dqrs, ready, new Set()));
+  assert.deepEqual(plans, [here, here, here]);
 });
