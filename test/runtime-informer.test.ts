@@ -26,13 +26,13 @@ const crd = {
 const crdPath = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
 const widgets = `/apis/informer.test.rowcast.dev/v1/namespaces/${env.namespace}/widgets`;
 
-async function installCrd(): Promise<void> {
-  await waitFor('CRD created', async () => [201, 409].includes((await adminRequest(member.info, 'POST', crdPath, crd)).status), 30_000, 200);
-  await waitFor('widgets served', async () => (await adminRequest(member.info, 'GET', widgets)).status === 200, 30_000, 200);
+async function installCrd(cluster: TestCluster = member): Promise<void> {
+  await waitFor('CRD created', async () => [201, 409].includes((await adminRequest(cluster.info, 'POST', crdPath, crd)).status), 30_000, 200);
+  await waitFor('widgets served', async () => (await adminRequest(cluster.info, 'GET', widgets)).status === 200, 30_000, 200);
 }
 
-async function widget(name: string): Promise<void> {
-  const created = await adminRequest(member.info, 'POST', widgets, { apiVersion: 'informer.test.rowcast.dev/v1', kind: 'Widget', metadata: { name } });
+async function widget(name: string, cluster: TestCluster = member): Promise<void> {
+  const created = await adminRequest(cluster.info, 'POST', widgets, { apiVersion: 'informer.test.rowcast.dev/v1', kind: 'Widget', metadata: { name } });
   assert.equal(created.status, 201, created.body);
 }
 
@@ -85,5 +85,46 @@ test('an informer that fails (its resource removed) is restarted and catches up 
     await informer.stop();
     await api.close();
     await adminRequest(member.info, 'DELETE', `${crdPath}/${crd.metadata.name}`);
+  }
+});
+
+test('a watch on a member that freezes falls silent, is given up after 30 s, and resumes when the member answers again', async () => {
+  const frozen = env.members[1];
+  assert.ok(frozen !== undefined);
+  await installCrd(frozen);
+  const logs: string[] = [];
+  const logger = createLogger({ level: 'debug', scrubber: new SecretScrubber(), write: (line) => logs.push(line) });
+  const api = new MemberApi(new MemberKubeConfig(frozen.info.kubeconfig, { requestTimeoutMs: 2000 }));
+  const seen: string[] = [];
+  const informer = new SupervisedInformer<KubernetesObject>({
+    name: 'frozen-widgets',
+    path: widgets,
+    list: () => api.request<KubernetesListObject<KubernetesObject>>('GET', widgets),
+    watch: (path, query, signal) => api.watch(path, query, signal),
+    logger,
+    backoff: { baseMs: 200, maxMs: 1000 },
+    onEvent: (event, object) => seen.push(`${event}:${object.metadata?.name ?? ''}`),
+  });
+  let stopped = false;
+  try {
+    informer.start();
+    await informer.waitForSync();
+    await widget('before', frozen);
+    await waitFor('the informer to see before', () => Promise.resolve(seen.includes('add:before')), 10_000);
+    // The open watch gets no byte more, and no end: only the informer's own silence timer can notice.
+    process.kill(frozen.info.pid, 'SIGSTOP');
+    stopped = true;
+    await waitFor('the informer to stop vouching for a frozen member', () => Promise.resolve(!informer.watching), 60_000, 500);
+    assert.ok(logs.some((l) => l.includes('informer failed; restarting')), 'the failed reopen is logged');
+    process.kill(frozen.info.pid, 'SIGCONT');
+    stopped = false;
+    await widget('after', frozen);
+    await waitFor('the informer back, with after', () => Promise.resolve(informer.watching && seen.includes('add:after')), 30_000);
+    assert.deepEqual(informer.list(env.namespace).map((o) => o.metadata?.name).sort(), ['after', 'before']);
+  } finally {
+    if (stopped) process.kill(frozen.info.pid, 'SIGCONT');
+    await informer.stop();
+    await api.close();
+    await adminRequest(frozen.info, 'DELETE', `${crdPath}/${crd.metadata.name}`);
   }
 });

@@ -170,7 +170,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
   /**
    * One watch, from the resourceVersion last seen. Ends 'gone' when that
    * version is too old (relist), 'quiet' when the server ended it without an
-   * event, 'busy' when it ended after some, or when it fell silent.
+   * event, 'busy' when it ended after some, or when it fell silent once open.
    */
   private async watchOnce(running: AbortSignal): Promise<'gone' | 'quiet' | 'busy'> {
     const watch = new AbortController();
@@ -185,10 +185,12 @@ export class SupervisedInformer<T extends KubernetesObject> {
       }, WATCH_SILENCE_MS);
     };
     let events = 0;
+    let open = false;
     try {
       heard();
       const query = { resourceVersion: this.resourceVersion, allowWatchBookmarks: 'true', timeoutSeconds: String(WATCH_SECONDS), labelSelector: this.options.labelSelector };
       const lines = await this.options.watch(this.options.path, query, signal);
+      open = true;
       this.opened();
       for await (const line of lines) {
         heard();
@@ -209,7 +211,11 @@ export class SupervisedInformer<T extends KubernetesObject> {
       }
       return events === 0 ? 'quiet' : 'busy';
     } catch (error) {
-      if (fell.silent && !running.aborted) return 'busy';
+      // Silent once open: reopen at once. Never answered: a failure like any other (backoff, not watching).
+      if (fell.silent && !running.aborted) {
+        if (open) return 'busy';
+        throw new Error(`watch not answered within ${WATCH_SILENCE_MS / 1000} s`);
+      }
       if (typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 410) return 'gone';
       throw error;
     } finally {
