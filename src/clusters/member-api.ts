@@ -1,4 +1,5 @@
 import { Agent, errors, request, type Dispatcher } from 'undici';
+import type { ListedCollection } from '../runtime/index.ts';
 import { expectingNotFound } from '../telemetry/index.ts';
 import { Kubeconfig } from './kubeconfig.ts';
 
@@ -351,6 +352,12 @@ export class MemberApi {
       continueToken = page.metadata?.continue === '' ? undefined : page.metadata?.continue;
     } while (continueToken !== undefined);
     return { items, resourceVersion: resourceVersion ?? '' };
+  }
+
+  /** A collection as an informer lists it: page by page, with the resourceVersion its watch goes on from. */
+  async listCollection<T>(path: string, labelSelector?: string, metadataOnly = false): Promise<ListedCollection<T>> {
+    const { items, resourceVersion } = await this.listWithVersion(path, labelSelector, undefined, metadataOnly);
+    return { items: items as T[], metadata: { resourceVersion } };
   }
 
   async get(path: string, signal?: AbortSignal, metadataOnly = false): Promise<Record<string, unknown> | undefined> {

@@ -294,11 +294,8 @@ export class MemberWatchCache {
       // Metadata only: each event's object is PartialObjectMetadata.
       watch: (watchPath, query, signal) => this.api.watch(watchPath, query, signal, true),
       labelSelector: OWNER_LABEL,
-      list: async () => {
-        const { items, resourceVersion } = await this.api.listWithVersion(path, OWNER_LABEL, undefined, true);
-        // Each item the cache keeps passes through onEvent below, which compacts it.
-        return { apiVersion: 'v1', kind: 'List', items, metadata: { resourceVersion } };
-      },
+      // Each item the cache keeps passes through onEvent below, which compacts it.
+      list: () => this.api.listCollection<CachedObject>(path, OWNER_LABEL, true),
       logger,
       ...(this.options.backoff === undefined ? {} : { backoff: this.options.backoff }),
       onEvent: (event, object) => {

@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { KubernetesListObject } from '@kubernetes/client-node';
 import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, GROUP, SHARDING_LABELS, WATCH_LABEL } from '../api/index.ts';
 import type { ControllerOptions } from '../config/index.ts';
 import { MemberApi, MemberKubeConfig, MemberRegistry } from '../clusters/index.ts';
@@ -124,7 +123,7 @@ export class HubController {
         path,
         watch: (watchPath, query, signal) => hub.watch(watchPath, query, signal),
         ...(labelSelector === undefined ? {} : { labelSelector }),
-        list: () => hub.request<KubernetesListObject<HubObject>>('GET', path, labelSelector === undefined ? {} : { query: { labelSelector } }),
+        list: () => hub.listCollection<HubObject>(path, labelSelector),
         logger,
         onEvent,
       });
@@ -266,10 +265,7 @@ export class HubController {
                 watch: (watchPath, query, signal) => hub.watch(watchPath, query, signal),
                 path: `/apis/coordination.k8s.io/v1/namespaces/${this.deps.shard.leaseNamespace}/leases`,
                 labelSelector: `${SHARDING_LABELS.ring}=${this.deps.shard.ring}`,
-                list: () =>
-                  hub.request<KubernetesListObject<HubObject>>('GET', `/apis/coordination.k8s.io/v1/namespaces/${this.deps.shard?.leaseNamespace ?? ''}/leases`, {
-                    query: { labelSelector: `${SHARDING_LABELS.ring}=${this.deps.shard?.ring ?? ''}` },
-                  }),
+                list: () => hub.listCollection<HubObject>(`/apis/coordination.k8s.io/v1/namespaces/${this.deps.shard?.leaseNamespace ?? ''}/leases`, `${SHARDING_LABELS.ring}=${this.deps.shard?.ring ?? ''}`),
                 logger,
                 onEvent: () => {
                   const now = shard?.ringSize() ?? 1;

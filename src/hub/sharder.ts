@@ -1,4 +1,3 @@
-import type { KubernetesListObject } from '@kubernetes/client-node';
 import { API_VERSION, DATABASE_QUERY_RESOURCE, SHARDING_LABELS } from '../api/index.ts';
 import type { MemberApi } from '../clusters/index.ts';
 import { SupervisedInformer, describeApiError, type Lease } from '../runtime/index.ts';
@@ -67,7 +66,7 @@ export class Sharder {
       path: leasePath,
       watch: (path, query, signal) => options.hub.watch(path, query, signal),
       labelSelector: ringSelector,
-      list: () => options.hub.request<KubernetesListObject<Lease & HubObject>>('GET', leasePath, { query: { labelSelector: ringSelector } }),
+      list: () => options.hub.listCollection<Lease & HubObject>(leasePath, ringSelector),
       logger: options.logger,
       onEvent: () => this.poke(),
     });
@@ -76,7 +75,7 @@ export class Sharder {
       name: 'sharder-databasequeryresources',
       path: dqrPath,
       watch: (path, query, signal) => options.hub.watch(path, query, signal),
-      list: () => options.hub.request<KubernetesListObject<HubObject>>('GET', dqrPath),
+      list: () => options.hub.listCollection<HubObject>(dqrPath),
       logger: options.logger,
       onEvent: () => this.poke(),
     });

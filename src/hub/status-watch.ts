@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { ANNOTATIONS, OWNER_LABEL, parseDatabaseQueryResource } from '../api/index.ts';
 import { MemberApi, type ApiResource, type Member } from '../clusters/index.ts';
 import { bindParams, compileStatusTemplate, updateLedgerStatus, type CompiledStatement } from '../db/index.ts';
@@ -153,7 +153,7 @@ export class StatusWatches implements StatusWatchRegistry {
         path,
         watch: (watchPath, query, signal) => member.api.watch(watchPath, query, signal),
         labelSelector: OWNER_LABEL,
-        list: () => member.api.request<KubernetesListObject<Watched>>('GET', path, { query: { labelSelector: OWNER_LABEL } }),
+        list: () => member.api.listCollection<Watched>(path, OWNER_LABEL),
         logger: this.ctx.logger,
         onEvent: (event, object) => {
           if (event === 'delete') this.deleted(member, kind, object);
