@@ -53,6 +53,14 @@ async function identityOf(c: Controller): Promise<string> {
   });
 }
 
+/** On a failure, the tail of each replica's log, so a failure in CI says what the replicas were doing. */
+function reportOutput(t: { diagnostic: (message: string) => void }, controllers: Record<string, Controller | undefined>, error: unknown): never {
+  for (const [name, c] of Object.entries(controllers)) {
+    if (c !== undefined) t.diagnostic(`replica ${name}, last lines:\n${c.output.join('').split('\n').slice(-60).join('\n')}`);
+  }
+  throw error;
+}
+
 async function stopProcess(c: Controller): Promise<number | null> {
   if (c.child.exitCode !== null || c.child.signalCode !== null) return c.exited;
   c.child.kill('SIGCONT');
@@ -306,6 +314,8 @@ test('a leader frozen past its Lease writes nothing when it wakes, and exits non
     assert.deepEqual(await memberConfigMaps(), wanted, 'the current spec is intact on the member');
     const values = await adminRequest(audited?.info ?? env.hub.info, 'GET', `/api/v1/namespaces/${env.namespace}/configmaps/new-3`);
     assert.equal((JSON.parse(values.body) as { data: { v: string } }).data.v, '1003', 'the current rows are intact on the member');
+  } catch (error) {
+    reportOutput(t, { a, b }, error);
   } finally {
     await churn?.stop();
     await lease.stop();
