@@ -28,18 +28,25 @@ export class MemberApiError extends Error {
 export interface MemberApiOptions {
   /** Longest wait for response headers; a hung member fails instead of stalling its queue forever. */
   requestTimeoutMs: number;
-  /** Watches and lists on this member share the same connections. */
+  /** Connections for calls (not watches) to this member at once. */
   connections?: number;
   /** Names this replica in the apiserver's audit log, so an operator can tell which one wrote. */
   userAgent?: string;
 }
 
+/** Which Agent a request goes through: calls are bounded, each watch streams on as long as it lasts. */
+export type Traffic = 'calls' | 'watches';
+
 /**
- * A member's credentials and its one undici Agent: every call, list and
- * watch on the member reuses the same connections.
+ * A member's credentials and its two undici Agents. Calls share a bounded
+ * pool. Watches have their own, unbounded one: over HTTP/1.1 (a member behind
+ * a proxy that does not speak h2) a watch holds its connection for as long as
+ * it streams, and a tenant with many allowed namespaces keeps dozens open;
+ * in a shared pool they would leave no connection for an apply or a list.
+ * Over h2 each pool multiplexes on a connection or two.
  */
 export class MemberKubeConfig {
-  private agent: Agent | undefined;
+  private readonly agents = new Map<Traffic, Agent>();
   private readonly kubeconfig: Kubeconfig;
   /** Bounds the wait for response headers, and again for the body, of every call but a watch. */
   readonly requestTimeoutMs: number;
@@ -68,9 +75,10 @@ export class MemberKubeConfig {
     return this.kubeconfig.exportConfig();
   }
 
-  /** The member's one Agent, made on first use from the kubeconfig's TLS material. */
-  async dispatcher(): Promise<Dispatcher> {
-    if (this.agent === undefined) {
+  /** The member's Agent for this traffic, made on first use from the kubeconfig's TLS material. */
+  async dispatcher(traffic: Traffic): Promise<Dispatcher> {
+    let agent = this.agents.get(traffic);
+    if (agent === undefined) {
       const tls = await this.kubeconfig.tls();
       const connect = {
         ...(tls.ca === undefined ? {} : { ca: tls.ca }),
@@ -81,16 +89,21 @@ export class MemberKubeConfig {
         keepAlive: true,
         keepAliveInitialDelay: 30_000,
       };
-      this.agent = new Agent({
-        connect: { ...connect, timeout: Math.min(this.requestTimeoutMs, 10_000) },
-        connections: this.connections,
-        headersTimeout: this.requestTimeoutMs,
-        // Watches stream for minutes; their informer ends one that falls silent.
-        // MemberApi.request sets its own body deadline on every other call.
-        bodyTimeout: 0,
-      });
+      // Another call may have made it while this one read the TLS material.
+      agent = this.agents.get(traffic);
+      if (agent === undefined) {
+        agent = new Agent({
+          connect: { ...connect, timeout: Math.min(this.requestTimeoutMs, 10_000) },
+          ...(traffic === 'calls' ? { connections: this.connections } : {}),
+          headersTimeout: this.requestTimeoutMs,
+          // Watches stream for minutes; their informer ends one that falls silent.
+          // MemberApi.request sets its own body deadline on every other call.
+          bodyTimeout: 0,
+        });
+        this.agents.set(traffic, agent);
+      }
     }
-    return this.agent;
+    return agent;
   }
 
   /** Authorization headers for a raw request; recomputed per call so exec and token plugins can refresh. */
@@ -101,9 +114,9 @@ export class MemberKubeConfig {
   }
 
   async close(): Promise<void> {
-    const agent = this.agent;
-    this.agent = undefined;
-    await agent?.destroy();
+    const agents = [...this.agents.values()];
+    this.agents.clear();
+    await Promise.all(agents.map((agent) => agent.destroy()));
   }
 }
 
@@ -208,7 +221,7 @@ export class MemberApi {
     const bodyDeadline = new AbortController();
     const signal = options.signal === undefined ? bodyDeadline.signal : AbortSignal.any([options.signal, bodyDeadline.signal]);
     const timeoutMs = this.kubeConfig.requestTimeoutMs;
-    const dispatcher = await this.kubeConfig.dispatcher();
+    const dispatcher = await this.kubeConfig.dispatcher('calls');
     options.beforeSend?.();
     let response: Dispatcher.ResponseData;
     try {
@@ -253,7 +266,7 @@ export class MemberApi {
     url.searchParams.set('watch', 'true');
     for (const [key, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(key, value);
     const headers: Record<string, string> = { ...(await this.kubeConfig.authHeaders()), Accept: metadataOnly ? METADATA_OBJECT : 'application/json' };
-    const dispatcher = await this.kubeConfig.dispatcher();
+    const dispatcher = await this.kubeConfig.dispatcher('watches');
     let response: Dispatcher.ResponseData;
     try {
       response = await request(url, { method: 'GET', headers, dispatcher, signal });
