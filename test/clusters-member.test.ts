@@ -163,3 +163,26 @@ test('a member that stops sending after the first chunk of a response fails the 
     await proxy.close();
   }
 });
+
+test('a list whose page of big objects is over the answer limit is read again in shorter pages, every object once', async () => {
+  const api = new MemberApi(new MemberKubeConfig(member.info.kubeconfig, { requestTimeoutMs: 30_000 }));
+  const path = `/api/v1/namespaces/${env.namespace}/configmaps`;
+  // 24 ConfigMaps of 1 MiB each, near etcd's limit per object: one page of all of them is over the 16 MiB limit.
+  const big = 'x'.repeat(2 ** 20 - 1024);
+  try {
+    for (let i = 0; i < 24; i++) {
+      await api.request('POST', path, { body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `big-${i}`, labels: { size: 'big' } }, data: { big } } });
+    }
+    const before = api.requests.list;
+    const listed = await api.listWithVersion(path, 'size=big');
+    assert.equal(listed.items.length, 24);
+    assert.equal(new Set(listed.items.map((item) => (item['metadata'] as { name: string }).name)).size, 24);
+    assert.notEqual(listed.resourceVersion, '');
+    // Pages of 500, 250, 125, 63 and 32 are each over (all 24 objects); pages of 16 fit: two of them.
+    assert.equal(api.requests.list - before, 5 + 2);
+  } finally {
+    // One by one: a deletecollection answers with every object it deleted, itself over the limit.
+    for (let i = 0; i < 24; i++) await api.delete(`${path}/big-${i}`, undefined);
+    await api.close();
+  }
+});

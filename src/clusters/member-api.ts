@@ -94,7 +94,8 @@ export class MemberKubeConfig {
       if (agent === undefined) {
         agent = new Agent({
           connect: { ...connect, timeout: Math.min(this.requestTimeoutMs, 10_000) },
-          ...(traffic === 'calls' ? { connections: this.connections } : {}),
+          // A watch's lines are bounded one by one (lines()), not its whole stream.
+          ...(traffic === 'calls' ? { connections: this.connections, maxResponseSize: MAX_ANSWER_BYTES } : {}),
           headersTimeout: this.requestTimeoutMs,
           // Watches stream for minutes; their informer ends one that falls silent.
           // MemberApi.request sets its own body deadline on every other call.
@@ -130,20 +131,45 @@ const METADATA_OBJECT = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io
 // and, being YAML 1.1, folds U+2028 and U+2029 as line breaks.
 const RAW_IN_JSON_REFUSED_BY_YAML = /[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/g;
 
+function answerTooLarge(method: string, path: string, cause: unknown): AnswerTooLargeError {
+  return new AnswerTooLargeError(`${method} ${path}: the member's answer is over ${MAX_ANSWER_TEXT}: Rowcast reads no more of one answer`, { cause });
+}
+
+/** Items per page of a list, as client-go's pager asks; halved for a page whose answer is too large. */
+const LIST_PAGE_SIZE = 500;
+
 /** JSON that every apiserver decoder (JSON or YAML) reads back as exactly this value. */
 function jsonBody(body: unknown): string {
   return JSON.stringify(body).replace(RAW_IN_JSON_REFUSED_BY_YAML, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** Far above any object an apiserver stores (etcd refuses 1.5 MiB): a member that sends more without a newline is refused, not buffered. */
-const MAX_WATCH_LINE = 16 * 2 ** 20;
+/**
+ * The most the hub reads of one answer (a call's body, a watch's line): far
+ * above any object an apiserver stores (etcd refuses 1.5 MiB). Anyone who may
+ * create a ClusterTarget can point it at a server of their own, and the hub
+ * runs every tenant's syncs: a member that sends more is cut off, not buffered.
+ */
+export const MAX_ANSWER_BYTES = 16 * 2 ** 20;
+const MAX_ANSWER_TEXT = `${MAX_ANSWER_BYTES / 2 ** 20} MiB`;
+
+/** A member's answer went past MAX_ANSWER_BYTES: the connection was dropped there. Retryable, like any misbehaving member. */
+export class AnswerTooLargeError extends Error {
+  override readonly name = 'AnswerTooLargeError';
+}
+
+function tooLarge(error: unknown): boolean {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    if ((current as { code?: unknown }).code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') return true;
+  }
+  return false;
+}
 
 /** A stream's text split at newlines; the stream's error (a dropped connection) rejects the iteration. */
 async function* lines(chunks: AsyncIterable<string>): AsyncGenerator<string> {
   let rest = '';
   for await (const chunk of chunks) {
     rest += chunk;
-    if (rest.length > MAX_WATCH_LINE && !rest.includes('\n')) throw new Error(`watch event over ${MAX_WATCH_LINE} characters`);
+    if (rest.length > MAX_ANSWER_BYTES && !rest.includes('\n')) throw new AnswerTooLargeError(`watch event over ${MAX_ANSWER_TEXT}: Rowcast reads no more of one answer`);
     let newline = rest.indexOf('\n');
     while (newline !== -1) {
       yield rest.slice(0, newline);
@@ -235,7 +261,7 @@ export class MemberApi {
       });
     } catch (error) {
       this.onResponse?.(this.host, method, '<error>');
-      throw error;
+      throw tooLarge(error) ? answerTooLarge(method, url.pathname, error) : error;
     }
     this.onResponse?.(this.host, method, String(response.statusCode));
     const timer = setTimeout(() => {
@@ -244,6 +270,8 @@ export class MemberApi {
     let text: string;
     try {
       text = await response.body.text();
+    } catch (error) {
+      throw tooLarge(error) ? answerTooLarge(method, url.pathname, error) : error;
     } finally {
       clearTimeout(timer);
     }
@@ -353,17 +381,30 @@ export class MemberApi {
     const items: Record<string, unknown>[] = [];
     let continueToken: string | undefined;
     let resourceVersion: string | undefined;
-    do {
+    let limit = LIST_PAGE_SIZE;
+    for (;;) {
       this.requests.list++;
-      const page: { items?: Record<string, unknown>[]; metadata?: { continue?: string; resourceVersion?: string } } = await this.request('GET', path, {
-        query: { labelSelector, limit: '500', continue: continueToken },
-        ...(metadataOnly ? { accept: METADATA_LIST } : {}),
-        ...(signal === undefined ? {} : { signal }),
-      });
+      type Page = { items?: Record<string, unknown>[]; metadata?: { continue?: string; resourceVersion?: string } };
+      let page: Page;
+      try {
+        page = await this.request<Page>('GET', path, {
+          query: { labelSelector, limit: String(limit), continue: continueToken },
+          ...(metadataOnly ? { accept: METADATA_LIST } : {}),
+          ...(signal === undefined ? {} : { signal }),
+        });
+      } catch (error) {
+        // Big objects (each up to etcd's 1.5 MiB) can fill a page past the limit: the same page again, half as long.
+        if (error instanceof AnswerTooLargeError && limit > 1) {
+          limit = Math.ceil(limit / 2);
+          continue;
+        }
+        throw error;
+      }
       resourceVersion ??= page.metadata?.resourceVersion;
       items.push(...(page.items ?? []));
       continueToken = page.metadata?.continue === '' ? undefined : page.metadata?.continue;
-    } while (continueToken !== undefined);
+      if (continueToken === undefined) break;
+    }
     return { items, resourceVersion: resourceVersion ?? '' };
   }
 
