@@ -292,7 +292,16 @@ test('a leader frozen past its Lease writes nothing when it wakes, and exits non
     await env.sql('DELETE FROM things WHERE id > 10');
     await env.sql('UPDATE things SET v = 1000 + id');
     const wanted = Array.from({ length: 10 }, (_, i) => `new-${i + 1}`).sort();
-    await eventually('the standby syncs the new spec', async () => (JSON.stringify(await memberConfigMaps()) === JSON.stringify(wanted) ? true : undefined), 60_000);
+    await eventually(
+      'the standby syncs the new spec',
+      async () => {
+        const seen = await memberConfigMaps();
+        if (JSON.stringify(seen) === JSON.stringify(wanted)) return true;
+        const exited = b?.child.exitCode ?? b?.child.signalCode;
+        throw new Error(`on the member: ${seen.join(' ')}; the standby ${exited === null || exited === undefined ? 'runs' : `exited (${exited})`}`);
+      },
+      60_000,
+    );
 
     const wokenAt = Date.now() * 1000;
     a.child.kill('SIGCONT');
