@@ -4,6 +4,7 @@
 //   node --expose-gc bench/sync.ts [--rows 10000] [--qps 1000] [--burst 2000] [--concurrency 32] [--tracing]
 // --tracing runs the OpenTelemetry SDK (pg and undici instrumentations, a batch
 // processor) with an exporter that drops spans: the cost of tracing itself.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace';
 import { SecretScrubber, startTracing } from '../src/telemetry/index.ts';
@@ -95,6 +96,9 @@ try {
   await admin.query('SELECT pg_stat_statements_reset()');
   const started = performance.now();
   const cpuBefore = process.cpuUsage();
+  // How long the event loop was held: Lease renewals, probes and watches all wait on it.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
   await post(hub, `/apis/${API_VERSION}/namespaces/${namespace}/${DATABASE_QUERY_RESOURCE.plural}`, {
     apiVersion: API_VERSION,
     kind: DATABASE_QUERY_RESOURCE.kind,
@@ -110,6 +114,7 @@ try {
   while (syncs.length < 1) await new Promise((resolve) => setTimeout(resolve, 50));
   const firstSync = ((syncs[0]?.at ?? 0) - started) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
+  loopDelay.disable();
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const firstRequests = delta(sum(await Promise.all(members.map(requestCounts))), sum(before));
   const rssAfterFirst = process.memoryUsage().rss;
@@ -138,6 +143,7 @@ try {
     [
       `rows: ${rows} x ${members.length} members = ${objects} ConfigMaps (member rate limit ${values.qps} qps, burst ${values.burst}, concurrency ${values.concurrency})`,
       `first sync: ${firstSync.toFixed(1)} s, ${(objects / firstSync).toFixed(0)} objects/s, controller CPU ${cpuSeconds.toFixed(2)} s; configmap requests on the members: ${JSON.stringify(firstRequests)}`,
+      `event-loop delay during the first sync: p50 ${(loopDelay.percentile(50) / 1e6).toFixed(0)} ms, p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms, max ${(loopDelay.max / 1e6).toFixed(0)} ms`,
       `no-op resync: ${String(resyncLine?.['durationMs'])} ms, ${JSON.stringify(resyncLine?.['clusters'])}; configmap requests on the members: ${JSON.stringify(resyncRequests)} (writes: ${(resyncRequests['APPLY'] ?? 0) + (resyncRequests['PATCH'] ?? 0) + (resyncRequests['DELETE'] ?? 0)}; but for the watch cache's watches: ${Object.entries(resyncRequests).reduce((n, [verb, count]) => (verb === 'WATCH' ? n : n + count), 0)})`,
       `database: ${queries.rows.map((q) => `${q.calls} x ${q.query.replace(/\s+/g, ' ').slice(0, 60)}`).join('; ')}`,
       `tracing: ${tracing === undefined ? 'off' : `on, ${exported} spans exported`}`,
