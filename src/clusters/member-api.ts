@@ -1,5 +1,5 @@
 import { Agent, errors, request, type Dispatcher } from 'undici';
-import type { ListedCollection } from '../runtime/index.ts';
+import { errorCode, type ListedCollection } from '../runtime/index.ts';
 import { expectingNotFound } from '../telemetry/index.ts';
 import { Kubeconfig } from './kubeconfig.ts';
 
@@ -158,10 +158,7 @@ export class AnswerTooLargeError extends Error {
 }
 
 function tooLarge(error: unknown): boolean {
-  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
-    if ((current as { code?: unknown }).code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') return true;
-  }
-  return false;
+  return errorCode(error, (code) => code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') !== undefined;
 }
 
 /** A stream's text split at newlines; the stream's error (a dropped connection) rejects the iteration. */
@@ -382,9 +379,9 @@ export class MemberApi {
     let continueToken: string | undefined;
     let resourceVersion: string | undefined;
     let limit = LIST_PAGE_SIZE;
+    type Page = { items?: Record<string, unknown>[]; metadata?: { continue?: string; resourceVersion?: string } };
     for (;;) {
       this.requests.list++;
-      type Page = { items?: Record<string, unknown>[]; metadata?: { continue?: string; resourceVersion?: string } };
       let page: Page;
       try {
         page = await this.request<Page>('GET', path, {

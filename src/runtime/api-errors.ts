@@ -40,10 +40,11 @@ function headerValue(headers: unknown, name: string): string | undefined {
 
 const networkCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
-function networkCode(error: Error): string | undefined {
+/** The first `code` among an error and its causes that `wanted` accepts: undici and Node wrap the one that says what happened. */
+export function errorCode(error: unknown, wanted: (code: string) => boolean): string | undefined {
   for (let current: unknown = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
     const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && networkCodes.has(code)) return code;
+    if (typeof code === 'string' && wanted(code)) return code;
   }
   return undefined;
 }
@@ -61,7 +62,7 @@ export function describeApiError(error: unknown): ApiFailure {
   const code = typeof fields.code === 'number' ? fields.code : typeof fields.statusCode === 'number' ? fields.statusCode : undefined;
   if (code === undefined) {
     const err = error instanceof Error ? error : new Error(String(error));
-    const net = networkCode(err);
+    const net = errorCode(err, (code) => networkCodes.has(code));
     const timedOut = err.name === 'TimeoutError' || err.name === 'AbortError';
     const message =
       net === 'UND_ERR_BODY_TIMEOUT'

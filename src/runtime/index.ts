@@ -1,4 +1,4 @@
-export { describeApiError, type ApiFailure } from './api-errors.ts';
+export { describeApiError, errorCode, type ApiFailure } from './api-errors.ts';
 export { backoffDelay, type BackoffPolicy } from './backoff.ts';
 export { SupervisedInformer, type InformerEvent, type ListedCollection, type SupervisedInformerOptions } from './informer-supervisor.ts';
 export { TerminalError, WorkQueue, type Reconcile, type ReconcileOutcome, type ReconcileResult, type WorkQueueOptions } from './work-queue.ts';
