@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import test from 'node:test';
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import { MemberApi, MemberKubeConfig } from '../src/clusters/index.ts';
-import { SupervisedInformer } from '../src/runtime/index.ts';
+import { HeldBytes, SupervisedInformer } from '../src/runtime/index.ts';
 import { SecretScrubber, createLogger } from '../src/telemetry/index.ts';
 import { adminRequest } from './harness/kube-apiserver.ts';
 import { waitFor } from './harness/ports.ts';
@@ -126,5 +126,68 @@ test('a watch on a member that freezes falls silent, is given up after 30 s, and
     await informer.stop();
     await api.close();
     await adminRequest(frozen.info, 'DELETE', `${crdPath}/${crd.metadata.name}`);
+  }
+});
+
+test('informers sharing a budget take what they hold from it, give back what is deleted or stopped, and fail past it without holding more', async () => {
+  const path = `/api/v1/namespaces/${env.namespace}/configmaps`;
+  const selector = 'budget-test';
+  const put = async (name: string, size: number): Promise<void> => {
+    const created = await adminRequest(member.info, 'POST', path, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, labels: { [selector]: 'yes' } }, data: { v: 'x'.repeat(size) } });
+    assert.equal(created.status, 201, created.body);
+  };
+  const logs: string[] = [];
+  const logger = createLogger({ level: 'debug', scrubber: new SecretScrubber(), write: (line) => logs.push(line) });
+  const budget = new HeldBytes(64 * 1024);
+  const api = new MemberApi(new MemberKubeConfig(member.info.kubeconfig, { requestTimeoutMs: 5000 }), undefined, budget);
+  const informer = (name: string): SupervisedInformer<KubernetesObject> =>
+    new SupervisedInformer<KubernetesObject>({
+      name,
+      path,
+      watch: (watchPath, query, signal) => api.watch(watchPath, query, signal),
+      labelSelector: selector,
+      list: () => api.listCollection<KubernetesObject>(path, selector),
+      logger,
+      backoff: { baseMs: 200, maxMs: 400 },
+      onEvent: () => undefined,
+      budget,
+    });
+  const first = informer('first');
+  const second = informer('second');
+  try {
+    await put('small-1', 4096);
+    await put('small-2', 4096);
+    first.start();
+    await first.waitForSync();
+    const listed = budget.bytes;
+    assert.ok(listed > 2 * 4096 && listed < 16 * 1024, `two objects of 4 KiB are held as ${listed} bytes`);
+    second.start();
+    await second.waitForSync();
+    await waitFor('both informers hold them', () => Promise.resolve(budget.bytes >= 2 * listed - 2), 10_000, 50);
+    // A watch event is counted as its line: another object of 4 KiB, in each informer.
+    await put('small-3', 4096);
+    await waitFor('the new object held by both', () => Promise.resolve(first.size === 3 && second.size === 3), 10_000, 50);
+    const three = budget.bytes;
+    assert.ok(three > 2 * listed + 2 * 4096, `${three} bytes held for three objects twice`);
+    const deleted = await adminRequest(member.info, 'DELETE', `${path}/small-3`);
+    assert.equal(deleted.status, 200, deleted.body);
+    await waitFor('the deleted object given back', () => Promise.resolve(first.size === 2 && second.size === 2), 10_000, 50);
+    assert.ok(budget.bytes < three - 2 * 4096, `${budget.bytes} bytes held after the delete, ${three} before`);
+    await second.stop();
+    const afterStop = budget.bytes;
+    assert.ok(afterStop < 16 * 1024, `one informer of two objects holds ${afterStop} bytes`);
+    // 64 KiB in all: an object of 80 KiB does not fit. The informer fails and holds no more than before.
+    await put('big', 80 * 1024);
+    await waitFor('the informer fails on the budget', () => Promise.resolve(logs.some((l) => l.includes('informer failed') && l.includes('--member-cache-limit'))), 10_000, 50);
+    assert.equal(first.get('big', env.namespace), undefined);
+    assert.equal(budget.bytes, afterStop);
+    assert.equal(first.watching, false);
+    await first.stop();
+    assert.equal(budget.bytes, 0);
+  } finally {
+    await first.stop();
+    await second.stop();
+    for (const name of ['small-1', 'small-2', 'small-3', 'big']) await adminRequest(member.info, 'DELETE', `${path}/${name}`);
+    await api.close();
   }
 });

@@ -1,5 +1,5 @@
 import { Agent, errors, request, type Dispatcher } from 'undici';
-import { errorCode, type ListedCollection } from '../runtime/index.ts';
+import { OverHeldLimitError, errorCode, type HeldBytes, type ListedCollection } from '../runtime/index.ts';
 import { expectingNotFound } from '../telemetry/index.ts';
 import { Kubeconfig } from './kubeconfig.ts';
 
@@ -196,6 +196,8 @@ export interface RequestOptions {
    * nothing (the leader fence).
    */
   beforeSend?: () => void;
+  /** Told the length of the answer's text once it is read whole. */
+  onAnswer?: (length: number) => void;
 }
 
 export interface ObjectRef {
@@ -222,9 +224,13 @@ export class MemberApi {
   readonly host: string;
   private readonly onResponse: ((host: string, method: string, code: string) => void) | undefined;
 
-  constructor(kubeConfig: MemberKubeConfig, onResponse?: (host: string, method: string, code: string) => void) {
+  /** What this member's informers may hold at once; a list may not read more than that either. None: unbounded (the hub's own API). */
+  readonly held: HeldBytes | undefined;
+
+  constructor(kubeConfig: MemberKubeConfig, onResponse?: (host: string, method: string, code: string) => void, held?: HeldBytes) {
     this.kubeConfig = kubeConfig;
     this.onResponse = onResponse;
+    this.held = held;
     this.server = kubeConfig.server;
     this.host = new URL(this.server).host;
   }
@@ -272,6 +278,7 @@ export class MemberApi {
     } finally {
       clearTimeout(timer);
     }
+    options.onAnswer?.(text.length);
     if (response.statusCode >= 400) {
       const responseHeaders: Record<string, string> = {};
       for (const [key, value] of Object.entries(response.headers)) if (typeof value === 'string') responseHeaders[key] = value;
@@ -374,8 +381,12 @@ export class MemberApi {
    * from (the first page's: a continue token reads the same snapshot), from
    * which a watch goes on.
    */
-  async listWithVersion(path: string, labelSelector: string | undefined, signal?: AbortSignal, metadataOnly = false): Promise<{ items: Record<string, unknown>[]; resourceVersion: string }> {
+  async listWithVersion(path: string, labelSelector: string | undefined, signal?: AbortSignal, metadataOnly = false): Promise<{ items: Record<string, unknown>[]; resourceVersion: string; bytes: number }> {
     const items: Record<string, unknown>[] = [];
+    let bytes = 0;
+    const onAnswer = (length: number): void => {
+      bytes += length;
+    };
     let continueToken: string | undefined;
     let resourceVersion: string | undefined;
     let limit = LIST_PAGE_SIZE;
@@ -388,6 +399,7 @@ export class MemberApi {
           query: { labelSelector, limit: String(limit), continue: continueToken },
           ...(metadataOnly ? { accept: METADATA_LIST } : {}),
           ...(signal === undefined ? {} : { signal }),
+          onAnswer,
         });
       } catch (error) {
         // Big objects (each up to etcd's 1.5 MiB) can fill a page past the limit: the same page again, half as long.
@@ -399,16 +411,18 @@ export class MemberApi {
       }
       resourceVersion ??= page.metadata?.resourceVersion;
       items.push(...(page.items ?? []));
+      // A member that answers page after page without end is cut off where its caches would be.
+      if (this.held !== undefined && bytes > this.held.limit) throw new OverHeldLimitError(`a list of ${path}`, this.held.limit);
       continueToken = page.metadata?.continue === '' ? undefined : page.metadata?.continue;
       if (continueToken === undefined) break;
     }
-    return { items, resourceVersion: resourceVersion ?? '' };
+    return { items, resourceVersion: resourceVersion ?? '', bytes };
   }
 
   /** A collection as an informer lists it: page by page, with the resourceVersion its watch goes on from. */
   async listCollection<T>(path: string, labelSelector?: string, metadataOnly = false): Promise<ListedCollection<T>> {
-    const { items, resourceVersion } = await this.listWithVersion(path, labelSelector, undefined, metadataOnly);
-    return { items: items as T[], metadata: { resourceVersion } };
+    const { items, resourceVersion, bytes } = await this.listWithVersion(path, labelSelector, undefined, metadataOnly);
+    return { items: items as T[], metadata: { resourceVersion }, bytes };
   }
 
   async get(path: string, signal?: AbortSignal, metadataOnly = false): Promise<Record<string, unknown> | undefined> {

@@ -297,6 +297,7 @@ export class MemberWatchCache {
       // Each item the cache keeps passes through onEvent below, which compacts it.
       list: () => this.api.listCollection<CachedObject>(path, OWNER_LABEL, true),
       logger,
+      ...(this.api.held === undefined ? {} : { budget: this.api.held }),
       ...(this.options.backoff === undefined ? {} : { backoff: this.options.backoff }),
       onEvent: (event, object) => {
         this.observe(scope, records, applying, event, object);

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { YAML_LIMITS, loadYamlDocument } from '../api/index.ts';
+import { HeldBytes } from '../runtime/index.ts';
 import type { Logger, SecretScrubber } from '../telemetry/index.ts';
 import { MemberWatchCache, type DriftReport } from './member-cache.ts';
 import { vetKubeconfig, type KubeconfigPolicy, type KubeconfigProblem } from './kubeconfig-vetting.ts';
@@ -40,6 +41,8 @@ export interface MemberRegistryOptions {
   scrubber: SecretScrubber;
   requestTimeoutMs: number;
   userAgent?: string;
+  /** Bytes each member's informers may hold at once (HeldBytes); none: unbounded. */
+  memberCacheLimitBytes?: number;
   /** `cluster`: the ClusterTarget's namespace/name, as every metric labels it. */
   onQueueWait?: (cluster: string, waitMs: number) => void;
   onThrottled?: (cluster: string, retryAfterMs: number) => void;
@@ -114,7 +117,8 @@ export class MemberRegistry {
     }
     let api: MemberApi;
     try {
-      api = new MemberApi(new MemberKubeConfig(text, { requestTimeoutMs: this.options.requestTimeoutMs, ...(this.options.userAgent === undefined ? {} : { userAgent: this.options.userAgent }) }), this.options.onResponse);
+      const held = this.options.memberCacheLimitBytes === undefined ? undefined : new HeldBytes(this.options.memberCacheLimitBytes);
+      api = new MemberApi(new MemberKubeConfig(text, { requestTimeoutMs: this.options.requestTimeoutMs, ...(this.options.userAgent === undefined ? {} : { userAgent: this.options.userAgent }) }), this.options.onResponse, held);
     } catch (error) {
       await this.remove(spec.key);
       return { ok: false, problems: [{ field: '', message: `kubeconfig could not be loaded: ${this.options.scrubber.scrub(String(error))}` }] };

@@ -24,6 +24,8 @@ export interface ControllerOptions {
   readonly requestTimeoutMs: number;
   /** Rows read per cursor fetch. */
   readonly batchSize: number;
+  /** Bytes the informers of one member may hold at once (its watch caches), and one list may read. */
+  readonly memberCacheLimitBytes: number;
   /** How long in-flight syncs may run on after a stop signal before they are cancelled. */
   readonly shutdownGraceMs: number;
   /** host:port (or :port) for /metrics, /healthz and /readyz; "0" turns them off. */
@@ -80,6 +82,13 @@ const flags: readonly Flag[] = [
   { name: 'probe-interval', type: 'string', env: 'ROWCAST_PROBE_INTERVAL', default: '30s', help: 'how often each member cluster is probed' },
   { name: 'request-timeout', type: 'string', env: 'ROWCAST_REQUEST_TIMEOUT', default: '30s', help: 'longest wait for a member apiserver to answer, and again for the whole response body (watches excepted)' },
   { name: 'batch-size', type: 'string', env: 'ROWCAST_BATCH_SIZE', default: '1000', help: 'rows read from the database per fetch' },
+  {
+    name: 'member-cache-limit',
+    type: 'string',
+    env: 'ROWCAST_MEMBER_CACHE_LIMIT',
+    default: '256',
+    help: "MiB of a member's answers its watch caches may hold at once, and one list may read: a member that sends more fails its own syncs, not the controller (about 1.5 KiB per managed object, more for kinds whose status is written back)",
+  },
   { name: 'metrics-bind-address', type: 'string', env: 'ROWCAST_METRICS_BIND_ADDRESS', default: ':8080', help: 'address of /metrics, /healthz and /readyz; 0 turns them off' },
   { name: 'leader-elect', type: 'boolean', env: 'ROWCAST_LEADER_ELECT', default: false, help: 'run only while holding a Lease on the hub, so replicas can stand by' },
   { name: 'leader-election-namespace', type: 'string', env: 'POD_NAMESPACE', default: undefined, help: 'namespace of the leader Lease (default: --namespace, else default)' },
@@ -192,6 +201,7 @@ export function parseControllerOptions(argv: readonly string[], env: Readonly<Re
       probeIntervalMs: duration('probe-interval', text('probe-interval') ?? '30s'),
       requestTimeoutMs: duration('request-timeout', text('request-timeout') ?? '30s'),
       batchSize: positiveInteger('batch-size', text('batch-size') ?? '1000'),
+      memberCacheLimitBytes: positiveInteger('member-cache-limit', text('member-cache-limit') ?? '256') * 2 ** 20,
       shutdownGraceMs: duration('shutdown-grace', text('shutdown-grace') ?? '30s'),
       metricsBindAddress: text('metrics-bind-address') ?? ':8080',
       leaderElect: value('leader-elect') === true || value('sharding') === true,

@@ -187,6 +187,7 @@ export class HubController {
         policy: { allowExecAuth: options.allowExecAuth, allowFilePaths: options.allowKubeconfigFiles, allowInsecure: options.allowInsecureKubeconfigs },
         scrubber,
         requestTimeoutMs: options.requestTimeoutMs,
+        memberCacheLimitBytes: options.memberCacheLimitBytes,
         ...(this.deps.userAgent === undefined ? {} : { userAgent: this.deps.userAgent }),
         onQueueWait: (cluster, ms) => metrics.memberQueueWait.labels(cluster).observe(ms / 1000),
         onThrottled: (cluster) => {

@@ -154,6 +154,7 @@ export class StatusWatches implements StatusWatchRegistry {
         watch: (watchPath, query, signal) => member.api.watch(watchPath, query, signal),
         labelSelector: OWNER_LABEL,
         list: () => member.api.listCollection<Watched>(path, OWNER_LABEL),
+        ...(member.api.held === undefined ? {} : { budget: member.api.held }),
         logger: this.ctx.logger,
         onEvent: (event, object) => {
           if (event === 'delete') this.deleted(member, kind, object);

@@ -3,6 +3,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../telemetry/index.ts';
 import { describeApiError } from './api-errors.ts';
 import { backoffDelay, type BackoffPolicy } from './backoff.ts';
+import { OverHeldLimitError, type HeldBytes } from './held-bytes.ts';
 
 export type InformerEvent = 'add' | 'update' | 'delete';
 
@@ -10,6 +11,8 @@ export type InformerEvent = 'add' | 'update' | 'delete';
 export interface ListedCollection<T> {
   items: T[];
   metadata?: { resourceVersion?: string };
+  /** The length of the answers the items came in, when known: what holding them is counted as. */
+  bytes?: number;
 }
 
 /** Opens a watch on a collection; resolves once the server answered with the lines of its events. */
@@ -27,6 +30,14 @@ export interface SupervisedInformerOptions<T extends KubernetesObject> {
   /** Called with true when a list and watch succeed, false when the informer fails. */
   onWatchingChange?: (watching: boolean) => void;
   backoff?: BackoffPolicy;
+  /** Shared by the informers of one member: each object is counted as the length of the answer it came in. */
+  budget?: HeldBytes;
+}
+
+interface Held<T> {
+  object: T;
+  /** What it is counted as against the budget. */
+  bytes: number;
 }
 
 /**
@@ -67,7 +78,9 @@ export class SupervisedInformer<T extends KubernetesObject> {
   private readonly options: SupervisedInformerOptions<T>;
   private readonly backoff: BackoffPolicy;
   /** By namespace ('' for cluster-scoped), then name. */
-  private objects = new Map<string, Map<string, T>>();
+  private objects = new Map<string, Map<string, Held<T>>>();
+  /** The sum of the bytes of what it holds, all taken from the budget. */
+  private heldBytes = 0;
   /** Where the next watch starts; empty: list first. */
   private resourceVersion = '';
   private failures = 0;
@@ -104,9 +117,12 @@ export class SupervisedInformer<T extends KubernetesObject> {
   }
 
   list(namespace?: string): readonly T[] {
-    if (namespace !== undefined && namespace !== '') return [...(this.objects.get(namespace)?.values() ?? [])];
     const all: T[] = [];
-    for (const named of this.objects.values()) all.push(...named.values());
+    if (namespace !== undefined && namespace !== '') {
+      for (const held of this.objects.get(namespace)?.values() ?? []) all.push(held.object);
+      return all;
+    }
+    for (const named of this.objects.values()) for (const held of named.values()) all.push(held.object);
     return all;
   }
 
@@ -118,15 +134,21 @@ export class SupervisedInformer<T extends KubernetesObject> {
   }
 
   get(name: string, namespace?: string): T | undefined {
-    return this.objects.get(namespace ?? '')?.get(name);
+    return this.objects.get(namespace ?? '')?.get(name)?.object;
   }
 
+  /** Stops listing and watching. What it holds stays readable, but no longer counts against the budget. */
   stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.restartTimer);
     this.running?.abort();
     this.running = undefined;
     this.setWatching(false);
+    if (this.heldBytes !== 0) {
+      this.options.budget?.take(-this.heldBytes);
+      for (const named of this.objects.values()) for (const held of named.values()) held.bytes = 0;
+      this.heldBytes = 0;
+    }
     return Promise.resolve();
   }
 
@@ -153,18 +175,27 @@ export class SupervisedInformer<T extends KubernetesObject> {
   private async relist(): Promise<void> {
     const listed = await this.options.list();
     if (this.stopped) return;
-    const fresh = new Map<string, Map<string, T>>();
+    const fresh = new Map<string, Set<string>>();
     for (const object of listed.items) {
       const namespace = object.metadata?.namespace ?? '';
       let named = fresh.get(namespace);
-      if (named === undefined) fresh.set(namespace, (named = new Map<string, T>()));
-      named.set(object.metadata?.name ?? '', object);
+      if (named === undefined) fresh.set(namespace, (named = new Set<string>()));
+      named.add(object.metadata?.name ?? '');
     }
+    // Each item counted as its share of the answers: what the list held in memory to hand them over.
+    const each = listed.items.length === 0 ? 0 : Math.ceil((listed.bytes ?? 0) / listed.items.length);
+    this.take(each * listed.items.length - this.heldBytes, `a list of ${this.options.path}`);
     for (const [namespace, named] of this.objects) {
-      for (const [name, object] of named) if (fresh.get(namespace)?.has(name) !== true) this.remove(object);
+      for (const [name, held] of named) if (fresh.get(namespace)?.has(name) !== true) this.remove(held.object);
     }
-    for (const object of listed.items) this.upsert(object);
+    for (const object of listed.items) this.upsert(object, each);
     this.resourceVersion = listed.metadata?.resourceVersion ?? '';
+  }
+
+  /** Takes from the budget, or fails the informer: a member that sends more than it may hold is never held beyond it. */
+  private take(bytes: number, what: string): void {
+    const budget = this.options.budget;
+    if (budget !== undefined && !budget.take(bytes)) throw new OverHeldLimitError(what, budget.limit);
   }
 
   /**
@@ -204,8 +235,15 @@ export class SupervisedInformer<T extends KubernetesObject> {
         }
         const object = event.object;
         if (object === undefined) continue;
-        if (event.type === 'ADDED' || event.type === 'MODIFIED') this.upsert(object);
-        else if (event.type === 'DELETED') this.remove(object);
+        if (event.type === 'ADDED' || event.type === 'MODIFIED') {
+          const held = this.objects.get(object.metadata?.namespace ?? '')?.get(object.metadata?.name ?? '');
+          this.take(line.length - (held?.bytes ?? 0), `a watch event of ${this.options.path}`);
+          this.upsert(object, line.length);
+        } else if (event.type === 'DELETED') {
+          const held = this.objects.get(object.metadata?.namespace ?? '')?.get(object.metadata?.name ?? '');
+          this.options.budget?.take(-(held?.bytes ?? 0));
+          this.remove(object);
+        }
         this.resourceVersion = object.metadata?.resourceVersion ?? this.resourceVersion;
         events++;
       }
@@ -234,21 +272,31 @@ export class SupervisedInformer<T extends KubernetesObject> {
     }
   }
 
-  private upsert(object: T): void {
+  /** Keeps an object counted as `bytes`, already taken from the budget by the caller. */
+  private upsert(object: T, bytes: number): void {
     const namespace = object.metadata?.namespace ?? '';
     const name = object.metadata?.name ?? '';
     let named = this.objects.get(namespace);
-    if (named === undefined) this.objects.set(namespace, (named = new Map<string, T>()));
+    if (named === undefined) this.objects.set(namespace, (named = new Map<string, Held<T>>()));
     const found = named.get(name);
-    if (found !== undefined && found.metadata?.resourceVersion !== undefined && found.metadata.resourceVersion === object.metadata?.resourceVersion) return;
-    named.set(name, object);
+    this.heldBytes += bytes - (found?.bytes ?? 0);
+    if (found !== undefined && found.object.metadata?.resourceVersion !== undefined && found.object.metadata.resourceVersion === object.metadata?.resourceVersion) {
+      found.bytes = bytes;
+      return;
+    }
+    named.set(name, { object, bytes });
     this.emit(found === undefined ? 'add' : 'update', object);
   }
 
+  /** Lets an object go; its bytes are given back to the budget by the caller. */
   private remove(object: T): void {
     const namespace = object.metadata?.namespace ?? '';
     const named = this.objects.get(namespace);
-    if (named?.delete(object.metadata?.name ?? '') !== true) return;
+    const name = object.metadata?.name ?? '';
+    const held = named?.get(name);
+    if (named === undefined || held === undefined) return;
+    named.delete(name);
+    this.heldBytes -= held.bytes;
     if (named.size === 0) this.objects.delete(namespace);
     this.emit('delete', object);
   }
