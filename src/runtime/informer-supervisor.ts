@@ -184,7 +184,10 @@ export class SupervisedInformer<T extends KubernetesObject> {
     }
     // Each item counted as its share of the answers: what the list held in memory to hand them over.
     const each = listed.items.length === 0 ? 0 : Math.ceil((listed.bytes ?? 0) / listed.items.length);
-    this.take(each * listed.items.length - this.heldBytes, `a list of ${this.options.path}`);
+    // Counted by name, as they are held: an item listed twice is held once.
+    let distinct = 0;
+    for (const named of fresh.values()) distinct += named.size;
+    this.take(each * distinct - this.heldBytes, `a list of ${this.options.path}`);
     for (const [namespace, named] of this.objects) {
       for (const [name, held] of named) if (fresh.get(namespace)?.has(name) !== true) this.remove(held.object);
     }
