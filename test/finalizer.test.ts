@@ -4,20 +4,7 @@ import { before, test } from 'node:test';
 import { API_VERSION, CLUSTER_TARGET, DATABASE_QUERY_RESOURCE, GROUP } from '../src/api/index.ts';
 import { adminRequest } from './harness/kube-apiserver.ts';
 import { expectNoLeaks, openTestEnv, type LeakCount, type TestCluster } from './harness/test-env.ts';
-import {
-  applyHub,
-  condition,
-  dqrPath,
-  dqrStatus,
-  eventually,
-  getHub,
-  putDatabaseSecret,
-  putDqr,
-  putSecret,
-  registerMembers,
-  startController,
-  type RunningController,
-} from './helpers/hub-fixture.ts';
+import { condition, dqrPath, dqrStatus, eventually, getHub, putClusterTarget, putDatabaseSecret, putDqr, registerMembers, startController, type RunningController } from './helpers/hub-fixture.ts';
 
 const env = await openTestEnv('finalizer');
 const [east, west] = env.members;
@@ -54,16 +41,6 @@ async function deleting(name: string): Promise<{ status: string; reason: string;
   return eventually(`${name} reports why it waits`, async () => {
     const ready = condition(await dqrStatus(env, name), 'Ready');
     return ready?.reason === 'Deleting' ? ready : undefined;
-  });
-}
-
-async function addTarget(name: string, kubeconfig: string, spec: Record<string, unknown> = {}): Promise<void> {
-  await putSecret(env, `${name}-kubeconfig`, { kubeconfig });
-  await applyHub(env, ctPath, {
-    apiVersion: API_VERSION,
-    kind: CLUSTER_TARGET.kind,
-    metadata: { name },
-    spec: { kubeconfigSecretRef: { name: `${name}-kubeconfig`, key: 'kubeconfig' }, ...spec },
   });
 }
 
@@ -181,7 +158,7 @@ test('a dead ClusterTarget the DQR never used does not hold its deletion hostage
   await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
   const port = (closed.address() as { port: number }).port;
   await new Promise<void>((resolve) => closed.close(() => resolve()));
-  await addTarget('dead', east.info.kubeconfig.replace(new URL(east.info.server).host, `127.0.0.1:${port}`));
+  await putClusterTarget(env, 'dead', east.info.kubeconfig.replace(new URL(east.info.server).host, `127.0.0.1:${port}`));
   await targetReady('dead', 'False');
   await putDqr(env, 'alone', { query: 'SELECT id FROM items', template: template('alone'), targets: { clusters: ['member-1'] } });
   await present(east, 'alone-1');
@@ -195,7 +172,7 @@ test('an unreachable member keeps the finalizer with a condition; rowcast.dev/or
   const proxy = await proxyTo(west);
   let open = true;
   try {
-    await addTarget('via-proxy', west.info.kubeconfig.replace(west.info.server, proxy.url));
+    await putClusterTarget(env, 'via-proxy', west.info.kubeconfig.replace(west.info.server, proxy.url));
     await targetReady('via-proxy', 'True');
     await putDqr(env, 'far', { query: 'SELECT id FROM items', template: template('far'), targets: { clusters: ['member-1', 'via-proxy'] } });
     await present(east, 'far-1');

@@ -9,7 +9,7 @@ import { API_VERSION, CLUSTER_TARGET } from '../src/api/index.ts';
 import { adminRequest, kubeconfigYaml, type RunningApiserver } from './harness/kube-apiserver.ts';
 import { expectNoLeaks, openTestEnv, type LeakCount } from './harness/test-env.ts';
 import { startAuditedMember } from './helpers/audited-member.ts';
-import { applyHub, eventually, putDatabaseSecret, putDqr, putSecret } from './helpers/hub-fixture.ts';
+import { eventually, putClusterTarget, putDatabaseSecret, putDqr } from './helpers/hub-fixture.ts';
 
 // Two real `rowcast controller --leader-elect` processes and a member apiserver
 // of this file's own that keeps an audit log of every write in the test's
@@ -189,16 +189,6 @@ function dqrSpec(prefix: string): Record<string, unknown> {
   };
 }
 
-async function putClusterTarget(name: string, kubeconfig: string): Promise<void> {
-  await putSecret(env, `${name}-kubeconfig`, { kubeconfig });
-  await applyHub(env, `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}`, {
-    apiVersion: API_VERSION,
-    kind: CLUSTER_TARGET.kind,
-    metadata: { name },
-    spec: { kubeconfigSecretRef: { name: `${name}-kubeconfig`, key: 'kubeconfig' } },
-  });
-}
-
 /** A member that accepts connections and never answers: every replica's start-up waits on it for 10 s, past the 6 s Lease. */
 async function startBlackhole(): Promise<{ stop: () => Promise<void> }> {
   assert.ok(audited !== undefined);
@@ -210,7 +200,7 @@ async function startBlackhole(): Promise<{ stop: () => Promise<void> }> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const port = (server.address() as { port: number }).port;
-  await putClusterTarget('blackhole', kubeconfigYaml('blackhole', { ...audited.info, server: `https://127.0.0.1:${port}` }));
+  await putClusterTarget(env, 'blackhole', kubeconfigYaml('blackhole', { ...audited.info, server: `https://127.0.0.1:${port}` }));
   return {
     stop: async () => {
       await adminRequest(env.hub.info, 'DELETE', `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}/blackhole`);
@@ -222,7 +212,7 @@ async function startBlackhole(): Promise<{ stop: () => Promise<void> }> {
 
 before(async () => {
   ({ apiserver: audited, auditLog } = await startAuditedMember(env, `audited-${env.namespace}`, true));
-  await putClusterTarget('audited', audited.info.kubeconfig);
+  await putClusterTarget(env, 'audited', audited.info.kubeconfig);
   await putDatabaseSecret(env);
   await env.sql('CREATE TABLE things (id int PRIMARY KEY, v int NOT NULL DEFAULT 0)');
   await env.sql('INSERT INTO things (id) SELECT generate_series(1, 20)');

@@ -9,7 +9,7 @@ import yaml from 'js-yaml';
 import { API_VERSION, CLUSTER_TARGET } from '../src/api/index.ts';
 import { createClusterPki } from './harness/pki.ts';
 import { expectNoLeaks, openTestEnv, type LeakCount, type TestCluster } from './harness/test-env.ts';
-import { applyHub, configMaps, dqrStatus, eventually, getHub, putDatabaseSecret, putDqr, putSecret, startController, type RunningController } from './helpers/hub-fixture.ts';
+import { configMaps, dqrStatus, eventually, getHub, putClusterTarget, putDatabaseSecret, putDqr, startController, type RunningController } from './helpers/hub-fixture.ts';
 
 // Anyone who may create a ClusterTarget can point it at a server of their
 // own. That server answers every call with a body that never ends. The hub
@@ -149,24 +149,14 @@ function kubernetesLike(url: string, res: import('node:http').ServerResponse): v
   res.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 }));
 }
 
-async function putTarget(name: string, kubeconfig: string): Promise<void> {
-  await putSecret(env, `${name}-kubeconfig`, { kubeconfig });
-  await applyHub(env, `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}`, {
-    apiVersion: API_VERSION,
-    kind: CLUSTER_TARGET.kind,
-    metadata: { name },
-    spec: { kubeconfigSecretRef: { name: `${name}-kubeconfig`, key: 'kubeconfig' } },
-  });
-}
-
 async function targetCondition(name: string, type: string): Promise<{ status: string; message: string } | undefined> {
   const target = await getHub(env, `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}/${name}`);
   return ((target?.['status'] as { conditions?: { type: string; status: string; message: string }[] } | undefined)?.conditions ?? []).find((c) => c.type === type);
 }
 
 before(async () => {
-  await putTarget('east', east.info.kubeconfig);
-  await putTarget('hostile', await startHostileMember());
+  await putClusterTarget(env, 'east', east.info.kubeconfig);
+  await putClusterTarget(env, 'hostile', await startHostileMember());
   await putDatabaseSecret(env);
   await env.sql('CREATE TABLE rows3 (id int PRIMARY KEY)');
   await env.sql('INSERT INTO rows3 VALUES (1), (2), (3)');

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
-import { API_VERSION, CLUSTER_TARGET } from '../src/api/index.ts';
 import { adminRequest } from './harness/kube-apiserver.ts';
 import { expectNoLeaks, openTestEnv, type LeakCount, type TestCluster } from './harness/test-env.ts';
 import { startHttp1Proxy, type Http1Proxy } from './helpers/http1-proxy.ts';
-import { applyHub, eventually, putDatabaseSecret, putDqr, putSecret, startController, type RunningController } from './helpers/hub-fixture.ts';
+import { eventually, putClusterTarget, putDatabaseSecret, putDqr, startController, type RunningController } from './helpers/hub-fixture.ts';
 
 // A tenant's ClusterTarget with many allowed namespaces, reached through a
 // proxy that speaks HTTP/1.1 only: Rowcast keeps a watch per (kind,
@@ -32,13 +31,7 @@ before(async () => {
   await env.sql('CREATE TABLE spread (id int PRIMARY KEY, ns text NOT NULL, v int NOT NULL DEFAULT 0, seen int)');
   for (const [i, namespace] of namespaces.entries()) await env.sql('INSERT INTO spread (id, ns) VALUES ($1, $2)', [i + 1, namespace]);
   proxy = await startHttp1Proxy(east.info);
-  await putSecret(env, 'east-kubeconfig', { kubeconfig: proxy.kubeconfig });
-  await applyHub(env, `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}`, {
-    apiVersion: API_VERSION,
-    kind: CLUSTER_TARGET.kind,
-    metadata: { name: 'east' },
-    spec: { kubeconfigSecretRef: { name: 'east-kubeconfig', key: 'kubeconfig' }, allowedNamespaces: namespaces },
-  });
+  await putClusterTarget(env, 'east', proxy.kubeconfig, { allowedNamespaces: namespaces });
   await putDatabaseSecret(env);
   baseline = await env.leaks();
   running = await startController(env);

@@ -4,20 +4,7 @@ import { before, test } from 'node:test';
 import { API_VERSION, CLUSTER_TARGET } from '../src/api/index.ts';
 import { expectNoLeaks, openTestEnv, type LeakCount } from './harness/test-env.ts';
 import { adminRequest } from './harness/kube-apiserver.ts';
-import {
-  applyHub,
-  condition,
-  dqrPath,
-  dqrStatus,
-  eventually,
-  getHub,
-  putDatabaseSecret,
-  putDqr,
-  putSecret,
-  registerMembers,
-  startController,
-  type RunningController,
-} from './helpers/hub-fixture.ts';
+import { condition, dqrPath, dqrStatus, eventually, getHub, putClusterTarget, putDatabaseSecret, putDqr, registerMembers, startController, type RunningController } from './helpers/hub-fixture.ts';
 
 const env = await openTestEnv('ownership-targets');
 const [east, west] = env.members;
@@ -30,16 +17,6 @@ const ctPath = `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGE
 /** The label the previous version stamped: hub id, namespace and name, no ClusterTarget. */
 function legacyLabel(name: string): string {
   return createHash('sha256').update(JSON.stringify([hubId, env.namespace, name])).digest('hex').slice(0, 32);
-}
-
-async function addTarget(name: string, kubeconfig: string): Promise<void> {
-  await putSecret(env, `${name}-kubeconfig`, { kubeconfig });
-  await applyHub(env, ctPath, {
-    apiVersion: API_VERSION,
-    kind: CLUSTER_TARGET.kind,
-    metadata: { name },
-    spec: { kubeconfigSecretRef: { name: `${name}-kubeconfig`, key: 'kubeconfig' } },
-  });
 }
 
 async function targetReady(name: string): Promise<{ status: string; reason: string; message: string }> {
@@ -79,7 +56,7 @@ env.defer(async () => {
 
 test('two ClusterTargets reaching one apiserver under different URLs keep each other\'s objects', async () => {
   // The same member as member-1, reached as localhost instead of 127.0.0.1: no URL comparison can tell.
-  await addTarget('member-1-alias', east.info.kubeconfig.replaceAll('127.0.0.1', 'localhost'));
+  await putClusterTarget(env, 'member-1-alias', east.info.kubeconfig.replaceAll('127.0.0.1', 'localhost'));
   assert.equal((await targetReady('member-1-alias')).status, 'True');
   await env.sql('CREATE TABLE twins (id int PRIMARY KEY, cluster text)');
   await env.sql("INSERT INTO twins VALUES (1, 'member-1'), (2, 'member-1-alias')");
@@ -113,7 +90,7 @@ test('two ClusterTargets reaching one apiserver under different URLs keep each o
 });
 
 test('a second ClusterTarget with the same server and CA as an older one is refused, with a condition', async () => {
-  await addTarget('member-2-copy', west.info.kubeconfig);
+  await putClusterTarget(env, 'member-2-copy', west.info.kubeconfig);
   const ready = await targetReady('member-2-copy');
   assert.equal(ready.status, 'False');
   assert.equal(ready.reason, 'DuplicateCluster');

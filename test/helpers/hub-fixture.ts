@@ -58,6 +58,17 @@ export async function putSecret(env: TestEnv, name: string, data: Record<string,
   });
 }
 
+/** A ClusterTarget in the test namespace and the Secret `<name>-kubeconfig` its kubeconfig is read from. */
+export async function putClusterTarget(env: TestEnv, name: string, kubeconfig: string, spec: Record<string, unknown> = {}): Promise<void> {
+  await putSecret(env, `${name}-kubeconfig`, { kubeconfig });
+  await applyHub(env, `/apis/${API_VERSION}/namespaces/${env.namespace}/${CLUSTER_TARGET.plural}`, {
+    apiVersion: API_VERSION,
+    kind: CLUSTER_TARGET.kind,
+    metadata: { name },
+    spec: { kubeconfigSecretRef: { name: `${name}-kubeconfig`, key: 'kubeconfig' }, ...spec },
+  });
+}
+
 /** Registers every member as a ClusterTarget (kubeconfig in a Secret), labelled region=<name>. */
 export async function registerMembers(env: TestEnv, extraSpec: Record<string, unknown> = {}): Promise<void> {
   for (const member of env.members) {
