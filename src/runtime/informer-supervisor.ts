@@ -238,13 +238,12 @@ export class SupervisedInformer<T extends KubernetesObject> {
         }
         const object = event.object;
         if (object === undefined) continue;
+        const heldBytes = this.objects.get(object.metadata?.namespace ?? '')?.get(object.metadata?.name ?? '')?.bytes ?? 0;
         if (event.type === 'ADDED' || event.type === 'MODIFIED') {
-          const held = this.objects.get(object.metadata?.namespace ?? '')?.get(object.metadata?.name ?? '');
-          this.take(line.length - (held?.bytes ?? 0), `a watch event of ${this.options.path}`);
+          this.take(line.length - heldBytes, `a watch event of ${this.options.path}`);
           this.upsert(object, line.length);
         } else if (event.type === 'DELETED') {
-          const held = this.objects.get(object.metadata?.namespace ?? '')?.get(object.metadata?.name ?? '');
-          this.options.budget?.take(-(held?.bytes ?? 0));
+          this.options.budget?.take(-heldBytes);
           this.remove(object);
         }
         this.resourceVersion = object.metadata?.resourceVersion ?? this.resourceVersion;
